@@ -1,0 +1,1 @@
+"""Face verification and identification protocols: LFW-style 10-fold, IJB-B/C, TinyFace."""

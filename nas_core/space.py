@@ -1,0 +1,42 @@
+"""The SearchSpace protocol: what MacroMicroSearch needs from a task (classification, faces, ...).
+
+A space instance is bound to its task (input channels, classes or embedding size), so
+``build`` and ``count_params`` take only the genotype.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from torch import nn
+
+from nas_core.genotype import Genotype
+from nas_core.registry import Registry
+
+SPACES = Registry("search space")
+
+
+@runtime_checkable
+class SearchSpace(Protocol):
+    name: str
+
+    def build(self, genotype: Genotype) -> nn.Module:
+        """The network of this genotype, freshly initialised."""
+
+    def count_params(self, genotype: Genotype) -> int:
+        """Trainable parameters of ``build(genotype)``, in closed form (no model is built)."""
+
+
+def match_width(space: SearchSpace, genotype: Genotype, reference_params: int, slack: int) -> Genotype:
+    """Lower the width by 1 until params ≤ reference + slack (DESIGN §3, micro search)."""
+    while genotype.width > 1 and space.count_params(genotype) > reference_params + slack:
+        genotype = genotype.with_width(genotype.width - 1)
+    return genotype
+
+
+def create_space(name: str, **task) -> SearchSpace:
+    return SPACES.create(name, **task)
+
+
+def list_spaces(pattern: str = "*") -> list[str]:
+    return SPACES.list(pattern)
