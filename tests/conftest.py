@@ -1,10 +1,17 @@
 """Shared test fixtures: paths to the real data in ../shared/data."""
 
+import os
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# CI runs from a fresh clone elsewhere: look beside the clone, then at the workplace's shared folder.
+_CANDIDATES = [
+    os.environ.get("FACENAS_SHARED_DATA", ""),
+    str(Path(__file__).resolve().parents[2] / "shared" / "data"),
+    "/work/shared/data",
+]
+SHARED_DATA = next((Path(c) for c in _CANDIDATES if c and Path(c).is_dir()), Path(_CANDIDATES[1]))
 
 
 def _data_dir(name: str) -> Path:
