@@ -1,0 +1,136 @@
+"""RUN/journal.jsonl: one JSON object per finished trial, appended with flush + fsync.
+
+A search killed mid-write leaves at most a torn last line; reading ignores it and the next append
+cuts it off first. Resuming = wrapping the evaluator in JournaledEvaluator: journaled trials
+return their stored result, so the (deterministic) search walks the same path to the same answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from nas_core.errors import NasError
+from nas_core.evaluator import Evaluator, TrialResult
+from nas_core.genotype import Genotype
+
+_RESULT_FIELDS = ("accuracy", "params", "seconds", "seed", "epoch_accuracies", "extra")
+
+
+def _jsonable(value: Any) -> Any:
+    # numpy / torch scalars that a trainer may leave in TrialResult.extra
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+class Journal:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._records: list[dict[str, Any]] = []
+        self._index: dict[tuple[str, int], dict[str, Any]] = {}
+        self._good_bytes: int | None = None  # set when a torn last line must be cut before appending
+        self._read()
+
+    def _read(self) -> None:
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        offset = 0
+        for number, line in enumerate(lines, start=1):
+            is_last = number == len(lines)
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                    if not isinstance(record, dict):
+                        raise ValueError("not an object")
+                    self._add(record, number)
+                except (ValueError, NasError) as exc:
+                    if is_last:  # torn by a crash mid-append: the trial simply did not finish
+                        self._good_bytes = offset
+                        break
+                    raise NasError(f"{self.path}:{number}: expected one JSON trial record per line ({exc})") from None
+            offset += len(line) + 1
+        if self._good_bytes is None and data and not data.endswith(b"\n"):
+            self._good_bytes = len(data)  # complete record but no newline: add one before appending
+
+    def _add(self, record: dict[str, Any], number: int | None = None) -> None:
+        where = f"{self.path}:{number}" if number else str(self.path)
+        if "genotype" not in record or "epochs" not in record or "accuracy" not in record:
+            raise NasError(f"{where}: expected a trial record with genotype, epochs and accuracy")
+        genotype = Genotype.from_dict(record["genotype"], where=where)
+        self._records.append(record)
+        self._index[(genotype.key(), int(record["epochs"]))] = record
+
+    def records(self) -> list[dict[str, Any]]:
+        return list(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def lookup(self, genotype: Genotype, epochs: int) -> TrialResult | None:
+        record = self._index.get((genotype.key(), int(epochs)))
+        return None if record is None else record_result(record)
+
+    def append(self, genotype: Genotype, epochs: int, result: TrialResult, **extra: Any) -> None:
+        record = {"genotype": genotype.to_dict(), "epochs": int(epochs), **result.to_dict(),
+                  "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
+        line = json.dumps(record, default=_jsonable) + "\n"
+        with open(self.path, "ab") as handle:
+            if self._good_bytes is not None:
+                handle.truncate(self._good_bytes)
+                if self._good_bytes and not self._ends_with_newline():
+                    handle.write(b"\n")
+                self._good_bytes = None
+            handle.write(line.encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        self._add(json.loads(line))
+
+    def _ends_with_newline(self) -> bool:
+        with open(self.path, "rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) == b"\n"
+
+
+def record_result(record: dict[str, Any]) -> TrialResult:
+    """The TrialResult stored in one journal record."""
+    values = {k: record[k] for k in _RESULT_FIELDS if k in record}
+    values.setdefault("params", 0)
+    return TrialResult(**values)
+
+
+class JournaledEvaluator:
+    """Evaluator that answers journaled trials from the journal and journals every new one."""
+
+    def __init__(self, evaluator: Evaluator, journal: Journal):
+        self.evaluator = evaluator
+        self.journal = journal
+        self.hits = 0  # trials answered from the journal (resumed), for the CLI's summary
+        self.last_was_hit = False
+        self._context: dict[str, Any] = {}
+
+    def begin_trial(self, **context: Any) -> None:
+        """Phase information of the next trial (index, phase, layer), stored with its record."""
+        self._context = dict(context)
+        inner = getattr(self.evaluator, "begin_trial", None)
+        if inner is not None:
+            inner(**context)
+
+    def evaluate(self, genotype: Genotype, epochs: int) -> TrialResult:
+        stored = self.journal.lookup(genotype, epochs)
+        self.last_was_hit = stored is not None
+        if stored is not None:
+            self.hits += 1
+            return stored
+        result = self.evaluator.evaluate(genotype, epochs)
+        self.journal.append(genotype, epochs, result, **self._context)
+        self._context = {}
+        return result

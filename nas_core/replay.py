@@ -1,0 +1,156 @@
+"""Replay a finished search without training: the authors' traces or our own run folders.
+
+A LookupEvaluator answers every trial from a table of finished trials. Replaying with other
+settings (thresholds, strikes, macro_only, max_trials) re-decides the search; a candidate the
+table lacks raises NasError naming it, since it would need training.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from nas_core.errors import NasError
+from nas_core.evaluator import TrialResult
+from nas_core.genotype import Genotype
+from nas_core.journal import Journal, record_result
+from nas_core.search import MacroMicroSearch, SearchResult, SearchSettings, with_overrides
+from nas_core.space import SPACES, SearchSpace, create_space
+
+# Only modules of this distribution may be imported to register a space named in a run folder.
+_SPACE_PACKAGES = ("nas_core", "facerec")
+
+
+class LookupEvaluator:
+    """Evaluator over a table {(genotype.key(), epochs): TrialResult}; records what was asked."""
+
+    def __init__(self, table: dict[tuple[str, int], TrialResult]):
+        self.table = table
+        self.requests: list[tuple[Genotype, int]] = []
+
+    def evaluate(self, genotype: Genotype, epochs: int) -> TrialResult:
+        self.requests.append((genotype, epochs))
+        try:
+            return self.table[(genotype.key(), int(epochs))]
+        except KeyError:
+            raise NasError(f"{genotype.key()} at {epochs} epochs: not in the trace; it would need training") from None
+
+
+def load_trace(path: str | Path) -> tuple[SearchSettings, SearchSpace, LookupEvaluator, dict[str, Any]]:
+    """(settings, space, evaluator, info) from an authors' trace JSON, a RUN dir or its journal.jsonl.
+
+    info holds "kind" ("trace" | "run"), "source" and, for traces, "expected_requests"
+    [(genotype, epochs), ...] and "expected_result" (the logged result, ops as "sep"/"conv").
+    """
+    path = Path(path)
+    if path.is_dir() or path.name.endswith(".jsonl"):
+        return _load_run(path)
+    if not path.is_file():
+        raise NasError(f"{path}: expected a search trace (.json), a run folder or its journal.jsonl; not found")
+    data = _read_json(path)
+    if "candidates" not in data:
+        raise NasError(f"{path}: expected a search trace with 'candidates', 'settings' and 'result'")
+    return _load_authors_trace(path, data)
+
+
+def replay(path: str | Path, *, space: SearchSpace | None = None, **setting_overrides: Any) -> SearchResult:
+    """Run the search over a finished trace; overrides (None ignored) re-decide it without training."""
+    settings, loaded_space, evaluator, _ = load_trace(path)
+    settings = with_overrides(settings, **setting_overrides)
+    return MacroMicroSearch(space or loaded_space, evaluator, settings).run()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NasError(f"{path}: expected a readable JSON file ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise NasError(f"{path}: expected JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise NasError(f"{path}: expected a JSON object")
+    return data
+
+
+def _load_authors_trace(path: Path, data: dict[str, Any]):
+    from nas_core.classify.network import ClassifierSpace
+
+    try:
+        logged, fixed = data["settings"], data["hard_coded"]
+        if logged["dp_break_tolerance"] != logged["ch_break_tolerance"]:
+            raise NasError(f"{path}: expected equal depth and width break tolerances (one max_strikes)")
+        settings = SearchSettings(
+            e_min=logged["E_min"], d_min=logged["D_min"], d_max=logged["D_max"], w_min=logged["W_min"],
+            w_max=logged["W_max"], w_res=logged["W_res"], depth_accept=logged["dp_add_tolerance"],
+            depth_tolerance=fixed["depth_drop_tolerance"],
+            # the reference breaks when a strike arrives with the counter already at the tolerance
+            max_strikes=logged["dp_break_tolerance"] + 1,
+            micro_epochs=fixed["micro_epochs"], micro_kernels=tuple(fixed["micro_kernels"]),
+            param_slack=fixed["micro_param_slack"], seed=logged.get("seed", 0),
+            depth_epoch_step=logged.get("add_epochs", 1), width_epoch_step=logged.get("add_epochs_w", 2),
+        )
+        space = ClassifierSpace(in_channels=data["in_channels"], num_classes=data["num_classes"])
+        table: dict[tuple[str, int], TrialResult] = {}
+        expected = []
+        for number, cand in enumerate(data["candidates"]):
+            genotype = Genotype.from_dict(cand, where=f"{path}: candidate {number}")
+            epochs = int(cand["epochs"])
+            table[(genotype.key(), epochs)] = TrialResult(
+                accuracy=float(cand["test_acc"]), params=int(cand["params"]),
+                seconds=float(cand.get("train_seconds", 0.0)),
+                epoch_accuracies=[float(a) for a in cand.get("epoch_test_acc", [])],
+                extra={"train_acc": cand.get("train_acc"), "phase": cand.get("phase")},
+            )
+            expected.append((genotype, epochs))
+        result = data["result"]
+        final = Genotype.from_dict({**result, "width": result["final_width"]}, where=f"{path}: result")
+        expected_result = {"genotype": final, "macro_width": int(result["macro_width"]),
+                           "params": int(result["params"])}
+    except KeyError as exc:
+        raise NasError(f"{path}: expected key {exc} in the search trace") from None
+    info = {"kind": "trace", "source": str(path), "dataset": data.get("dataset"),
+            "expected_requests": expected, "expected_result": expected_result}
+    return settings, space, LookupEvaluator(table), info
+
+
+def _load_run(path: Path):
+    run_dir = path if path.is_dir() else path.parent
+    journal_path = path if path.name.endswith(".jsonl") else run_dir / "journal.jsonl"
+    if not journal_path.is_file():
+        raise NasError(f"{journal_path}: expected the journal of a search run; file not found")
+    described = None
+    for name in ("settings.json", "result.json"):
+        candidate = run_dir / name
+        if candidate.is_file():
+            data = _read_json(candidate)
+            if "settings" in data:
+                described = (candidate, data)
+                break
+    if described is None:
+        raise NasError(f"{run_dir}: expected settings.json or result.json holding the search settings")
+    where, data = described
+    settings = SearchSettings.from_dict(data["settings"], where=f"{where}: settings")
+    space = _space_from_spec(data.get("space"), where)
+    journal = Journal(journal_path)
+    table = {}
+    for record in journal.records():
+        genotype = Genotype.from_dict(record["genotype"], where=str(journal_path))
+        table[(genotype.key(), int(record["epochs"]))] = record_result(record)
+    info = {"kind": "run", "source": str(run_dir), "trials": len(table)}
+    return settings, space, LookupEvaluator(table), info
+
+
+def _space_from_spec(spec: Any, where: Path) -> SearchSpace:
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise NasError(f"{where}: expected 'space': {{'name': ..., 'task': {{...}}}} describing the search space")
+    module = spec.get("module") or "nas_core.classify.network"
+    if spec["name"] not in SPACES and module.split(".")[0] in _SPACE_PACKAGES:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise NasError(f"{where}: expected module {module} registering space {spec['name']} ({exc})") from None
+    return create_space(spec["name"], **dict(spec.get("task") or {}))

@@ -1,0 +1,284 @@
+"""MacroMicroSearch: Algorithm 1 of "Efficient Global Neural Architecture Search" (DESIGN §3).
+
+Macro: Grow the depth of an all-sep3 net at W_max, then Prune its width. Micro: retrain the macro
+result briefly as baseline b, then per layer try a plain conv (Replace) and then kernel 5 (Update),
+lowering the width so parameters stay at the phase's reference. The search does no I/O: it asks
+the evaluator for trials and reports each one through ``on_trial``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from nas_core.errors import NasError
+from nas_core.evaluator import Evaluator, TrialResult
+from nas_core.genotype import KERNELS, Genotype
+from nas_core.ranking import EpochSchedule, at_least, greater
+from nas_core.space import SearchSpace, match_width
+
+
+@dataclass
+class SearchSettings:
+    e_min: int = 10
+    d_min: int = 10
+    d_max: int = 100
+    w_min: int = 16
+    w_max: int = 64
+    w_res: int = 2
+    depth_accept: float = 0.10  # accept a deeper net if acc >= best + 0.10 (percent points)
+    depth_tolerance: float = 0.05  # neutral if acc >= best - 0.05
+    max_strikes: int = 3  # the 3rd strike since the last accept stops a macro phase
+    micro_epochs: int = 2
+    micro_kernels: tuple[int, ...] = (5,)
+    param_slack: int = 10_000
+    macro_only: bool = False  # stop after Prune
+    max_trials: int | None = None  # hard budget: stop after this many trials, return the best so far
+    seed: int = 0
+    depth_epoch_step: int = 1  # E += 1 per depth candidate tried (reference add_epochs)
+    width_epoch_step: int = 2  # E += 2 per width candidate tried (reference add_epochs_w)
+
+    def __post_init__(self) -> None:
+        self.micro_kernels = tuple(int(k) for k in self.micro_kernels)
+        problems = []
+        if not 1 <= self.d_min <= self.d_max:
+            problems.append(f"1 <= d_min <= d_max (got {self.d_min}, {self.d_max})")
+        if not 1 <= self.w_min <= self.w_max:
+            problems.append(f"1 <= w_min <= w_max (got {self.w_min}, {self.w_max})")
+        if self.w_res < 1 or self.max_strikes < 1 or self.e_min < 1 or self.micro_epochs < 1:
+            problems.append("w_res, max_strikes, e_min and micro_epochs >= 1")
+        if any(k not in KERNELS for k in self.micro_kernels):
+            problems.append(f"micro_kernels in {KERNELS} (got {list(self.micro_kernels)})")
+        if self.max_trials is not None and self.max_trials < 1:
+            problems.append(f"max_trials >= 1 or None (got {self.max_trials})")
+        if problems:
+            raise NasError("search settings: expected " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["micro_kernels"] = list(self.micro_kernels)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "search settings") -> SearchSettings:
+        if not isinstance(data, dict):
+            raise NasError(f"{where}: expected an object of search settings")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise NasError(f"{where}: unknown setting(s) {', '.join(unknown)}; expected some of {', '.join(sorted(known))}")
+        return cls(**data)
+
+
+PRESETS: dict[str, SearchSettings] = {
+    "tiny": SearchSettings(w_max=64),
+    "mobile": SearchSettings(w_max=128),
+    "small": SearchSettings(w_max=32, d_min=4, d_max=49),  # faces: blocks R-10 .. R-100 (DESIGN §4)
+    "medium": SearchSettings(w_max=64, d_min=4, d_max=49),
+}
+
+
+def settings_for(size: str, **overrides: Any) -> SearchSettings:
+    """A preset with overrides applied; overrides that are None (unset CLI flags) are ignored."""
+    if size not in PRESETS:
+        raise NasError(f"{size}: unknown search size; expected one of {', '.join(PRESETS)}")
+    return with_overrides(PRESETS[size], **overrides)
+
+
+def with_overrides(settings: SearchSettings, **overrides: Any) -> SearchSettings:
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    known = {f.name for f in fields(SearchSettings)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise NasError(f"search settings: unknown setting(s) {', '.join(unknown)}")
+    return replace(settings, **overrides)
+
+
+@dataclass
+class TrialRecord:
+    index: int
+    phase: str  # "depth" | "width" | "micro_base" | "ops" | "kernels"
+    layer: int | None
+    genotype: Genotype
+    epochs: int
+    result: TrialResult
+    decision: str  # "baseline" | "accept" | "neutral" | "strike" | "reject"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "phase": self.phase, "layer": self.layer,
+                "genotype": self.genotype.to_dict(), "epochs": self.epochs,
+                "result": self.result.to_dict(), "decision": self.decision}
+
+
+@dataclass
+class SearchResult:
+    genotype: Genotype  # what the search returns: W_f with the micro ops/kernels
+    macro_genotype: Genotype  # after Grow + Prune (W_m)
+    params: int
+    accuracy: float  # score of the trial that produced `genotype` (percent)
+    trials: list[TrialRecord]
+    epochs_total: int
+    seconds: float  # sum of the trials' seconds (a resumed run counts its journaled trials too)
+    macro_epochs: int = 0  # epochs of the accepted macro trial (the reference's "final epochs")
+    settings: dict[str, Any] = field(default_factory=dict)
+    space: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"genotype": self.genotype.to_dict(), "macro_genotype": self.macro_genotype.to_dict(),
+                "params": self.params, "accuracy": self.accuracy, "epochs_total": self.epochs_total,
+                "seconds": self.seconds, "macro_epochs": self.macro_epochs, "settings": self.settings,
+                "space": self.space, "trials": [t.to_dict() for t in self.trials]}
+
+
+def space_spec(space: SearchSpace) -> dict[str, Any]:
+    """What rebuilds ``space``: its registry name, the module that registers it and its task arguments."""
+    return {"name": space.name, "module": type(space).__module__, "task": dict(getattr(space, "task", {}) or {})}
+
+
+class _BudgetSpent(Exception):
+    """max_trials reached: unwind to run() and return the best so far."""
+
+
+class MacroMicroSearch:
+    def __init__(self, space: SearchSpace, evaluator: Evaluator, settings: SearchSettings,
+                 on_trial: Callable[[TrialRecord], None] | None = None):
+        self.space = space
+        self.evaluator = evaluator
+        self.settings = settings
+        self.on_trial = on_trial
+
+    def describe(self) -> dict[str, Any]:
+        """Settings and space of this search: what a run folder needs to be replayed or resumed."""
+        return {"settings": self.settings.to_dict(), "space": space_spec(self.space)}
+
+    def run(self) -> SearchResult:
+        s = self.settings
+        self._trials: list[TrialRecord] = []
+        self._schedule = EpochSchedule(s.e_min, s.depth_epoch_step, s.width_epoch_step, s.micro_epochs)
+        self._macro: tuple[Genotype, float, int] | None = None  # genotype, score, epochs
+        self._micro: tuple[Genotype, float] | None = None
+        try:
+            depth_best = self._grow()
+            self._prune(depth_best)
+            if not s.macro_only:
+                self._micro_search()
+        except _BudgetSpent:
+            pass
+        return self._result()
+
+    # -- trials ---------------------------------------------------------------------------------
+
+    def _evaluate(self, phase: str, layer: int | None, genotype: Genotype, epochs: int) -> TrialResult:
+        budget = self.settings.max_trials
+        if budget is not None and len(self._trials) >= budget:
+            raise _BudgetSpent
+        begin = getattr(self.evaluator, "begin_trial", None)
+        if begin is not None:  # optional hook: lets a journal record the phase of each trial
+            begin(index=len(self._trials), phase=phase, layer=layer)
+        return self.evaluator.evaluate(genotype, epochs)
+
+    def _record(self, phase: str, layer: int | None, genotype: Genotype, epochs: int,
+                result: TrialResult, decision: str) -> None:
+        record = TrialRecord(len(self._trials), phase, layer, genotype, epochs, result, decision)
+        self._trials.append(record)
+        if self.on_trial is not None:
+            self.on_trial(record)
+
+    # -- macro: Grow then Prune -------------------------------------------------------------------
+
+    def _grow(self) -> Genotype:
+        s = self.settings
+        genotype = Genotype.uniform(s.d_min, s.w_max)
+        epochs = self._schedule.baseline()
+        result = self._evaluate("depth", None, genotype, epochs)
+        self._macro = (genotype, result.accuracy, epochs)
+        self._record("depth", None, genotype, epochs, result, "baseline")
+        strikes, depth = 0, s.d_min
+        # The reference loops while depth != D_max, so D_max itself is the last depth tried.
+        while depth < s.d_max:
+            depth += 1  # one past the last *tried* depth, not the best one
+            epochs = self._schedule.next_depth()
+            candidate = Genotype.uniform(depth, s.w_max)
+            result = self._evaluate("depth", None, candidate, epochs)
+            best = self._macro[1]
+            if at_least(result.accuracy, best, s.depth_accept):
+                decision, strikes = "accept", 0
+                self._macro = (candidate, result.accuracy, epochs)
+            elif at_least(result.accuracy, best, -s.depth_tolerance):
+                decision = "neutral"  # no change to best or strikes
+            else:
+                decision, strikes = "strike", strikes + 1
+            self._record("depth", None, candidate, epochs, result, decision)
+            if strikes >= s.max_strikes:
+                break
+        return self._macro[0]
+
+    def _prune(self, depth_best: Genotype) -> None:
+        s = self.settings
+        strikes, width = 0, depth_best.width
+        # Stop at W_min: never try a width below it (the reference could step past it when
+        # W_max - W_min is not a multiple of W_res).
+        while width - s.w_res >= s.w_min:
+            width -= s.w_res
+            epochs = self._schedule.next_width()
+            candidate = depth_best.with_width(width)
+            result = self._evaluate("width", None, candidate, epochs)
+            if at_least(result.accuracy, self._macro[1]):  # ties accept: same accuracy, fewer params
+                decision, strikes = "accept", 0
+                self._macro = (candidate, result.accuracy, epochs)
+            else:
+                decision, strikes = "strike", strikes + 1
+            self._record("width", None, candidate, epochs, result, decision)
+            if strikes >= s.max_strikes:
+                break
+
+    # -- micro: Replace op then Update kernel ---------------------------------------------------
+
+    def _micro_search(self) -> None:
+        s = self.settings
+        macro = self._macro[0]
+        epochs = self._schedule.micro()
+        result = self._evaluate("micro_base", None, macro, epochs)
+        self._micro = (macro, result.accuracy)
+        self._record("micro_base", None, macro, epochs, result, "baseline")
+        # Replace: reference = the macro result (W_m and its params).
+        reference = macro
+        for i in range(macro.depth):
+            if self._micro[0].ops[i] != "conv":
+                self._try_micro("ops", i, self._micro[0].with_layer(i, op="conv"), reference, epochs)
+        # Update: reference = the op-phase result; b carries over from the op phase.
+        reference = self._micro[0]
+        for i in range(macro.depth):
+            for kernel in s.micro_kernels:
+                if self._micro[0].kernels[i] != kernel:
+                    self._try_micro("kernels", i, self._micro[0].with_layer(i, kernel=kernel), reference, epochs)
+
+    def _try_micro(self, phase: str, layer: int, changed: Genotype, reference: Genotype, epochs: int) -> None:
+        # Width is lowered by 1 from the phase's reference width (not from the current width)
+        # until params <= reference params + slack.
+        reference_params = self.space.count_params(reference)
+        candidate = match_width(self.space, changed.with_width(reference.width), reference_params,
+                                self.settings.param_slack)
+        result = self._evaluate(phase, layer, candidate, epochs)
+        if greater(result.accuracy, self._micro[1]):  # strictly better than b
+            decision = "accept"
+            self._micro = (candidate, result.accuracy)
+        else:
+            decision = "reject"
+        self._record(phase, layer, candidate, epochs, result, decision)
+
+    # -- result -----------------------------------------------------------------------------------
+
+    def _result(self) -> SearchResult:
+        if self._macro is None:
+            raise NasError("search: expected at least one trial (max_trials must be >= 1)")
+        macro, macro_acc, macro_epochs = self._macro
+        genotype, accuracy = self._micro if self._micro is not None else (macro, macro_acc)
+        return SearchResult(
+            genotype=genotype, macro_genotype=macro, params=self.space.count_params(genotype),
+            accuracy=accuracy, trials=list(self._trials),
+            epochs_total=sum(t.epochs for t in self._trials),
+            seconds=sum(t.result.seconds for t in self._trials), macro_epochs=macro_epochs,
+            **self.describe(),
+        )
