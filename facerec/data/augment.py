@@ -1,0 +1,108 @@
+"""AdaFace's training augmentations on RGB uint8 faces (DESIGN §4; Kim et al., CVPR 2022, and its code):
+each of crop, low-resolution and photometric applied with probability 0.2, then a horizontal flip (p 0.5).
+
+- crop: a RandomResizedCrop window (scale 0.2-1, ratio 3/4-4/3) is kept *in place* and everything
+  outside it is zeroed ("crop and pad"), so face geometry stays aligned to the template.
+- low resolution: downsample the square face to a side of 0.2-1x, then back up, each step with an
+  interpolation drawn from nearest/linear/area/cubic/lanczos.
+- photometric: ColorJitter(brightness 0.5, contrast 0.5, saturation 0.5) in a random order.
+
+Randomness comes from a numpy Generator per process: seeded from (seed, DataLoader worker id) when a
+seed is given, else from the worker's torch seed, so workers never repeat each other's draws.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import cv2
+import numpy as np
+
+_INTERPOLATIONS = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_AREA, cv2.INTER_CUBIC, cv2.INTER_LANCZOS4)
+_GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as torchvision's rgb_to_grayscale
+
+
+class AdaFaceAugment:
+    def __init__(self, crop_p: float = 0.2, lowres_p: float = 0.2, photometric_p: float = 0.2,
+                 flip: bool = True, seed: int | None = None):
+        self.crop_p, self.lowres_p, self.photometric_p = crop_p, lowres_p, photometric_p
+        self.flip = flip
+        self.seed = seed
+        self._rng: np.random.Generator | None = None
+        self._pid = -1
+
+    def __getstate__(self):
+        return {**self.__dict__, "_rng": None, "_pid": -1}
+
+    @property
+    def rng(self) -> np.random.Generator:
+        if self._rng is None or self._pid != os.getpid():
+            import torch
+
+            info = torch.utils.data.get_worker_info()
+            worker = info.id if info is not None else 0
+            if self.seed is not None:
+                self._rng = np.random.default_rng([self.seed, worker])
+            else:
+                self._rng = np.random.default_rng(info.seed if info is not None else torch.initial_seed())
+            self._pid = os.getpid()
+        return self._rng
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        rng = self.rng
+        if rng.random() < self.crop_p:
+            image = random_crop_and_pad(image, rng)
+        if rng.random() < self.lowres_p:
+            image = low_resolution(image, rng)
+        if rng.random() < self.photometric_p:
+            image = photometric(image, rng)
+        if self.flip and rng.random() < 0.5:
+            image = image[:, ::-1]
+        return np.ascontiguousarray(image)
+
+
+def random_crop_and_pad(image: np.ndarray, rng: np.random.Generator, scale=(0.2, 1.0),
+                        ratio=(3 / 4, 4 / 3)) -> np.ndarray:
+    """Keep a RandomResizedCrop window where it is and zero the rest (same window rule as torchvision)."""
+    height, width = image.shape[:2]
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = round(math.sqrt(target * aspect))
+        h = round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            break
+    else:  # torchvision's fallback: the whole image (central crop at the clamped ratio)
+        return image.copy()
+    out = np.zeros_like(image)
+    out[top:top + h, left:left + w] = image[top:top + h, left:left + w]
+    return out
+
+
+def low_resolution(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    height, width = image.shape[:2]
+    side = max(1, int(rng.uniform(0.2, 1.0) * height))
+    down, up = (_INTERPOLATIONS[i] for i in rng.integers(len(_INTERPOLATIONS), size=2))
+    small = cv2.resize(image, (side, side), interpolation=down)
+    return cv2.resize(small, (width, height), interpolation=up)
+
+
+def photometric(image: np.ndarray, rng: np.random.Generator, strength: float = 0.5) -> np.ndarray:
+    """ColorJitter(brightness, contrast, saturation = strength): factors in [1-s, 1+s], random order,
+    each result clipped to [0, 255] as torchvision's blends do."""
+    out = image.astype(np.float32)
+    for op in rng.permutation(3):
+        factor = np.float32(rng.uniform(1 - strength, 1 + strength))
+        if op == 0:  # brightness: blend with black
+            out = out * factor
+        elif op == 1:  # contrast: blend with the mean grey level
+            out = out * factor + (1 - factor) * np.float32((out @ _GREY).mean())
+        else:  # saturation: blend with the grey image
+            out = out * factor + (1 - factor) * (out @ _GREY)[:, :, None]
+        np.clip(out, 0, 255, out=out)
+    return out.round().astype(np.uint8)
