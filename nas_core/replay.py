@@ -120,19 +120,22 @@ def _load_run(path: Path):
     journal_path = path if path.name.endswith(".jsonl") else run_dir / "journal.jsonl"
     if not journal_path.is_file():
         raise NasError(f"{journal_path}: expected the journal of a search run; file not found")
-    described = None
+    # settings.json is written when a run starts, result.json when it ends; either may describe it.
+    settings = space = None
     for name in ("settings.json", "result.json"):
-        candidate = run_dir / name
-        if candidate.is_file():
-            data = _read_json(candidate)
-            if "settings" in data:
-                described = (candidate, data)
-                break
-    if described is None:
+        where = run_dir / name
+        if where.is_file():
+            data = _read_json(where)
+            found = _settings_in(data)
+            if settings is None and found is not None:
+                settings = SearchSettings.from_dict(found, where=f"{where}: settings")
+            if space is None and data.get("space") is not None:
+                space = _space_from_spec(data["space"], where)
+    if settings is None:
         raise NasError(f"{run_dir}: expected settings.json or result.json holding the search settings")
-    where, data = described
-    settings = SearchSettings.from_dict(data["settings"], where=f"{where}: settings")
-    space = _space_from_spec(data.get("space"), where)
+    if space is None:
+        raise NasError(f"{run_dir}: expected settings.json or result.json holding 'space' "
+                       "(name, module, task) to rebuild the search space")
     journal = Journal(journal_path)
     table = {}
     for record in journal.records():
@@ -140,6 +143,17 @@ def _load_run(path: Path):
         table[(genotype.key(), int(record["epochs"]))] = record_result(record)
     info = {"kind": "run", "source": str(run_dir), "trials": len(table)}
     return settings, space, LookupEvaluator(table), info
+
+
+def _settings_in(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The SearchSettings dict of a run file: {"settings": {...}}, {"search": {...}} or nested."""
+    for outer in (data.get("settings"), data):
+        if isinstance(outer, dict):
+            if "d_min" in outer and "w_max" in outer:
+                return outer
+            if isinstance(outer.get("search"), dict):
+                return outer["search"]
+    return None
 
 
 def _space_from_spec(spec: Any, where: Path) -> SearchSpace:

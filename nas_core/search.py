@@ -133,7 +133,10 @@ class SearchResult:
 
 def space_spec(space: SearchSpace) -> dict[str, Any]:
     """What rebuilds ``space``: its registry name, the module that registers it and its task arguments."""
-    return {"name": space.name, "module": type(space).__module__, "task": dict(getattr(space, "task", {}) or {})}
+    task = getattr(space, "task", None)
+    if task is None and callable(getattr(space, "config", None)):  # facerec spaces: config() = name + kwargs
+        task = {k: v for k, v in space.config().items() if k != "name"}
+    return {"name": space.name, "module": type(space).__module__, "task": dict(task or {})}
 
 
 class _BudgetSpent(Exception):

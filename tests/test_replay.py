@@ -115,3 +115,21 @@ def test_missing_trace_is_a_clear_error(tmp_path):
     with pytest.raises(NasError, match="expected key 'settings'"):
         load_trace(bad)
     assert SearchSettings().max_strikes == 3
+
+
+def test_run_folder_in_the_cli_layout(seed_traces_dir, tmp_path):
+    # nas-search writes settings.json {"dataset", ..., "search": settings} at the start and
+    # result.json {"settings": config, "space": spec, ...} at the end.
+    settings, space, evaluator, _ = load_trace(seed_traces_dir / "kmnist_64.json")
+    journaled = JournaledEvaluator(evaluator, Journal(tmp_path / "journal.jsonl"))
+    search = MacroMicroSearch(space, journaled, settings)
+    original = search.run()
+    config = {"dataset": "kmnist", "search": settings.to_dict()}
+    (tmp_path / "settings.json").write_text(json.dumps(config))
+    with pytest.raises(NasError, match="holding 'space'"):
+        load_trace(tmp_path)
+    (tmp_path / "result.json").write_text(json.dumps({**original.to_dict(), "settings": config}))
+    again = replay(tmp_path, max_strikes=3)
+    assert again.genotype == original.genotype
+    assert again.space == {"name": "fcn", "module": "nas_core.classify.network",
+                           "task": {"in_channels": 1, "num_classes": 10}}

@@ -75,6 +75,10 @@ class ClassifierSpace:
         """Constructor arguments: saved with a run so replay and checkpoints rebuild the space."""
         return {"in_channels": self.in_channels, "num_classes": self.num_classes}
 
+    def config(self) -> dict[str, int | str]:
+        """Space name + task: what a checkpoint stores to rebuild a net of this space."""
+        return {"name": self.name, **self.task}
+
     def build(self, genotype: Genotype) -> nn.Module:
         return FCN(genotype, self.in_channels, self.num_classes)
 
