@@ -1,0 +1,82 @@
+"""InsightFace verification packs (``lfw.bin`` ...): pickle of (2P encoded images, P issame bools), DESIGN §5."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from eval_protocols.errors import EvalError
+from nas_core.io import atomic_write_bytes
+
+
+def read_bin(path: str | Path) -> tuple[list[bytes], np.ndarray]:
+    """Encoded images (2P, as bytes) and issame (P bools). Raises EvalError on anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvalError(f"{path}: file not found; expected a verification .bin pack")
+    try:
+        with path.open("rb") as f:
+            # The packs were pickled by Python 2 (str = bytes): DESIGN §5 says load with encoding="bytes".
+            obj = pickle.load(f, encoding="bytes")
+    except Exception:
+        raise EvalError(f"{path}: expected a pickled (images, issame) verification pack") from None
+    if not isinstance(obj, (tuple, list)) or len(obj) != 2:
+        raise EvalError(f"{path}: expected a pickled pair (list of encoded images, list of issame bools)")
+    images, issame = obj
+    try:
+        encoded = [_as_bytes(item) for item in images]
+        flags = np.asarray(issame, dtype=bool).reshape(-1)
+    except (TypeError, ValueError):
+        raise EvalError(f"{path}: expected encoded images as bytes or uint8 arrays, issame as bools") from None
+    if len(encoded) != 2 * len(flags) or len(flags) == 0:
+        raise EvalError(f"{path}: expected 2 images per pair, found {len(encoded)} images for {len(flags)} pairs")
+    return encoded, flags
+
+
+def _as_bytes(item: object) -> bytes:
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return bytes(item)
+    if isinstance(item, np.ndarray) and item.dtype == np.uint8:
+        return item.tobytes()
+    raise TypeError(type(item).__name__)
+
+
+def decode_image(encoded: bytes, image_size: int = 112, *, source: str = "image") -> np.ndarray:
+    """JPEG/PNG bytes → RGB uint8 image_size² (resized when the pack holds another size)."""
+    bgr = cv2.imdecode(np.frombuffer(encoded, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise EvalError(f"{source}: expected an encoded JPEG or PNG image")
+    if bgr.shape[:2] != (image_size, image_size):
+        bgr = cv2.resize(bgr, (image_size, image_size), interpolation=cv2.INTER_LINEAR)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def iter_decoded(
+    encoded: Sequence[bytes], image_size: int = 112, batch_size: int = 64, *, source: str = "pack"
+) -> Iterator[np.ndarray]:
+    """Decode in batches so a pack is never held decoded all at once (DESIGN §6)."""
+    for start in range(0, len(encoded), batch_size):
+        chunk = encoded[start : start + batch_size]
+        yield np.stack(
+            [decode_image(b, image_size, source=f"{source}: image {start + i}") for i, b in enumerate(chunk)]
+        )
+
+
+def load_bin(path: str | Path, image_size: int = 112) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded RGB uint8 [2P, size, size, 3] and issame [P]."""
+    encoded, issame = read_bin(path)
+    images = np.concatenate(list(iter_decoded(encoded, image_size, source=str(path))))
+    return images, issame
+
+
+def write_bin(path: str | Path, encoded: Sequence[bytes], issame: Sequence[bool]) -> None:
+    """Write a pack InsightFace's loader reads (atomic: temporary file, fsync, rename)."""
+    encoded = [_as_bytes(item) for item in encoded]
+    flags = [bool(x) for x in issame]
+    if len(encoded) != 2 * len(flags):
+        raise ValueError(f"expected 2 images per pair, got {len(encoded)} images for {len(flags)} pairs")
+    atomic_write_bytes(path, pickle.dumps((encoded, flags), protocol=4))

@@ -1,0 +1,218 @@
+"""IJB-B and IJB-C: 1:1 TAR@FAR over template pairs and, when the release has the lists, 1:N rank-k.
+
+DESIGN §6: image feature = raw flip-sum (× detector score); per template, average the images of each
+media, sum the media, L2-normalise; score = cosine; ROC by sklearn; TAR at the FPR nearest each FAR.
+Pooling is one sparse matrix product and pair scoring multiplies template blocks, so IJB-C's 15.6M
+pairs score in seconds from saved features (DESIGN §6 Scale).
+"""
+
+from __future__ import annotations
+
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import scipy.sparse
+from sklearn.metrics import auc, roc_curve
+from sklearn.preprocessing import normalize
+
+from eval_protocols.align import align_face
+from eval_protocols.errors import EvalError
+from eval_protocols.ijb_meta import (
+    one_n_files,
+    read_landmarks,
+    read_template_media,
+    read_template_pairs,
+    read_template_subjects,
+)
+from eval_protocols.protocols import PROTOCOLS, Scored
+
+FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+_BLOCK_BYTES = 1 << 28  # ~256 MB per template score block keeps the scorer far under 4 GB
+
+
+def image_weights(
+    features: np.ndarray, detector_scores: np.ndarray, *, detector_score: bool = True, norm_score: bool = True
+) -> np.ndarray:
+    """Per-image factor on the raw flip-sum: detector score (D1) and, without norm score, 1/‖f‖ (N0)."""
+    weights = np.ones(len(features), dtype=np.float64)
+    if detector_score:
+        weights *= detector_scores
+    if not norm_score:
+        norms = np.concatenate([np.linalg.norm(c, axis=1) for c in np.array_split(features, max(1, len(features) // 65536))])
+        weights /= np.maximum(norms, 1e-12)
+    return weights
+
+
+def pool_templates(
+    features: np.ndarray, templates: np.ndarray, medias: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Template features (float64, L2-normalised) and their sorted template ids.
+
+    Each image gets weight w_i / (images in its media of its template); one sparse matrix (one entry
+    per image) then gives Σ_media mean_media(w·f) per template in a single product.
+    """
+    unique_templates, t_index = np.unique(templates, return_inverse=True)
+    _, m_index = np.unique(medias, return_inverse=True)
+    key = t_index.astype(np.int64) * (int(m_index.max()) + 1) + m_index
+    _, k_index, k_count = np.unique(key, return_inverse=True, return_counts=True)
+    w = 1.0 / k_count[k_index]
+    if weights is not None:
+        w = w * weights
+    n = len(features)
+    pooling = scipy.sparse.csr_matrix((w, (t_index, np.arange(n))), shape=(len(unique_templates), n))
+    pooled = np.empty((len(unique_templates), features.shape[1]), dtype=np.float64)
+    for c in range(0, features.shape[1], 64):  # column chunks: never a float64 copy of all image features
+        pooled[:, c : c + 64] = pooling @ np.ascontiguousarray(features[:, c : c + 64], dtype=np.float64)
+    return normalize(pooled), unique_templates
+
+
+def template_index(unique_templates: np.ndarray, ids: np.ndarray, source: str) -> np.ndarray:
+    pos = np.searchsorted(unique_templates, ids)
+    pos = np.minimum(pos, len(unique_templates) - 1)
+    missing = unique_templates[pos] != ids
+    if missing.any():
+        raise EvalError(f"{source}: template {int(ids[np.flatnonzero(missing)[0]])} has no image in the tid_mid list")
+    return pos
+
+
+def score_pairs(template_feats: np.ndarray, index1: np.ndarray, index2: np.ndarray) -> np.ndarray:
+    """Cosine of template pairs by blocks: rows = a block of first templates, cols = their partners."""
+    scores = np.empty(len(index1), dtype=np.float64)
+    order = np.argsort(index1, kind="stable")
+    first = index1[order]
+    starts = np.flatnonzero(np.r_[True, first[1:] != first[:-1]])
+    rows_per_block = max(1, _BLOCK_BYTES // (8 * max(1, len(template_feats))))
+    bounds = np.r_[starts[::rows_per_block], len(first)]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        sel = order[lo:hi]
+        rows, r_inv = np.unique(index1[sel], return_inverse=True)
+        cols, c_inv = np.unique(index2[sel], return_inverse=True)
+        block = template_feats[rows] @ template_feats[cols].T
+        scores[sel] = block[r_inv, c_inv]
+    return scores
+
+
+def tar_at_far(labels: np.ndarray, scores: np.ndarray, fars=FARS) -> tuple[dict[str, float], float, tuple]:
+    """TAR at the ROC point whose FPR is nearest each FAR, ties → higher TPR (DESIGN §6); AUC; (fpr, tpr)."""
+    fpr, tpr, _ = roc_curve(labels, scores)  # sklearn default drop_intermediate, as InsightFace
+    table = {}
+    for far in fars:
+        gap = np.abs(fpr - far)
+        # TPR never decreases along the curve, so the last nearest point has the highest TPR.
+        table[str(far)] = float(tpr[np.flatnonzero(gap == gap.min())[-1]])
+    return table, float(auc(fpr, tpr)), (fpr, tpr)
+
+
+def identification(
+    probe_feats: np.ndarray, probe_subjects: np.ndarray, gallery_feats: np.ndarray, gallery_subjects: np.ndarray,
+    ranks=(1, 5, 10), source: str = "1:N",
+) -> dict:
+    """Closed-set rank-k: a probe hits at k when fewer than k gallery templates outscore its true one."""
+    order = np.argsort(gallery_subjects, kind="stable")
+    sorted_subjects = gallery_subjects[order]
+    if (sorted_subjects[1:] == sorted_subjects[:-1]).any():
+        raise EvalError(f"{source}: expected one gallery template per subject")
+    pos = np.minimum(np.searchsorted(sorted_subjects, probe_subjects), len(order) - 1)
+    if (sorted_subjects[pos] != probe_subjects).any():
+        bad = int(probe_subjects[np.flatnonzero(sorted_subjects[pos] != probe_subjects)[0]])
+        raise EvalError(f"{source}: probe subject {bad} has no gallery template; expected one")
+    truth = order[pos]
+    rank = np.empty(len(probe_feats), dtype=np.int64)
+    for lo in range(0, len(probe_feats), 4096):
+        sims = probe_feats[lo : lo + 4096] @ gallery_feats.T
+        true_sim = sims[np.arange(len(sims)), truth[lo : lo + 4096]]
+        rank[lo : lo + 4096] = 1 + (sims > true_sim[:, None]).sum(axis=1)
+    result = {f"rank{k}": float(np.mean(rank <= k)) for k in ranks}
+    result.update(probes=int(len(probe_feats)), gallery=int(len(gallery_feats)))
+    return result
+
+
+class IJBProtocol:
+    """IJB-B or IJB-C in InsightFace's release layout: ``<DIR>/{loose_crop,meta}``."""
+
+    def __init__(self, target: str):
+        self.target = target  # "IJBB" or "IJBC"
+        self.name = target.lower()
+
+    def locate(self, data_dir: Path) -> Path | None:
+        data_dir = Path(data_dir)
+        candidates = [data_dir, data_dir / self.target, data_dir / "IJB_release" / self.target]
+        for c in candidates:
+            if c.is_dir() and (c.name.upper() == self.target or (c / "meta" / f"{self.name}_face_tid_mid.txt").is_file()):
+                return c
+        return None
+
+    def expected(self, data_dir: Path) -> str:
+        return f"{data_dir}: expected an IJB folder {self.target}/ (or IJB_release/{self.target}/) with loose_crop/ and meta/"
+
+    def prepare(self, root: Path) -> dict:
+        meta = root / "meta"
+        names, templates, medias = read_template_media(meta / f"{self.name}_face_tid_mid.txt")
+        lmk_path = meta / f"{self.name}_name_5pts_score.txt"
+        lmk_names, landmarks, det_scores = read_landmarks(lmk_path)
+        if lmk_names != names:
+            raise EvalError(f"{lmk_path}: expected the same image names in the same order as {self.name}_face_tid_mid.txt")
+        pair_path = meta / f"{self.name}_template_pair_label.txt"
+        t1, t2, labels = read_template_pairs(pair_path)
+        unique = np.unique(templates)
+        template_index(unique, t1, str(pair_path))
+        template_index(unique, t2, str(pair_path))
+        prepared = dict(root=root, names=names, landmarks=landmarks, arrays=dict(
+            detector_scores=det_scores, templates=templates, medias=medias, t1=t1, t2=t2, labels=labels))
+        lists = one_n_files(meta, self.name)
+        if lists is not None:
+            gallery = [read_template_subjects(g) for g in lists[0]]
+            probe_t, probe_s = read_template_subjects(lists[1])
+            prepared["arrays"].update(
+                gallery_templates=np.concatenate([g[0] for g in gallery]),
+                gallery_subjects=np.concatenate([g[1] for g in gallery]),
+                probe_templates=probe_t, probe_subjects=probe_s)
+        if not (root / "loose_crop").is_dir():
+            raise EvalError(f"{root / 'loose_crop'}: folder not found; expected the IJB loose face crops")
+        return prepared
+
+    def count_images(self, prepared) -> int:
+        return len(prepared["names"])
+
+    def extract(self, prepared, embedder, *, flip: bool = True, batch_size: int = 64, progress=None) -> dict:
+        crops = prepared["root"] / "loose_crop"
+        names, landmarks = prepared["names"], prepared["landmarks"]
+
+        def load(i: int) -> np.ndarray:
+            bgr = cv2.imread(str(crops / names[i]), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise EvalError(f"{crops / names[i]}: expected a readable image (listed in the IJB meta files)")
+            # InsightFace aligns the BGR crop, then feeds RGB.
+            return cv2.cvtColor(align_face(bgr, landmarks[i]), cv2.COLOR_BGR2RGB)
+
+        def stream():
+            # Decode a few batches ahead in threads (cv2 releases the GIL); never the whole set at once.
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                for lo in range(0, len(names), 4 * batch_size):
+                    yield from pool.map(load, range(lo, min(lo + 4 * batch_size, len(names))))
+
+        features = embedder.embed(stream(), flip=flip, normalize=False, progress=progress)
+        return {"features": features, **prepared["arrays"]}
+
+    def score(self, features: dict, *, detector_score: bool = True, norm_score: bool = True, **_options) -> Scored:
+        f = features
+        weights = image_weights(f["features"], f["detector_scores"], detector_score=detector_score, norm_score=norm_score)
+        template_feats, unique = pool_templates(f["features"], f["templates"], f["medias"], weights)
+        i1 = template_index(unique, f["t1"], "pairs")
+        i2 = template_index(unique, f["t2"], "pairs")
+        scores = score_pairs(template_feats, i1, i2)
+        table, area, roc = tar_at_far(f["labels"], scores)
+        result = {"tar_at_far": table, "auc": area, "templates": int(len(unique)), "pairs": int(len(scores))}
+        if "probe_templates" in f:
+            g = template_index(unique, f["gallery_templates"], "1:N gallery")
+            p = template_index(unique, f["probe_templates"], "1:N probe")
+            result["identification"] = identification(
+                template_feats[p], f["probe_subjects"], template_feats[g], f["gallery_subjects"], source=f"{self.name} 1:N")
+        return Scored(result, roc=roc)
+
+
+for _target in ("IJBB", "IJBC"):
+    PROTOCOLS.register(_target.lower())(functools.partial(IJBProtocol, _target))

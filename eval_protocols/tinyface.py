@@ -1,0 +1,134 @@
+"""TinyFace closed-set identification, rank-1/5/20 (DESIGN §5, §6; AdaFace's evaluation).
+
+Gallery = Gallery_Match ∪ Gallery_Distractor; label = file name before the first ``_``; distractors
+never match. Features are flip-fused and L2-normalised; score = inner product.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+from sklearn.preprocessing import normalize
+
+from eval_protocols.errors import EvalError
+from eval_protocols.protocols import PROTOCOLS, Scored
+
+ALIGNED_DIR = "aligned_pad_0.1_pad_high"  # AdaFace's 112x112 aligned copy of the test set
+GROUPS = ("Probe", "Gallery_Match", "Gallery_Distractor")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+NOT_COMPARABLE = (
+    "TinyFace: no aligned_pad_0.1_pad_high/ copy found; the tiny originals were resized to 112x112, "
+    "so these numbers are not comparable with published TinyFace results"
+)
+
+
+def cmc(
+    probe_feats: np.ndarray, probe_labels: np.ndarray, gallery_feats: np.ndarray, gallery_labels: np.ndarray,
+    ranks=(1, 5, 20),
+) -> dict:
+    """Closed-set CMC: rank-k = share of probes with a true match among the k best gallery scores.
+
+    Labels are integers; a negative gallery label (a distractor) never matches. A probe's rank is
+    1 + the number of gallery items scoring strictly above its best true match. Probes without any
+    match in the gallery are left out, as AdaFace's DIR_FAR does for closed set.
+    """
+    probe_labels = np.asarray(probe_labels, dtype=np.int64)
+    gallery_labels = np.asarray(gallery_labels, dtype=np.int64)
+    gallery_labels = np.where(gallery_labels < 0, -1, gallery_labels)
+    probe_labels = np.where(probe_labels < 0, -2, probe_labels)  # never equal to a distractor's -1
+    found = []
+    for lo in range(0, len(probe_feats), 256):  # 256 x 157k gallery scores per block (TinyFace scale)
+        sims = probe_feats[lo : lo + 256] @ gallery_feats.T
+        match = probe_labels[lo : lo + 256, None] == gallery_labels[None, :]
+        has_match = match.any(axis=1)
+        best_true = np.where(match, sims, -np.inf).max(axis=1)
+        found.append((1 + (sims > best_true[:, None]).sum(axis=1))[has_match])
+    rank = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+    if len(rank) == 0:
+        raise EvalError("TinyFace: expected probes whose identity appears in Gallery_Match, found none")
+    result = {f"rank{k}": float(np.mean(rank <= k)) for k in ranks}
+    result.update(probes=int(len(rank)), gallery=int(len(gallery_feats)))
+    return result
+
+
+def label_of(path: Path) -> str:
+    if "_" not in path.name:
+        raise EvalError(f"{path}: expected a TinyFace file name '<identity>_<n>.<ext>'")
+    return path.name.split("_", 1)[0]
+
+
+class TinyFaceProtocol:
+    name = "tinyface"
+
+    def locate(self, data_dir: Path) -> Path | None:
+        """The root holding ``tinyface/Testing_Set`` (and ``aligned_pad_0.1_pad_high``), or that ``tinyface``."""
+        data_dir = Path(data_dir)
+        for root in (data_dir, data_dir / "tinyface"):
+            if (root / "tinyface" / "Testing_Set").is_dir() or (root / ALIGNED_DIR).is_dir():
+                return root
+            if (root / "Testing_Set").is_dir():
+                return root.parent if (root.parent / ALIGNED_DIR).is_dir() else root
+        return None
+
+    def expected(self, data_dir: Path) -> str:
+        return f"{data_dir}: expected tinyface/Testing_Set/{{Probe,Gallery_Match,Gallery_Distractor}} in it"
+
+    def prepare(self, root: Path) -> dict:
+        # AdaFace keeps the aligned copy beside tinyface/; accept it inside tinyface/ too.
+        aligned = next((a for a in (root / ALIGNED_DIR, root / "tinyface" / ALIGNED_DIR) if a.is_dir()), None)
+        if aligned is not None:
+            base, resized = aligned, False
+        else:
+            testing = root / "tinyface" / "Testing_Set"
+            base, resized = (testing if testing.is_dir() else root / "Testing_Set"), True
+        files, labels = {}, {}
+        for group in GROUPS:
+            folder = base / group
+            paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+            if not paths and group != "Gallery_Distractor":
+                raise EvalError(f"{folder}: expected TinyFace images (.jpg/.png), found none")
+            files[group] = paths
+            labels[group] = [label_of(p) for p in paths] if group != "Gallery_Distractor" else [None] * len(paths)
+        return {"files": files, "labels": labels, "resized": resized}
+
+    def count_images(self, prepared) -> int:
+        return sum(len(v) for v in prepared["files"].values())
+
+    def extract(self, prepared, embedder, *, flip: bool = True, batch_size: int = 64, progress=None) -> dict:
+        paths = [p for g in GROUPS for p in prepared["files"][g]]
+
+        def stream():
+            for p in paths:
+                bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
+                if bgr is None:
+                    raise EvalError(f"{p}: expected a readable image")
+                if bgr.shape[:2] != (112, 112):
+                    bgr = cv2.resize(bgr, (112, 112), interpolation=cv2.INTER_LINEAR)
+                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+        features = embedder.embed(stream(), flip=flip, normalize=False, progress=progress)
+        counts = [len(prepared["files"][g]) for g in GROUPS]
+        group = np.repeat(np.arange(3), counts)
+        labels = [lab if lab is not None else "" for g in GROUPS for lab in prepared["labels"][g]]
+        return {"features": features, "group": group, "labels": np.asarray(labels, dtype=str),
+                "resized": np.asarray(prepared["resized"])}
+
+    def score(self, features: dict, **_options) -> Scored:
+        feats = normalize(features["features"])
+        group = features["group"]
+        _, labels = np.unique(features["labels"], return_inverse=True)
+        labels = np.where(group == 2, -1, labels)  # distractors never match
+        probe, gallery = group == 0, group > 0
+        result = cmc(feats[probe], labels[probe], feats[gallery], labels[gallery])
+        notes = []
+        if bool(features["resized"]):
+            result["note"] = "resized originals; not comparable with published numbers"
+            notes.append(NOT_COMPARABLE)
+            print(f"warning: {NOT_COMPARABLE}", file=sys.stderr)
+        return Scored(result, notes=notes)
+
+
+PROTOCOLS.register("tinyface")(TinyFaceProtocol)

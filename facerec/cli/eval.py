@@ -1,0 +1,125 @@
+"""facerec-eval: evaluate a face model (.onnx or facenas .pt) on LFW-style packs, IJB-B/C and TinyFace.
+
+    facerec-eval --model model.onnx --data faces_webface_112x112 --protocol lfw --output lfw.json
+    facerec-eval --model model.pt --data IJB_release --protocol ijbc --output ijbc.json --features-out ijbc.npz
+    facerec-eval --features-in ijbc.npz --protocol ijbc --no-detector-score   # re-score in seconds, no model
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from eval_protocols.errors import EvalError
+from eval_protocols.features import load_features, save_features
+from eval_protocols.protocols import PROTOCOL_ORDER, Scored, create_protocol
+from eval_protocols.report import build_report, markdown_table, write_report
+from nas_core.errors import run_cli
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="facerec-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="an .onnx file or a facenas .pt checkpoint (not needed with --features-in)")
+    p.add_argument("--data", help="the data folder as you have it: faces_*/ with .bin packs, IJB_release/ "
+                   "(or IJBC/, IJBB/), the root holding tinyface/, or one root holding several of them")
+    p.add_argument("--protocol", default="all", choices=(*PROTOCOL_ORDER, "all"),
+                   help="protocol to run; 'all' runs whatever --data holds (default)")
+    p.add_argument("--output", help="write the JSON result here (plus <stem>_roc.png for IJB and <stem>.log)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--features-out", help="also save the features (.npz) to re-score later without the model")
+    p.add_argument("--features-in", help="re-score features saved by --features-out (no model, no images)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                   help="flip fusion emb(x) + emb(fliplr x) (default on; --no-flip turns it off)")
+    p.add_argument("--detector-score", action=argparse.BooleanOptionalAction, default=True,
+                   help="IJB: weight image features by the detector score (default on)")
+    p.add_argument("--norm-score", action=argparse.BooleanOptionalAction, default=True,
+                   help="IJB: keep each image feature's norm when pooling templates (default on, as "
+                        "InsightFace; --no-norm-score L2-normalises image features first)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    return run_cli(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    started = time.time()
+    if args.features_in:
+        features, meta = load_features(args.features_in)
+        names = list(features) if args.protocol == "all" else [args.protocol]
+        if args.protocol != "all" and args.protocol not in features:
+            raise EvalError(f"{args.features_in}: expected features for {args.protocol}; it holds {', '.join(features)}")
+        protocols = {name: create_protocol(name) for name in names}
+        model_name = meta.get("model", str(args.features_in))
+    else:
+        protocols, features, model_name = _extract(args)
+    scored: dict[str, Scored] = {
+        name: protocols[name].score(features[name], detector_score=args.detector_score, norm_score=args.norm_score)
+        for name in protocols
+    }
+    report = build_report(model_name, args.protocol, {name: s.result for name, s in scored.items()})
+    table = markdown_table(report)
+    notes = [n for s in scored.values() for n in s.notes]
+    if args.features_out and not args.features_in:
+        save_features(args.features_out, {n: features[n] for n in protocols}, {"model": model_name, "flip": args.flip})
+    if args.output:
+        curves = {name: s.roc for name, s in scored.items() if s.roc is not None}
+        log = f"facerec-eval {' '.join(sys.argv[1:])}\n{table}\n" + "".join(f"note: {n}\n" for n in notes)
+        log += f"seconds: {time.time() - started:.1f}\n"
+        write_report(args.output, report, curves, log_text=log)
+    print(table, end="")
+    return 0
+
+
+def _extract(args: argparse.Namespace):
+    from tqdm import tqdm
+
+    from eval_protocols.embed import Embedder
+
+    if not args.model:
+        raise EvalError("--model: expected an .onnx file or a facenas .pt checkpoint (or use --features-in)")
+    if not args.data:
+        raise EvalError("--data: expected the data folder (or use --features-in)")
+    data = Path(args.data)
+    if not data.exists():
+        raise EvalError(f"{data}: folder not found; expected the evaluation data folder")
+    if not Path(args.model).is_file():
+        raise EvalError(f"{args.model}: model file not found; expected an .onnx file or a facenas .pt checkpoint")
+    names = PROTOCOL_ORDER if args.protocol == "all" else (args.protocol,)
+    protocols, located = {}, {}
+    for name in names:
+        protocol = create_protocol(name)
+        path = protocol.locate(data)
+        if path is None:
+            if args.protocol != "all":
+                raise EvalError(protocol.expected(data))
+            continue
+        protocols[name], located[name] = protocol, path
+    if not protocols:
+        raise EvalError(f"{data}: expected .bin packs (or a faces_* folder), IJB_release/ (IJBB/, IJBC/) or tinyface/")
+    # Check every input before any long work, so bad data fails fast and nothing is written.
+    prepared = {name: protocols[name].prepare(located[name]) for name in protocols}
+    device = args.device or _default_device()
+    embedder = Embedder(args.model, device=device, batch_size=args.batch_size)
+    total = sum(protocols[n].count_images(prepared[n]) for n in protocols)
+    features = {}
+    with tqdm(total=total, unit="img", desc="embedding", file=sys.stderr, dynamic_ncols=True) as bar:
+        for name in protocols:
+            bar.set_postfix_str(name)
+            features[name] = protocols[name].extract(
+                prepared[name], embedder, flip=args.flip, batch_size=args.batch_size, progress=bar)
+    return protocols, features, str(args.model)
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
