@@ -7,10 +7,11 @@ augmentation done per batch on the device, so no DataLoader workers are needed.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -73,6 +74,24 @@ def resolve_device(device: str | None = None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise NasError(f"--device {device}: expected an available CUDA device; none found")
     return dev
+
+
+@contextlib.contextmanager
+def cpu_threads(device: torch.device | str | None, threads: int | None = None) -> Iterator[None]:
+    """Intra-op threads for CPU training, restored afterwards; default 1 on CPU.
+
+    Search trials on CPU are tiny: splitting each op over cores gains little, and OpenMP's spin-waits make
+    a 2-thread run 5-10x slower as soon as another process shares the cores (measured here). Parallelism
+    belongs at the trial level (nas_core.executor). ``threads`` overrides; CUDA runs are left alone.
+    """
+    dev = resolve_device(device) if not isinstance(device, torch.device) else device
+    old = torch.get_num_threads()
+    wanted = threads if threads is not None else (1 if dev.type == "cpu" else old)
+    torch.set_num_threads(max(1, wanted))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def cosine_lr(base_lr: float, epoch: int, epochs: int, reference_schedule: bool = False) -> float:

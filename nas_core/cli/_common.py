@@ -1,0 +1,84 @@
+"""What the nas-* commands share: data flags, a run log that also prints above the tqdm bar."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from tqdm import tqdm
+
+from nas_core.errors import NasError
+
+LOGGER = logging.getLogger("nas_core")
+
+
+def add_data_args(parser: argparse.ArgumentParser, default_dataset: str | None = "digits") -> None:
+    from nas_core.classify.datasets import list_datasets
+
+    parser.add_argument("--dataset", default=default_dataset, required=default_dataset is None,
+                        help=f"one of {', '.join(list_datasets())} (default: {default_dataset})")
+    parser.add_argument("--data-root", default=None, help="folder holding the dataset files (never downloaded)")
+
+
+def add_split_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--val-fraction", type=float, default=0.1,
+                        help="held-out stratified share of the training set used for ranking (default 0.1)")
+    parser.add_argument("--rank-on", choices=("val", "test"), default="val",
+                        help="rank trials on the validation split (default) or on test like the paper")
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--reference-schedule", action="store_true",
+                        help="step the cosine schedule before each epoch like the reference code")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads per trial (default 1 on CPU: tiny trials gain nothing from more)")
+
+
+class _TqdmHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm.write(self.format(record))
+
+
+@contextlib.contextmanager
+def run_log(path: Path, console: bool = True) -> Iterator[logging.Logger]:
+    """Log nas_core's INFO lines to ``path`` (appending: a resumed run keeps its history) and the console."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handlers: list[logging.Handler] = [logging.FileHandler(path)]
+    handlers[0].setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    if console:
+        handlers.append(_TqdmHandler())
+        handlers[-1].setFormatter(logging.Formatter("%(message)s"))
+    old_level = LOGGER.level
+    LOGGER.setLevel(logging.INFO)
+    for handler in handlers:
+        LOGGER.addHandler(handler)
+    try:
+        yield LOGGER
+    finally:
+        for handler in handlers:
+            LOGGER.removeHandler(handler)
+            handler.close()
+        LOGGER.setLevel(old_level)
+
+
+def output_folder(path: str | Path, resumable_file: str) -> Path:
+    """A fresh output folder: refuse to mix a new run into an old one (use --resume for that)."""
+    path = Path(path)
+    if (path / resumable_file).exists():
+        raise NasError(f"{path}: expected a new output folder; it holds {resumable_file} from an earlier run "
+                       "(continue it with --resume or choose another --output)")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return number

@@ -1,0 +1,185 @@
+"""nas-search: search an image classifier with the macro-micro engine (DESIGN §3, §7).
+
+    nas-search --size tiny --output runs/digits            # scikit-learn digits, runs anywhere
+    nas-search --dataset cifar10 --data-root data --size tiny --output runs/c10
+    nas-search --resume runs/c10                            # continue a killed search, same answer
+    nas-search --replay seed_traces/cifar10_64.json --output runs/replay
+
+RUN/settings.json (everything that defines the run), RUN/journal.jsonl (one line per finished trial),
+RUN/search.log, RUN/result.json (written atomically at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from nas_core.cli._common import add_data_args, add_run_args, add_split_args, output_folder, positive, run_log
+from nas_core.errors import NasError, run_cli
+from nas_core.io import atomic_write_json
+
+_SETTING_FLAGS = ("e_min", "d_min", "d_max", "w_min", "w_max", "w_res", "micro_epochs", "max_trials")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nas-search", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_args(parser)
+    add_split_args(parser)
+    add_run_args(parser)
+    parser.add_argument("--size", default="tiny", help="settings preset: tiny (W_max 64) or mobile (W_max 128)")
+    parser.add_argument("--output", default=None, help="run folder (default runs/<dataset>-<size>-<time>)")
+    for name in _SETTING_FLAGS:
+        parser.add_argument("--" + name.replace("_", "-"), type=positive, default=None,
+                            help=f"override the preset's {name}")
+    parser.add_argument("--resume", metavar="RUN", default=None,
+                        help="continue the search in RUN (reads RUN/settings.json; journaled trials are reused)")
+    parser.add_argument("--replay", metavar="FILE", default=None,
+                        help="drive the search with a recorded trace (authors' JSON or a RUN/journal.jsonl)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    return run_cli(lambda: _search(args))
+
+
+def _run_config(args: argparse.Namespace) -> dict[str, Any]:
+    from nas_core.search import settings_for
+
+    overrides = {name: getattr(args, name) for name in _SETTING_FLAGS}
+    settings = settings_for(args.size, seed=args.seed, **overrides)
+    return {"size": args.size, "dataset": args.dataset, "data_root": args.data_root,
+            "val_fraction": args.val_fraction, "rank_on": args.rank_on, "batch_size": args.batch_size,
+            "reference_schedule": args.reference_schedule, "device": args.device,
+            "threads": args.threads, "search": settings.to_dict()}
+
+
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "settings.json"
+    if not path.is_file():
+        raise NasError(f"{path}: expected the settings of a search run to resume; file not found")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise NasError(f"{path}: expected JSON ({exc.msg})") from None
+    if not isinstance(config, dict) or "search" not in config or "dataset" not in config:
+        raise NasError(f"{path}: expected a settings object with 'dataset' and 'search'")
+    return config
+
+
+def _search(args: argparse.Namespace) -> int:
+    if args.replay:
+        return _replay(args)
+    if args.resume:
+        run_dir = Path(args.resume)
+        config = _read_config(run_dir)
+        if args.device is not None:  # the one thing a resumed run may change: where it runs
+            config["device"] = args.device
+    else:
+        config = _run_config(args)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = output_folder(args.output or f"runs/{args.dataset}-{args.size}-{stamp}", "journal.jsonl")
+        atomic_write_json(run_dir / "settings.json", config)
+    from nas_core.train import cpu_threads
+
+    with run_log(run_dir / "search.log") as log, cpu_threads(config.get("device"), config.get("threads")):
+        return _run_search(run_dir, config, log, resumed=bool(args.resume))
+
+
+def _run_search(run_dir: Path, config: dict[str, Any], log, resumed: bool) -> int:
+    from nas_core.classify.datasets import load_dataset
+    from nas_core.classify.evaluator import ClassificationEvaluator, create_classifier_space
+    from nas_core.journal import Journal, JournaledEvaluator
+    from nas_core.search import MacroMicroSearch, SearchSettings
+    from nas_core.train import TrainConfig
+
+    settings = SearchSettings.from_dict(config["search"], where=str(run_dir / "settings.json"))
+    tic = time.perf_counter()
+    log.info("%s search in %s: dataset %s, settings %s", "resuming" if resumed else "starting", run_dir,
+             config["dataset"], json.dumps(config["search"]))
+    data = load_dataset(config["dataset"], config.get("data_root"), val_fraction=config.get("val_fraction", 0.1),
+                        rank_on=config.get("rank_on", "val"))
+    log.info("data: %d train / %d val / %d test images, %d classes, %d channel(s)", len(data.train_labels),
+             len(data.val_labels), len(data.test_labels), data.num_classes, data.in_channels)
+    space = create_classifier_space(data)
+    train_config = TrainConfig(epochs=1, batch_size=config.get("batch_size", 64),
+                               reference_schedule=config.get("reference_schedule", False))
+    evaluator = ClassificationEvaluator(data, space, device=config.get("device"),
+                                        rank_on=config.get("rank_on", "val"), run_seed=settings.seed,
+                                        config=train_config)
+    journal = Journal(run_dir / "journal.jsonl")
+    if resumed:
+        log.info("journal: %d finished trial(s) will be reused", len(journal))
+    journaled = JournaledEvaluator(evaluator, journal)
+    with tqdm(total=settings.max_trials, unit="trial", desc="search", dynamic_ncols=True) as bar:
+        def on_trial(record) -> None:
+            bar.update(1)
+            note = " (journal)" if journaled.last_was_hit else ""
+            log.info(_trial_line(record) + note)
+
+        result = MacroMicroSearch(space, journaled, settings, on_trial=on_trial).run()
+    _write_result(run_dir, result, config, time.perf_counter() - tic)
+    log.info("found %s: %d params, %s accuracy %.2f%% after %d trials (%d epochs); wrote %s",
+             result.genotype.key(), result.params, evaluator.rank_on, result.accuracy, len(result.trials),
+             result.epochs_total, run_dir / "result.json")
+    return 0
+
+
+def _trial_line(record) -> str:
+    layer = "" if record.layer is None else f" layer {record.layer}"
+    return (f"trial {record.index:3d} {record.phase}{layer}: {record.genotype.key()} E={record.epochs} "
+            f"params={record.result.params:,} acc={record.result.accuracy:.2f} -> {record.decision}")
+
+
+def _write_result(run_dir: Path, result, config: dict[str, Any], wall_seconds: float) -> None:
+    found = next((t for t in reversed(result.trials) if t.genotype == result.genotype), None)
+    extra = found.result.extra if found is not None else {}
+    atomic_write_json(run_dir / "result.json", {
+        "genotype": result.genotype.to_dict(),
+        "params": result.params,
+        "val_accuracy": result.accuracy,  # the ranking score of the trial that produced the genotype
+        "rank_on": extra.get("rank_on", config.get("rank_on", "val")),
+        "test_accuracy": extra.get("test_accuracy"),
+        "macro_genotype": result.macro_genotype.to_dict(),
+        "macro_epochs": result.macro_epochs,
+        "trials": len(result.trials),
+        "epochs_total": result.epochs_total,
+        "search_seconds": result.seconds,  # summed train+eval time of all trials (journaled ones included)
+        "wall_seconds": wall_seconds,  # this invocation
+        "dataset": config.get("dataset"),
+        "settings": config,
+        "space": result.space,
+    })
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from nas_core.replay import load_trace
+    from nas_core.search import MacroMicroSearch
+
+    run_dir = output_folder(args.output or f"runs/replay-{Path(args.replay).stem}", "result.json")
+    with run_log(run_dir / "search.log") as log:
+        tic = time.perf_counter()
+        settings, space, evaluator, meta = load_trace(args.replay)
+        log.info("replaying %s (%d recorded trials)", args.replay, len(getattr(evaluator, "table", {}) or {}))
+        with tqdm(unit="trial", desc="replay", dynamic_ncols=True) as bar:
+            def on_trial(record) -> None:
+                bar.update(1)
+                log.info(_trial_line(record))
+
+            result = MacroMicroSearch(space, evaluator, settings, on_trial=on_trial).run()
+        config = {"replay": str(args.replay), "dataset": meta.get("dataset") if isinstance(meta, dict) else None,
+                  "search": settings.to_dict()}
+        _write_result(run_dir, result, config, time.perf_counter() - tic)
+        log.info("replayed %s: found %s, %d params, accuracy %.2f%%; wrote %s", args.replay,
+                 result.genotype.key(), result.params, result.accuracy, run_dir / "result.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
