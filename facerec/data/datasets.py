@@ -143,7 +143,8 @@ def _first_label(header) -> float:
 
 def normalize_image(rgb: np.ndarray) -> torch.Tensor:
     """RGB uint8 HxWx3 -> float32 CHW (x/255 - 0.5)/0.5 (DESIGN §6). One OpenCV pass (x/127.5 - 1,
-    the same affine map) is the cheapest way to the float tensor; the result is a CHW view of HWC memory."""
+    the same affine map, equal within one float32 ulp) is the cheapest way to the float tensor; the result is
+    a CHW view of HWC memory (batches come out of collate contiguous)."""
     return torch.from_numpy(cv2.addWeighted(rgb, 1 / 127.5, rgb, 0.0, -1.0, dtype=cv2.CV_32F)).permute(2, 0, 1)
 
 
