@@ -119,8 +119,7 @@ class FacePack:
         return identity
 
     def image_bytes(self, key: int) -> bytes:
-        payload = self.reader.read(key)
-        return payload[unpack_header(payload, f"{self.reader.rec_path}: key {key}")[1]:]
+        return self.reader.image_bytes_at(self.reader.offset(key), f"{self.reader.rec_path}: key {key}")
 
     def image(self, key: int) -> np.ndarray:
         """RGB uint8 HxWx3."""
@@ -171,22 +170,23 @@ class FaceDataset(torch.utils.data.Dataset):
         self.transform = transform
         self.normalize = normalize
         self._reader = self.pack.reader
-        self._where = str(self.pack.reader.rec_path)
+        index = self._reader.index
+        self._offsets = [index[k] for k in keys]  # python ints: the hot path does no numpy/dict work
+        self._labels = labels
+        self._where = str(self._reader.rec_path)
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def __getitem__(self, i: int):
-        key = int(self.keys[i])
-        payload = self._reader.read(key)
-        start = unpack_header(payload, self._where)[1]
-        image = cv2.imdecode(np.frombuffer(payload, np.uint8, offset=start), cv2.IMREAD_COLOR_RGB)
+        data = self._reader.image_bytes_at(self._offsets[i], self._where)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
         if image is None:
-            raise FaceRecError(f"{self._where}: key {key}: expected a decodable JPEG image")
+            raise FaceRecError(f"{self._where}: key {self.keys[i]}: expected a decodable JPEG image")
         if self.transform is not None:
             image = self.transform(image)
         tensor = normalize_image(image) if self.normalize else torch.from_numpy(image).permute(2, 0, 1)
-        return tensor, int(self.labels[i])
+        return tensor, self._labels[i]
 
 
 def split_identities(num_identities: int, holdout: int | float, seed: int) -> tuple[list[int], list[int]]:

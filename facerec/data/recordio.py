@@ -17,6 +17,7 @@ import mmap
 import os
 import struct
 import tempfile
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", MAGIC)
 _FRAME = struct.Struct("<II")
 _IR = struct.Struct("<IfQQ")
+_FRAME_FLAG = struct.Struct("<III")  # magic, lrec, IRHeader flag
 IR_SIZE = _IR.size  # 24
 _MAX_LENGTH = (1 << 29) - 1
 
@@ -110,11 +112,24 @@ def read_index(idx_path: str | Path) -> dict[int, int]:
     return index
 
 
+_MAPPED: weakref.WeakSet = weakref.WeakSet()
+
+
+def _forget_maps_in_child() -> None:
+    # A forked DataLoader worker maps the file itself (lazily) instead of sharing the parent's map; done
+    # once at fork rather than with a getpid() per read, which costs a syscall on the hot path.
+    for reader in list(_MAPPED):
+        reader._map = None
+
+
+os.register_at_fork(after_in_child=_forget_maps_in_child)
+
+
 class RecordReader:
     """Random access by key through ``.idx``, or a sequential scan without it.
 
-    The file is memory-mapped lazily on first use and re-mapped after a fork or unpickling, so one
-    reader can be handed to DataLoader workers; nothing is opened in ``__init__``.
+    The file is memory-mapped lazily on first use and mapped afresh in a forked child or after
+    unpickling, so one reader can be handed to DataLoader workers; nothing is opened in ``__init__``.
     """
 
     def __init__(self, rec_path: str | Path, idx_path: str | Path | None = None):
@@ -126,15 +141,14 @@ class RecordReader:
             raise FaceRecError(f"{self.idx_path}: expected the .idx of {self.rec_path.name}, not found")
         self._index: dict[int, int] | None = None
         self._map: mmap.mmap | bytes | None = None
-        self._pid = -1
 
     # --- file access -------------------------------------------------------------------------
     def _data(self) -> mmap.mmap | bytes:
-        if self._map is None or self._pid != os.getpid():
+        if self._map is None:
             with open(self.rec_path, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-            self._pid = os.getpid()
+            _MAPPED.add(self)
         return self._map
 
     @property
@@ -142,12 +156,12 @@ class RecordReader:
         return len(self._data())
 
     def close(self) -> None:
-        if isinstance(self._map, mmap.mmap) and self._pid == os.getpid():
+        if isinstance(self._map, mmap.mmap):
             self._map.close()
         self._map = None
 
     def __getstate__(self):
-        return {**self.__dict__, "_map": None, "_pid": -1}
+        return {**self.__dict__, "_map": None}
 
     def __enter__(self) -> RecordReader:
         return self
@@ -199,6 +213,19 @@ class RecordReader:
             if end + (-length % 4) <= len(data):
                 return data[offset + 8:end], end + (-length % 4)
         return self._read_chunks(data, offset)
+
+    def image_bytes_at(self, offset: int, where: str = "record") -> bytes:
+        """The encoded image of the record at ``offset`` (the bytes after the IRHeader and its labels).
+        The data loader's hot path: one struct read and one slice for a whole record (cflag 0)."""
+        data = self._map if self._map is not None else self._data()
+        if offset + 12 <= len(data):
+            magic, lrec, flag = _FRAME_FLAG.unpack_from(data, offset)
+            end = offset + 8 + lrec
+            start = offset + 8 + IR_SIZE + 4 * flag
+            if magic == MAGIC and lrec >> 29 == 0 and start <= end <= len(data) - (-lrec % 4):
+                return data[start:end]
+        payload = self.read_at(offset)[0]
+        return payload[unpack_header(payload, where)[1]:]
 
     def _frame(self, data, offset: int) -> tuple[int, int]:
         if offset + 8 > len(data):
