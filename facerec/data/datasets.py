@@ -214,8 +214,10 @@ def sample_pairs(groups: Sequence[Sequence], num_pairs: int, seed: int) -> tuple
         raise FaceRecError(f"pairs: expected {num_pos} same and {num_neg} different distinct pairs (at least 2), "
                            f"the identities hold {total_pos} same and {total_neg} different")
     weights = sizes * (sizes - 1) / max(1, total_pos * 2)
-    pos = _distinct(rng, num_pos, lambda: _same_pair(rng, sizes, offsets, weights))
-    neg = _distinct(rng, num_neg, lambda: _different_pair(rng, identity_of))
+    pos = _choose(rng, num_pos, total_pos, lambda: _all_same_pairs(offsets),
+                  lambda: _same_pair(rng, sizes, offsets, weights))
+    neg = _choose(rng, num_neg, total_neg, lambda: _all_different_pairs(identity_of),
+                  lambda: _different_pair(rng, identity_of))
     flat = [item for g in groups for item in g]
     pairs, issame = [], []
     for i in range(num_neg):
@@ -240,12 +242,31 @@ def _different_pair(rng, identity_of):
             return a, b
 
 
-def _distinct(rng, count: int, draw) -> list[tuple[int, int]]:
+def _all_same_pairs(offsets) -> np.ndarray:
+    return np.concatenate([np.stack(np.triu_indices(end - start, 1), 1) + start
+                           for start, end in zip(offsets[:-1], offsets[1:])])
+
+
+def _all_different_pairs(identity_of) -> np.ndarray:
+    a, b = np.triu_indices(len(identity_of), 1)
+    keep = identity_of[a] != identity_of[b]
+    return np.stack([a[keep], b[keep]], 1)
+
+
+_ENUMERATE_UP_TO = 200_000  # below this many candidate pairs, list them all and draw without replacement
+
+
+def _choose(rng, count: int, total: int, every, draw) -> list[tuple[int, int]]:
+    """``count`` distinct pairs out of ``total``: drawn from the full list when it is small or when most of
+    it is wanted (rejection sampling would stall collecting the last few), else by rejection."""
+    if total <= _ENUMERATE_UP_TO or 2 * count > total:
+        candidates = every()
+        return [tuple(map(int, p)) for p in candidates[rng.choice(len(candidates), count, replace=False)]]
     seen: dict[tuple[int, int], None] = {}
-    while len(seen) < count:  # callers checked that `count` distinct pairs exist
+    while len(seen) < count:
         a, b = draw()
-        seen.setdefault((min(a, b), max(a, b)), None)
-    return [(int(a), int(b)) for a, b in seen]
+        seen.setdefault((int(min(a, b)), int(max(a, b))), None)
+    return list(seen)
 
 
 def verification_pairs(pack: FacePack, identities: Sequence[int], num_pairs: int,
