@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import pickle
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -153,7 +154,7 @@ def train_classifier(model: nn.Module, data: ClassificationData, config: TrainCo
     result = TrainResult({s: [] for s in splits})
     start_epoch = 0
     if checkpoint is not None and Path(checkpoint).is_file():
-        start_epoch, result = _load_checkpoint(Path(checkpoint), model, optimizer, scaler, gen, result)
+        start_epoch, result = _load_checkpoint(Path(checkpoint), model, optimizer, scaler, gen, config)
 
     images, labels = data.train_images.to(device), data.train_labels.to(device)
     for epoch in range(start_epoch, config.epochs):
@@ -204,12 +205,16 @@ def _save_checkpoint(path: Path, epochs_done: int, model, optimizer, scaler, gen
     })
 
 
-def _load_checkpoint(path: Path, model, optimizer, scaler, gen, result) -> tuple[int, TrainResult]:
+def _load_checkpoint(path: Path, model, optimizer, scaler, gen, config: TrainConfig) -> tuple[int, TrainResult]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
-    except (RuntimeError, KeyError, EOFError, OSError) as exc:
+    except (RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError) as exc:
         raise NasError(f"{path}: expected a training checkpoint of this model ({exc})") from None
+    if state.get("config") != config.to_dict():
+        # A different schedule length or batch size would silently change the run being resumed.
+        raise NasError(f"{path}: expected the same training settings as the checkpointed run "
+                       f"({state.get('config')})")
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
     gen.set_state(state["generator"])

@@ -198,7 +198,11 @@ def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[n
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(labels))
-    keep, held = train_test_split(index, test_size=fraction, stratify=labels, random_state=seed)
+    try:
+        keep, held = train_test_split(index, test_size=fraction, stratify=labels, random_state=seed)
+    except ValueError as exc:  # too few images per class for a stratified split of this size
+        raise NasError(f"split of {len(labels)} images: expected at least one held-out image per class "
+                       f"and two images per class ({exc})") from None
     return np.sort(keep), np.sort(held)
 
 

@@ -108,6 +108,11 @@ def _run_search(run_dir: Path, config: dict[str, Any], log, resumed: bool) -> in
     log.info("data: %d train / %d val / %d test images, %d classes, %d channel(s)", len(data.train_labels),
              len(data.val_labels), len(data.test_labels), data.num_classes, data.in_channels)
     space = create_classifier_space(data)
+    if "space" not in config:  # lets nas_core.replay rebuild the space from a killed run's folder
+        from nas_core.search import space_spec
+
+        config["space"] = space_spec(space)
+        atomic_write_json(run_dir / "settings.json", config)
     train_config = TrainConfig(epochs=1, batch_size=config.get("batch_size", 64),
                                reference_schedule=config.get("reference_schedule", False))
     evaluator = ClassificationEvaluator(data, space, device=config.get("device"),
