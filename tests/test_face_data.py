@@ -13,7 +13,14 @@ import torch
 
 from facerec.cli.data import main
 from facerec.data.augment import AdaFaceAugment, low_resolution, photometric, random_crop_and_pad
-from facerec.data.datasets import FaceDataset, FacePack, sample_pairs, split_identities, verification_pairs
+from facerec.data.datasets import (
+    FaceDataset,
+    FacePack,
+    normalize_batch,
+    sample_pairs,
+    split_identities,
+    verification_pairs,
+)
 from facerec.errors import FaceRecError
 
 
@@ -218,8 +225,9 @@ def test_face_dataset_items(small_pack):
     assert image.shape == (3, 112, 112) and image.dtype == torch.float32 and label == 1
     expected = (torch.from_numpy(pack.image(4)).permute(2, 0, 1).float() / 255 - 0.5) / 0.5  # key 4 = identity 1
     assert torch.allclose(image, expected, atol=1e-6)
-    raw, _ = FaceDataset(pack, normalize=False)[0]
-    assert raw.dtype == torch.uint8 and torch.equal(raw, torch.from_numpy(pack.image(1)).permute(2, 0, 1))
+    raw, _ = FaceDataset(pack, normalize=False)[3]
+    assert raw.dtype == torch.uint8 and torch.equal(raw, torch.from_numpy(pack.image(4)).permute(2, 0, 1))
+    assert torch.allclose(normalize_batch(raw[None])[0], image, atol=2e-7)
 
 
 def test_dataloader_with_two_workers(small_pack):
