@@ -1,0 +1,168 @@
+"""nas-search / nas-train / nas-study end to end on the embedded digits set, including kill-and-resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from nas_core.classify.network import ClassifierSpace
+from nas_core.cli.search import main as search_main
+from nas_core.cli.study import main as study_main
+from nas_core.cli.train import main as train_main
+from nas_core.genotype import Genotype
+
+# Small enough to finish in seconds on one CPU thread, large enough to visit every phase (14 trials).
+SEARCH_ARGS = ["--d-min", "2", "--d-max", "4", "--w-max", "8", "--w-min", "4", "--e-min", "1",
+               "--micro-epochs", "1", "--device", "cpu"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "digits"
+    assert search_main(SEARCH_ARGS + ["--output", str(run)]) == 0
+    return run
+
+
+def test_search_writes_the_result_contract(digits_run):
+    result = json.loads((digits_run / "result.json").read_text())
+    assert set(result["genotype"]) == {"depth", "width", "ops", "kernels"}
+    genotype = Genotype.from_dict(result["genotype"])
+    assert 2 <= genotype.depth <= 4 and 4 <= genotype.width <= 8
+    assert set(genotype.ops) <= {"sep", "conv"}
+    assert result["params"] == ClassifierSpace(1, 10).count_params(genotype)
+    assert 0 < result["val_accuracy"] <= 100 and result["search_seconds"] > 0
+    assert result["settings"]["search"]["w_max"] == 8 and result["settings"]["dataset"] == "digits"
+    journal = (digits_run / "journal.jsonl").read_text().splitlines()
+    assert result["trials"] == len(journal) >= 5
+    phases = {json.loads(line)["phase"] for line in journal}
+    assert {"depth", "width", "micro_base", "ops", "kernels"} <= phases
+    log = (digits_run / "search.log").read_text()
+    assert "trial   0 depth: d2-w8-ss-33 E=1" in log and "-> baseline" in log
+    settings = json.loads((digits_run / "settings.json").read_text())
+    assert settings["space"]["task"] == {"in_channels": 1, "num_classes": 10}
+
+
+def test_search_refuses_to_overwrite_a_run(digits_run, capsys):
+    assert search_main(SEARCH_ARGS + ["--output", str(digits_run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expected a new output folder" in err[0]
+
+
+def test_killed_search_resumes_to_the_same_genotype(digits_run, tmp_path):
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "nas_core.cli.search", *SEARCH_ARGS, "--output", str(run)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = run / "journal.jsonl"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if journal.exists() and len(journal.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the search ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done_before = len(journal.read_text().splitlines())
+    assert not (run / "result.json").exists() and 3 <= done_before < 14
+    assert search_main(["--resume", str(run)]) == 0
+    resumed = json.loads((run / "result.json").read_text())
+    straight = json.loads((digits_run / "result.json").read_text())
+    assert resumed["genotype"] == straight["genotype"]
+    assert resumed["val_accuracy"] == straight["val_accuracy"] and resumed["trials"] == straight["trials"]
+    assert f"journal: {done_before} finished trial(s) will be reused" in (run / "search.log").read_text()
+
+
+def test_replay_cli_reproduces_an_authors_trace(seed_traces_dir, tmp_path):
+    trace = json.loads((seed_traces_dir / "fashionmnist_64.json").read_text())
+    assert search_main(["--replay", str(seed_traces_dir / "fashionmnist_64.json"), "--output", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    logged = trace["result"]
+    assert result["genotype"]["depth"] == logged["depth"] and result["genotype"]["width"] == logged["final_width"]
+    assert result["genotype"]["ops"] == [("sep", "conv")[o] for o in logged["ops"]]
+    assert result["genotype"]["kernels"] == logged["kernels"] and result["params"] == logged["params"]
+    assert result["macro_genotype"]["width"] == logged["macro_width"]
+    assert result["trials"] == len(trace["candidates"])
+
+
+def test_replay_of_a_run_folder_matches_it(digits_run, tmp_path):
+    assert search_main(["--replay", str(digits_run), "--output", str(tmp_path)]) == 0
+    replayed = json.loads((tmp_path / "result.json").read_text())
+    assert replayed["genotype"] == json.loads((digits_run / "result.json").read_text())["genotype"]
+
+
+def test_train_found_network(digits_run, tmp_path):
+    out = tmp_path / "final"
+    assert train_main(["--genotype", str(digits_run / "result.json"), "--dataset", "digits", "--epochs", "2",
+                       "--output", str(out), "--device", "cpu"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    genotype = Genotype.from_dict(json.loads((digits_run / "result.json").read_text()))
+    assert metrics["genotype"] == genotype.to_dict() and len(metrics["test_accuracies"]) == 2
+    assert metrics["test_accuracy"] == metrics["test_accuracies"][-1]
+    # The checkpoint rebuilds its model with no other input (DESIGN §2).
+    ckpt = torch.load(out / "model.pt", weights_only=False)
+    space = ClassifierSpace(**ckpt["config"]["space"]["task"])
+    model = space.build(Genotype.from_dict(ckpt["genotype"]))
+    model.load_state_dict(ckpt["state_dict"])
+    assert sum(p.numel() for p in model.parameters()) == metrics["params"]
+    macro = tmp_path / "macro"
+    assert train_main(["--genotype", str(digits_run / "result.json"), "--dataset", "digits", "--epochs", "1",
+                       "--final-width", "macro", "--output", str(macro), "--device", "cpu"]) == 0
+    macro_width = json.loads((digits_run / "result.json").read_text())["macro_genotype"]["width"]
+    assert json.loads((macro / "metrics.json").read_text())["genotype"]["width"] == macro_width
+
+
+@pytest.mark.parametrize("case", ["wrong-lengths", "missing", "not-json"])
+def test_train_rejects_bad_genotype_files(case, tmp_path, capsys):
+    path = tmp_path / "result.json"
+    if case == "wrong-lengths":
+        path.write_text(json.dumps({"genotype": {"depth": 3, "width": 8, "ops": ["sep"], "kernels": [3, 3, 3]}}))
+    elif case == "not-json":
+        path.write_text("{depth: 3")
+    code = train_main(["--genotype", str(path), "--dataset", "digits", "--epochs", "1",
+                       "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert {"wrong-lengths": "expected 3 ops (one per layer), got 1", "missing": "file not found",
+            "not-json": "expected JSON"}[case] in err[0]
+    assert str(path) in err[0]
+
+
+def test_resume_of_a_missing_run_exits_2(tmp_path, capsys):
+    assert search_main(["--resume", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "settings.json: expected the settings of a search run" in err[0]
+
+
+def test_random_study_reports_ri_of_its_rows(digits_run, tmp_path):
+    out = tmp_path / "random"
+    args = ["random", "--run", str(digits_run), "--output", str(out), "--samples", "2", "--epochs", "1",
+            "--device", "cpu"]
+    assert study_main(args) == 0
+    report = json.loads((out / "random.json").read_text())
+    randoms = [row["test_accuracy"] for row in report["random"]]
+    mean = sum(randoms) / len(randoms)
+    found = report["found"]["test_accuracy"]
+    assert report["test"]["ri"] == pytest.approx(100 * (found - mean) / mean)
+    assert len((out / "journal.jsonl").read_text().splitlines()) == 3
+    assert study_main(args) == 0  # re-run: every trial comes from the journal
+    assert "3 of 3 trials found in the journal" in (out / "study.log").read_text()
+
+
+def test_ranking_study_runs(tmp_path):
+    out = tmp_path / "ranking"
+    assert study_main(["ranking", "--output", str(out), "--d-min", "2", "--w-max", "6", "--w-min", "4",
+                       "--e-min", "1", "--depth-steps", "2", "--width-steps", "1", "--reference-epochs", "2",
+                       "--device", "cpu"]) == 0
+    report = json.loads((out / "ranking.json").read_text())
+    assert len(report["candidates"]) == 3
+    assert -1 <= report["spearman_static"] <= 1 and -1 <= report["spearman_dynamic"] <= 1
