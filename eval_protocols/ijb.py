@@ -78,20 +78,38 @@ def template_index(unique_templates: np.ndarray, ids: np.ndarray, source: str) -
     return pos
 
 
+def _compact(index: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of ``index`` (sorted) and, for each value, its position among them (no sort)."""
+    present = np.zeros(size, dtype=bool)
+    present[index] = True
+    position = np.cumsum(present) - 1
+    return np.flatnonzero(present), position
+
+
 def score_pairs(template_feats: np.ndarray, index1: np.ndarray, index2: np.ndarray) -> np.ndarray:
-    """Cosine of template pairs by blocks: rows = a block of first templates, cols = their partners."""
+    """Cosine of template pairs (rows of ``template_feats``) by matrix products over template blocks.
+
+    Every template that appears first in a pair is scored against every template that appears second,
+    a block of first templates at a time (~256 MB of scores), and the pairs are read out of the block.
+    For IJB-C (3.5k enrolment x 19.6k verification templates, 23% of them paired) that is a few dense
+    products instead of 15.6M gathered dot products; no sort of the pairs is needed.
+    """
+    n = len(template_feats)
+    rows, row_of = _compact(index1, n)
+    cols, col_of = _compact(index2, n)
+    r, c = row_of[index1], col_of[index2]
+    partners = np.ascontiguousarray(template_feats[cols].T)
+    per_block = max(1, _BLOCK_BYTES // (8 * len(cols)))
     scores = np.empty(len(index1), dtype=np.float64)
-    order = np.argsort(index1, kind="stable")
-    first = index1[order]
-    starts = np.flatnonzero(np.r_[True, first[1:] != first[:-1]])
-    rows_per_block = max(1, _BLOCK_BYTES // (8 * max(1, len(template_feats))))
-    bounds = np.r_[starts[::rows_per_block], len(first)]
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        sel = order[lo:hi]
-        rows, r_inv = np.unique(index1[sel], return_inverse=True)
-        cols, c_inv = np.unique(index2[sel], return_inverse=True)
-        block = template_feats[rows] @ template_feats[cols].T
-        scores[sel] = block[r_inv, c_inv]
+    if len(rows) <= per_block:
+        block = template_feats[rows] @ partners
+        scores[:] = block[r, c]
+        return scores
+    block_of = r // per_block
+    for b in range(-(-len(rows) // per_block)):
+        sel = np.flatnonzero(block_of == b)
+        block = template_feats[rows[b * per_block : (b + 1) * per_block]] @ partners
+        scores[sel] = block[r[sel] - b * per_block, c[sel]]
     return scores
 
 

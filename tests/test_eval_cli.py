@@ -156,3 +156,16 @@ def test_bad_inputs_exit_2_with_one_line(fixture_root, model_path, tmp_path, cap
     _bad(["--features-in", str(bins / "lfw.bin"), "--output", str(out)], capsys, "lfw.bin", "expected")
     assert not out.exists()  # nothing written half-way
     assert sorted(p.name for p in tmp_path.iterdir()) == ["IJBC", "bins", "empty", "tf"]
+
+
+def test_fixture_train_pack_reads_back(tmp_path):
+    datasets = pytest.importorskip("facerec.data.datasets")
+    spec = importlib.util.spec_from_file_location("make_fixtures", _TOOLS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    import numpy as np
+
+    module.make_train_pack(tmp_path / "faces", np.random.default_rng(0), identities=3, images=2)
+    pack = datasets.FacePack(tmp_path / "faces")
+    assert (pack.num_identities, pack.num_images) == (3, 6)
+    assert pack.image(pack.identity_keys(2)[0]).shape == (112, 112, 3)
