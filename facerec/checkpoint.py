@@ -41,7 +41,8 @@ def save_checkpoint(
     Without ``genotype``/``arch``/``space`` the description the backbone was built with is used
     (nets from ``IResNetSpace.build`` and ``create_backbone`` carry one).
     """
-    built_with = getattr(backbone, "facenas_arch", None) or {}
+    model = backbone.module if hasattr(backbone, "module") else backbone  # unwrap DDP
+    built_with = getattr(model, "facenas_arch", None) or {}
     if genotype is None and arch is None:
         arch = built_with.get("arch")
         genotype = Genotype.from_dict(built_with["genotype"]) if "genotype" in built_with else None
@@ -52,7 +53,6 @@ def save_checkpoint(
     bad = [k for k in state if k in _RESERVED]
     if bad:
         raise ValueError(f"save_checkpoint: {bad} are reserved keys")
-    model = backbone.module if hasattr(backbone, "module") else backbone  # unwrap DDP
     atomic_torch_save(
         path,
         {

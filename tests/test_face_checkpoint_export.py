@@ -66,8 +66,9 @@ def test_explicit_genotype_and_ddp_prefix(tmp_path):
     wrapped = torch.nn.Module()
     wrapped.module = model  # what DDP looks like to save_checkpoint
     path = tmp_path / "ddp.pt"
-    save_checkpoint(path, backbone=wrapped, genotype=FOUND, space=IResNetSpace().config())
+    save_checkpoint(path, backbone=wrapped)  # what it was built with is read through the wrapper
     ckpt = torch.load(path, weights_only=True)
+    assert ckpt["genotype"] == FOUND.to_dict() and ckpt["space"] == IResNetSpace().config()
     assert not any(k.startswith("module.") for k in ckpt["model"])  # unwrapped on save
     # A state dict saved by hand from the DDP wrapper still loads.
     torch.save({**ckpt, "model": {f"module.{k}": v for k, v in ckpt["model"].items()}}, path)
@@ -90,6 +91,10 @@ def test_checkpoint_errors(tmp_path):
     save_checkpoint(tmp_path / "wrong.pt", backbone=model, genotype=FOUND.with_width(10))
     with pytest.raises(FaceRecError, match="weights do not match"):
         load_backbone(tmp_path / "wrong.pt")
+    save_checkpoint(tmp_path / "explicit.pt", backbone=torch.nn.Linear(2, 2), genotype=FOUND)
+    assert torch.load(tmp_path / "explicit.pt", weights_only=True)["space"] == {"name": "iresnet"}
+    with pytest.raises(FaceRecError, match="weights do not match"):
+        load_backbone(tmp_path / "explicit.pt")
     with pytest.raises(FaceRecError, match="genotype or an arch"):
         save_checkpoint(tmp_path / "x.pt", backbone=torch.nn.Linear(2, 2))
 

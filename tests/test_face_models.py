@@ -7,7 +7,7 @@ import torch
 from facerec.backbones import create_backbone, list_backbones, register_genotype
 from facerec.blocks import IResNet
 from facerec.errors import FaceRecError
-from facerec.space import IResNetSpace, stage_plan
+from facerec.space import IResNetSpace, resnet_depth, stage_plan
 from nas_core.errors import NasError
 from nas_core.genotype import Genotype
 from nas_core.space import create_space, list_spaces, match_width
@@ -89,6 +89,13 @@ def test_closed_form_count_equals_numel(depth, embedding_size, input_size):
     for width in (3, 16):
         genotype = Genotype(depth, width, tuple(ops), tuple(kernels))
         assert space.count_params(genotype) == _params(space.build(genotype))
+
+
+def test_resnet_depth_naming():
+    # 2 layers per block + stem + FC: R-10 = 4 blocks (D_min), R-58 = 28, R-100 = 49 (D_max).
+    assert [resnet_depth(Genotype.uniform(b, 8)) for b in (4, 28, 49)] == [10, 58, 100]
+    # R-58-256: the final stage has 8C = 256 channels at C = 32.
+    assert IResNetSpace().build(Genotype.uniform(28, 32)).bn2.num_features == 256
 
 
 def test_stage_split_and_strides():
