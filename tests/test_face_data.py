@@ -211,9 +211,13 @@ def test_bad_image_folder(make, command, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
-def test_missing_pack(tmp_path, capsys):
+def test_missing_or_empty_pack(tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "none")]) == 2
     _one_error_line(capsys, ["none", "expected a face pack folder"])
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "train.rec").write_bytes(b"")
+    assert main(["inspect", str(tmp_path / "empty")]) == 2
+    _one_error_line(capsys, ["train.rec", "expected at least one record"])
 
 
 # --- datasets ----------------------------------------------------------------------------------------

@@ -51,8 +51,9 @@ class FacePack:
     def _read_identity_records(self, header) -> None:
         first, end = int(header.label[0]), int(header.label[1])
         where = f"{self.reader.rec_path}: header record 0"
-        if not 1 <= first <= end:
-            raise FaceRecError(f"{where}: expected labels (a, b) with 1 <= a <= b, got ({first}, {end})")
+        if not 1 < first < end:
+            raise FaceRecError(f"{where}: expected labels (a, b) with 1 < a < b (images 1..a-1, identities "
+                               f"a..b-1), got ({first}, {end})")
         self._starts: list[int] = []
         self._ends: list[int] = []
         for key in range(first, end):
