@@ -107,20 +107,22 @@ def evaluate_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tens
                       amp: bool = False) -> float:
     """Top-1 accuracy in percent on uint8 images (normalised here, no augmentation)."""
     model.eval()
-    correct = 0
+    images, labels = images.to(device), labels.to(device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
     for start in range(0, len(labels), batch_size):
-        x = data.normalize(images[start:start + batch_size].to(device, non_blocking=True))
+        x = data.normalize(images[start:start + batch_size])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
             logits = model(x)
-        correct += int((logits.argmax(1) == labels[start:start + batch_size].to(device)).sum())
-    return 100.0 * correct / max(len(labels), 1)
+        correct += (logits.argmax(1) == labels[start:start + batch_size]).sum()
+    return 100.0 * int(correct) / max(len(labels), 1)
 
 
-def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
-    order = torch.randperm(n, generator=gen)
-    chunks = list(order.split(batch_size))
+def _batches(n: int, batch_size: int, device: torch.device) -> list[torch.Tensor]:
+    """Positions of each batch in this epoch's random order (the order itself moved to the device once)."""
+    positions = torch.arange(n, device=device)
+    chunks = list(positions.split(batch_size))
     # A last batch of one image breaks BatchNorm in train mode: fold it into the previous batch.
     if len(chunks) > 1 and len(chunks[-1]) == 1:
         chunks[-2] = torch.cat([chunks[-2], chunks.pop()])
@@ -165,9 +167,11 @@ def train_classifier(model: nn.Module, data: ClassificationData, config: TrainCo
         model.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        for idx in _batches(len(labels), config.batch_size, gen):
-            idx = idx.to(device)
-            x = data.augment_batch(images[idx], gen)
+        order = torch.randperm(len(labels), generator=gen).to(device)
+        draws = data.draw_augment(len(labels), gen, device)
+        for pos in _batches(len(labels), config.batch_size, device):
+            idx = order[pos]
+            x = data.augment_batch(images[idx], {k: v[pos] for k, v in draws.items()})
             y = labels[idx]
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

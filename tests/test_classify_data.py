@@ -119,7 +119,7 @@ def test_augmentation_is_a_padded_crop_with_cutout():
     data = ClassificationData("t", images, torch.zeros(16, dtype=torch.long), images[:0], images[:0, 0, 0, 0].long(),
                               images, torch.zeros(16, dtype=torch.long), 10, (0.5,), (0.25,),
                               Augment(crop=32, pad=4, flip=False, cutout=16))
-    out = data.augment_batch(images, torch.Generator().manual_seed(0))
+    out = data.augment_batch(images, data.draw_augment(16, torch.Generator().manual_seed(0)))
     assert out.shape == (16, 1, 32, 32)  # grayscale 28x28 trains on 32x32 crops (reference)
     padded = data.normalize(torch.nn.functional.pad(images.float() / 255, (4, 4, 4, 4)))
     for i in range(16):

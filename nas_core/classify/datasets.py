@@ -74,6 +74,7 @@ class ClassificationData:
     std: tuple[float, ...]
     augment: Augment
     notes: list[str] = field(default_factory=list)
+    _stats: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def in_channels(self) -> int:
@@ -87,49 +88,65 @@ class ClassificationData:
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (or float in [0, 1]) N×C×H×W → float32 normalised with the set's mean and std."""
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        if x.device not in self._stats:  # one copy per device, not one per batch
+            self._stats[x.device] = (torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1),
+                                     torch.tensor(self.std, device=x.device).view(1, -1, 1, 1))
+        mean, std = self._stats[x.device]
         return (x - mean) / std
 
-    def augment_batch(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """uint8 batch → augmented, normalised float batch (crop pad → flip → normalise → cutout)."""
-        return _augment(images, self, generator)
+    def draw_augment(self, n: int, generator: torch.Generator, device: torch.device | str = "cpu"
+                     ) -> dict[str, torch.Tensor]:
+        """Random draws of a whole epoch's augmentation (crop offsets, flips, cutout centres), one row each.
+
+        Drawn on the CPU from the trial's generator, so they depend only on its seed whatever the device,
+        and moved once per epoch: no host-device copy (and sync) per batch.
+        """
+        aug, (h, w) = self.augment, self.train_images.shape[2:]
+        draws: dict[str, torch.Tensor] = {}
+        if aug.crop is not None:
+            draws["oy"] = torch.randint(0, h + 2 * aug.pad - aug.crop + 1, (n,), generator=generator)
+            draws["ox"] = torch.randint(0, w + 2 * aug.pad - aug.crop + 1, (n,), generator=generator)
+            h = w = aug.crop
+        if aug.flip:
+            draws["flip"] = torch.rand(n, generator=generator) < 0.5
+        if aug.cutout > 0:
+            draws["cy"] = torch.randint(0, h, (n,), generator=generator)
+            draws["cx"] = torch.randint(0, w, (n,), generator=generator)
+        return {k: v.to(device) for k, v in draws.items()}
+
+    def augment_batch(self, images: torch.Tensor, draws: dict[str, torch.Tensor]) -> torch.Tensor:
+        """uint8 batch → augmented, normalised float batch (crop pad → flip → normalise → cutout).
+
+        ``draws`` holds this batch's rows of ``draw_augment``.
+        """
+        return _augment(images, self, draws)
 
 
-def _augment(images: torch.Tensor, data: ClassificationData, gen: torch.Generator) -> torch.Tensor:
+def _augment(images: torch.Tensor, data: ClassificationData, draws: dict[str, torch.Tensor]) -> torch.Tensor:
     aug = data.augment
-    n, _, h, w = images.shape
-    # Random draws come from a CPU generator so a trial's data order and augmentation depend only on
-    # its seed, whatever the device; they are tiny index tensors, moved once per batch.
+    n = images.shape[0]
+    dev = images.device
     x = images.float() / 255.0
     if aug.crop is not None:
         # Zero padding of the raw image, as torchvision RandomCrop(padding=4) does before Normalize.
         x = torch.nn.functional.pad(x, (aug.pad, aug.pad, aug.pad, aug.pad))
-        size = aug.crop
-        oy = torch.randint(0, h + 2 * aug.pad - size + 1, (n,), generator=gen).to(x.device)
-        ox = torch.randint(0, w + 2 * aug.pad - size + 1, (n,), generator=gen).to(x.device)
-        ar = torch.arange(size, device=x.device)
-        rows = (oy[:, None] + ar)[:, None, :, None]
-        cols = (ox[:, None] + ar)[:, None, None, :]
-        batch = torch.arange(n, device=x.device)[:, None, None, None]
-        chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+        ar = torch.arange(aug.crop, device=dev)
+        rows = (draws["oy"][:, None] + ar)[:, None, :, None]
+        cols = (draws["ox"][:, None] + ar)[:, None, None, :]
+        batch = torch.arange(n, device=dev)[:, None, None, None]
+        chans = torch.arange(x.shape[1], device=dev)[None, :, None, None]
         x = x[batch, chans, rows, cols]
     if aug.flip:
-        flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
-        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        x = torch.where(draws["flip"][:, None, None, None], x.flip(3), x)
     x = data.normalize(x)
     if aug.cutout > 0:
         # Reference Cutout: centre anywhere in the image, square clipped at the border, zeroed after
         # normalisation.
-        hh, ww = x.shape[2], x.shape[3]
-        cy = torch.randint(0, hh, (n,), generator=gen).to(x.device)
-        cx = torch.randint(0, ww, (n,), generator=gen).to(x.device)
         half = aug.cutout // 2
-        ys = torch.arange(hh, device=x.device)[None, :]
-        xs = torch.arange(ww, device=x.device)[None, :]
-        in_y = (ys >= cy[:, None] - half) & (ys < cy[:, None] + half)
-        in_x = (xs >= cx[:, None] - half) & (xs < cx[:, None] + half)
-        hole = in_y[:, :, None] & in_x[:, None, :]
+        ys = torch.arange(x.shape[2], device=dev)[None, :]
+        xs = torch.arange(x.shape[3], device=dev)[None, :]
+        cy, cx = draws["cy"][:, None], draws["cx"][:, None]
+        hole = ((ys >= cy - half) & (ys < cy + half))[:, :, None] & ((xs >= cx - half) & (xs < cx + half))[:, None, :]
         x = x.masked_fill(hole[:, None], 0.0)
     return x
 
