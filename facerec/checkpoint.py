@@ -49,7 +49,10 @@ def save_checkpoint(
     if genotype is None and arch is None:
         raise FaceRecError(f"{path}: expected a genotype or an arch name to store with the weights")
     if space is None:
-        space = built_with.get("space") or ({"name": "iresnet"} if genotype is not None else {})
+        # The built-with settings apply only to the same kind of description (genotype vs arch).
+        same_kind = ("genotype" in built_with) == (genotype is not None)
+        space = built_with.get("space") if same_kind else None
+        space = space or ({"name": "iresnet"} if genotype is not None else {})
     bad = [k for k in state if k in _RESERVED]
     if bad:
         raise ValueError(f"save_checkpoint: {bad} are reserved keys")
