@@ -37,7 +37,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facerec-data", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("pack", help="image folder (one sub-folder per identity) -> train.rec/.idx/property")
+    p = commands.add_parser("pack", help="image folder (one sub-folder per identity) -> train.rec/.idx/property",
+                            description=f"Faces not already at the image size are {FIT_RULE}. Identities are "
+                                        "numbered in natural folder order (s2 before s10); their names go to "
+                                        "identities.txt, a summary to pack.json.")
     p.add_argument("image_folder", type=Path)
     p.add_argument("out", type=Path, help="output folder (InsightFace layout)")
     p.add_argument("--image-size", type=int, default=112, help="square side in pixels (default 112)")
