@@ -162,3 +162,11 @@ def test_bad_data_exits_2_with_one_line(case, tmp_path, capsys, mnist_dir):
                 "bad-magic": "t10k-images-idx3-ubyte.gz: expected IDX magic 2051, got 2049",
                 "torn-gzip": "t10k-images-idx3-ubyte.gz: expected a complete gzip file"}[case]
     assert expected in err[0]
+
+
+@pytest.mark.parametrize("name", [n for n in DATASETS.list() if n != "digits"])
+def test_every_file_dataset_names_what_it_expects(name, tmp_path):
+    with pytest.raises(NasError, match="expected --data-root DIR"):
+        load_dataset(name, None)
+    with pytest.raises(NasError, match=r"expected .*(IDX files|batches folder)"):
+        load_dataset(name, tmp_path)  # an empty folder: the message names the missing file or folder
