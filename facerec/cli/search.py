@@ -1,0 +1,195 @@
+"""facerec-search: search an IResNet backbone for a face data set (DESIGN §3, §4, §7).
+
+    facerec-search --size small --output runs/demo                 # built-in synthetic demo, CPU
+    facerec-search --size small --data faces_webface_112x112 --subset-ids 2000 --macro-only --output RUN
+    facerec-search --resume RUN
+
+Writes RUN/settings.json, RUN/journal.jsonl (one line per finished trial), RUN/search.log,
+RUN/result.json (genotype, params, fitness, trials, search_seconds, settings) and RUN/model.pt, the
+best trial's weights as a facerec checkpoint (facerec-eval / facerec-export take it). --d-min/--d-max
+count IResNet blocks (R-10 = 4 blocks, R-100 = 49).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from facerec.errors import FaceRecError
+from nas_core.errors import run_cli
+
+_SEARCH_FLAGS = ("e_min", "d_min", "d_max", "w_min", "w_max", "w_res", "micro_epochs", "max_trials", "seed")
+# Face training options of a search, and their defaults with real data / with the built-in demo.
+_OPTIONS = {"batch_size": (512, 32), "lr": (0.1, 0.05), "head": ("adaface", "adaface"), "workers": (2, 0),
+            "holdout_ids": (None, 4), "subset_ids": (None, None), "embedding_size": (512, 128)}
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="facerec-search", description=__doc__.split("\n\n")[0])
+    p.add_argument("--size", choices=["small", "medium"], default="small", help="search preset (W_max 32 / 64)")
+    p.add_argument("--data", help="face pack folder (train.rec/.idx/property [+ .bin]); omitted: built-in demo set")
+    p.add_argument("--output", help="run folder RUN (default runs/face-search-<size>)")
+    p.add_argument("--resume", metavar="RUN", help="continue the search in RUN with its saved settings")
+    p.add_argument("--subset-ids", type=int, help="search on N identities (seeded choice)")
+    p.add_argument("--holdout-ids", type=int, help="identities held out for verification pairs "
+                                                   "(default 10%%, none with --val-bins)")
+    p.add_argument("--val-bins", help="score on these .bin packs of --data instead, e.g. lfw,cfp_fp,agedb_30")
+    p.add_argument("--macro-only", action="store_true", help="stop after Prune (as the paper did for faces)")
+    p.add_argument("--batch-size", type=int, help="global batch of a trial (default 512; demo 32)")
+    p.add_argument("--lr", type=float, help="SGD learning rate of a trial (default 0.1; demo 0.05)")
+    p.add_argument("--head", help="margin head: adaface (default), arcface, cosface")
+    p.add_argument("--embedding-size", type=int, help="embedding size (default 512; demo 128)")
+    p.add_argument("--workers", type=int, help="data loader workers (default 2; demo 0)")
+    for flag, what in (("--e-min", "epochs of the first trial"), ("--d-min", "first depth in blocks"),
+                       ("--d-max", "largest depth in blocks"), ("--w-min", "smallest stem width"),
+                       ("--w-max", "stem width of the macro search"), ("--w-res", "width step of Prune"),
+                       ("--micro-epochs", "epochs of a micro trial"), ("--max-trials", "stop after N trials"),
+                       ("--seed", "run seed (trial seeds derive from it)")):
+        p.add_argument(flag, type=int, help=what)
+    p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def _new_run(args: argparse.Namespace) -> tuple[Path, dict]:
+    from nas_core.search import settings_for
+
+    demo = args.data is None
+    run = Path(args.output or f"runs/face-search-{args.size}")
+    if (run / "journal.jsonl").is_file() and (run / "journal.jsonl").stat().st_size > 0:
+        raise FaceRecError(f"{run}: expected a new run folder (it holds a search; continue it with --resume {run})")
+    overrides = {k: getattr(args, k) for k in _SEARCH_FLAGS}
+    if demo:
+        from facerec.demo import DEMO_SEARCH
+
+        overrides = {k: (DEMO_SEARCH.get(k) if v is None else v) for k, v in overrides.items()}
+    settings = settings_for(args.size, **overrides)
+    if args.macro_only:
+        settings.macro_only = True
+    options = {k: (getattr(args, k) if getattr(args, k) is not None else default[1 if demo else 0])
+               for k, default in _OPTIONS.items()}
+    options.update(size=args.size, data=None if demo else str(Path(args.data).resolve()),
+                   val_bins=args.val_bins)
+    return run, {"search": settings.to_dict(), "options": options}
+
+
+def _resumed_run(args: argparse.Namespace) -> tuple[Path, dict]:
+    run = Path(args.resume)
+    path = run / "settings.json"
+    if not path.is_file():
+        raise FaceRecError(f"{path}: expected the settings.json of a facerec-search run (file not found)")
+    try:
+        saved = json.loads(path.read_text())
+        saved["search"], saved["options"]  # noqa: B018  (both must be there)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FaceRecError(f"{path}: expected the settings.json of a facerec-search run ({exc})") from None
+    return run, saved
+
+
+def _producing_trial(result) -> tuple[object, int]:
+    """The genotype the search returned and the epochs of the trial that scored it."""
+    for record in reversed(result.trials):
+        if record.genotype == result.genotype and record.decision in ("baseline", "accept"):
+            return record.genotype, record.epochs
+    for record in reversed(result.trials):
+        if record.genotype == result.genotype:
+            return record.genotype, record.epochs
+    raise FaceRecError(f"search: the returned genotype {result.genotype.key()} is not among its trials")
+
+
+def _body(args: argparse.Namespace) -> int:
+    import time
+
+    from facerec.dist import barrier, init_distributed, resolve_device
+    from facerec.run_data import parse_names, prepare_data
+    from facerec.runlog import log_to
+    from facerec.search import DistributedJournaledEvaluator, FaceEvaluator, trial_weights_path
+    from facerec.space import IResNetSpace
+    from facerec.train import TrainConfig
+    from nas_core.io import atomic_write_json
+    from nas_core.journal import Journal, JournaledEvaluator
+    from nas_core.search import MacroMicroSearch, SearchSettings
+
+    start = time.perf_counter()
+    run, saved = _resumed_run(args) if args.resume else _new_run(args)
+    settings, options = SearchSettings.from_dict(saved["search"]), saved["options"]
+    info = init_distributed()
+    device = resolve_device(args.device, info)
+    if info.is_main:
+        atomic_write_json(run / "settings.json", saved)
+    with log_to(run / "search.log" if info.is_main else None, echo=info.is_main) as log:
+        log.info("facerec-search " + " ".join(sys.argv[1:] if args.argv is None else args.argv))
+        if args.resume:
+            log.info(f"resuming {run} with its saved settings (journaled trials are not retrained)")
+        if options["data"] is None:
+            log.info("no --data: searching on the built-in synthetic demo face set (facerec.demo, 20 identities x "
+                     "12 images, 112x112) with a CPU-sized budget: " + ", ".join(
+                         f"{k} {settings.to_dict()[k]}" for k in ("e_min", "d_min", "d_max", "w_min", "w_max",
+                                                                  "micro_epochs", "max_trials")))
+        data = prepare_data(options["data"], run, subset_ids=options["subset_ids"], holdout_ids=options["holdout_ids"],
+                            val_bins=parse_names(options["val_bins"]), seed=settings.seed)
+        space = IResNetSpace(embedding_size=options["embedding_size"])
+        config = TrainConfig(epochs=1, batch_size=options["batch_size"], lr=options["lr"], head=options["head"],
+                             seed=settings.seed, workers=options["workers"])
+        log.info(f"data {data.source}: {data.info['train_images']} training images of {data.num_classes} "
+                 f"identities; fitness = 10-fold accuracy on {data.info['val_sets']} (pairs); device {device}, "
+                 f"world size {info.world_size}; settings {settings.to_dict()}")
+        trials_dir = run / "trials"
+        evaluator = FaceEvaluator(space, data.train_set, data.val_sets, config, run_seed=settings.seed,
+                                  device=device, info=info, trials_dir=trials_dir, progress=not args.no_progress)
+        journal = Journal(run / "journal.jsonl")
+        journaled = DistributedJournaledEvaluator(evaluator, journal, info) if info.enabled \
+            else JournaledEvaluator(evaluator, journal)
+
+        if len(journal):
+            log.info(f"journal: {len(journal)} finished trial(s) will be reused")
+        bar = tqdm(total=settings.max_trials, unit="trial", desc="search", dynamic_ncols=True,
+                   disable=args.no_progress or not info.is_main)
+
+        def on_trial(record) -> None:
+            bar.update(1)
+            layer = "" if record.layer is None else f" layer {record.layer}"
+            hit = " (journal)" if getattr(journaled, "last_was_hit", False) else ""
+            log.info(f"trial {record.index:3d} {record.phase}{layer}: {record.genotype.key()} E={record.epochs} "
+                     f"params={record.result.params:,} acc={record.result.accuracy:.2f} -> {record.decision}{hit}")
+            if info.is_main and record.decision not in ("baseline", "accept"):  # can no longer be the answer
+                trial_weights_path(trials_dir, record.genotype, record.epochs).unlink(missing_ok=True)
+
+        with bar:
+            result = MacroMicroSearch(space, journaled, settings, on_trial=on_trial).run()
+        genotype, epochs = _producing_trial(result)
+        weights = trial_weights_path(trials_dir, genotype, epochs)
+        if not weights.is_file():  # e.g. journaled before a crash that lost the file: retrain (same seed)
+            log.info(f"retraining {genotype.key()} x{epochs} for RUN/model.pt (its trial weights are missing)")
+            evaluator.evaluate(genotype, epochs)
+        barrier(info)
+        if info.is_main:
+            shutil.copyfile(weights, run / ".model.pt.tmp")
+            (run / ".model.pt.tmp").replace(run / "model.pt")
+            shutil.rmtree(trials_dir, ignore_errors=True)
+            payload = result.to_dict()
+            # search_seconds: summed train+eval time of all trials, journaled ones included (as nas-search)
+            payload.update(genotype=result.genotype.to_dict(), params=result.params, fitness=result.accuracy,
+                           trial_epochs=epochs, num_trials=len(result.trials), search_seconds=result.seconds,
+                           wall_seconds=time.perf_counter() - start, settings=settings.to_dict(),
+                           options=options, space=space.config(), data=data.info, model="model.pt")
+            atomic_write_json(run / "result.json", payload)
+        log.info(f"result {result.genotype.key()}: {result.params:,} params, fitness {result.accuracy:.2f}% after "
+                 f"{len(result.trials)} trials ({result.epochs_total} epochs) in "
+                 f"{time.perf_counter() - start:.1f} s; wrote {run / 'result.json'} and {run / 'model.pt'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    args.argv = argv
+    return run_cli(lambda: _body(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""facerec-train: train a searched genotype or a fixed IResNet with the AdaFace recipe (DESIGN §4, §7).
+
+    facerec-train --genotype RUN/result.json --data faces_webface_112x112 --epochs 26 --output OUT
+    torchrun --nproc_per_node 8 -m facerec.cli.train --arch iresnet50 --data ... --output OUT
+
+Writes OUT/model.pt (best epoch: weights + genotype/arch + config), OUT/last.pt (full resume state,
+every epoch and every --checkpoint-every steps), OUT/metrics.json, OUT/train.log, OUT/tb/.
+With no --data it trains on the built-in synthetic demo set with a CPU-sized budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from facerec.errors import FaceRecError
+from nas_core.errors import run_cli
+
+_DEMO_DEFAULTS = {"epochs": 3, "batch_size": 32, "lr": 0.05, "workers": 0}
+_DEFAULTS = {"epochs": 26, "batch_size": 512, "lr": 0.1, "workers": 2}
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="facerec-train", description=__doc__.split("\n\n")[0])
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--genotype", help="RUN/result.json (or a genotype JSON) from facerec-search")
+    model.add_argument("--arch", help="a fixed backbone: iresnet18, iresnet34, iresnet50, iresnet100")
+    p.add_argument("--data", help="face pack folder (train.rec/.idx/property [+ .bin packs]); "
+                                  "omitted: the built-in synthetic demo set")
+    p.add_argument("--output", required=True, help="output folder OUT")
+    p.add_argument("--epochs", type=int, help="epochs (default 26; demo 3); lr milestones 12/20/24 of 26 scale")
+    p.add_argument("--batch-size", type=int, help="global batch over all ranks (default 512; demo 32)")
+    p.add_argument("--lr", type=float, help="SGD learning rate (default 0.1; demo 0.05)")
+    p.add_argument("--head", default="adaface", help="margin head: adaface, arcface, cosface")
+    p.add_argument("--embedding-size", type=int, help="embedding size of a --genotype net (default: the search's, else 512)")
+    p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--resume", help="OUT/last.pt (or OUT) to continue from, at the saved step")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, help="data loader workers (default 2; demo 0)")
+    p.add_argument("--val-bins", help="comma-separated .bin packs in --data to verify on each epoch "
+                                      "(default: all .bin packs found there)")
+    p.add_argument("--holdout-ids", type=int, help="hold out N identities and verify on their pairs "
+                                                   "(default: 0 when .bin packs exist, else 10%%)")
+    p.add_argument("--subset-ids", type=int, help="train on N identities only (seeded choice)")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between mid-epoch last.pt writes")
+    p.add_argument("--max-nan-steps", type=int, default=5, help="stop after this many non-finite losses in a row")
+    p.add_argument("--no-augment", action="store_true", help="turn off the AdaFace augmentations")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _resume_path(text: str | None) -> Path | None:
+    if text is None:
+        return None
+    path = Path(text)
+    if path.is_dir():
+        path = path / "last.pt"
+    if not path.is_file():
+        raise FaceRecError(f"{path}: expected a last.pt written by facerec-train (file not found)")
+    return path
+
+
+def build_backbone(genotype_path: str | None, arch: str | None, embedding_size: int | None, resume: Path | None):
+    """The net to train and what its checkpoints store to rebuild it (genotype/arch + space)."""
+    from facerec.backbones import create_backbone
+    from facerec.space import IResNetSpace
+    from nas_core.genotype import Genotype
+
+    if genotype_path is None and arch is None:
+        if resume is None:
+            raise FaceRecError("facerec-train: expected --genotype RUN/result.json or --arch iresnet18")
+        from facerec.checkpoint import build_from_checkpoint, read_checkpoint
+
+        ckpt = read_checkpoint(resume)
+        meta = {"genotype": Genotype.from_dict(ckpt["genotype"]) if ckpt.get("genotype") else None,
+                "arch": ckpt.get("arch"), "space": ckpt.get("space")}
+        return build_from_checkpoint(ckpt, where=str(resume)), meta
+    if genotype_path is not None:
+        path = Path(genotype_path)
+        if not path.is_file():
+            raise FaceRecError(f"{path}: expected a result.json or genotype JSON (file not found)")
+        genotype = Genotype.load(path)
+        try:  # a search's result.json names its space settings (e.g. the demo's 128-d embedding)
+            searched = json.loads(path.read_text()).get("space") or {}
+        except (ValueError, AttributeError):
+            searched = {}
+        space = IResNetSpace(embedding_size=embedding_size or searched.get("embedding_size", 512))
+        return space.build(genotype), {"genotype": genotype, "space": space.config()}
+    backbone = create_backbone(arch)
+    return backbone, {"arch": arch}
+
+
+def _embedding_size(backbone) -> int:
+    import torch
+
+    with torch.no_grad():
+        was = backbone.training
+        out = backbone.eval()(torch.zeros(1, 3, 112, 112))
+        backbone.train(was)
+    return int(out.shape[1])
+
+
+def _body(args: argparse.Namespace) -> int:
+    from facerec.dist import init_distributed, resolve_device
+    from facerec.heads import create_head
+    from facerec.run_data import parse_names, prepare_data
+    from facerec.runlog import log_to
+    from facerec.train import TrainConfig, train_model
+
+    output = Path(args.output)
+    demo = args.data is None
+    defaults = _DEMO_DEFAULTS if demo else _DEFAULTS
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.epochs < 1:
+        raise FaceRecError(f"--epochs: expected a positive number, got {args.epochs}")
+    resume = _resume_path(args.resume)
+    info = init_distributed()
+    device = resolve_device(args.device, info)
+    output.mkdir(parents=True, exist_ok=True)
+    with log_to(output / "train.log" if info.is_main else None, echo=info.is_main) as log:
+        log.info("facerec-train " + " ".join(sys.argv[1:] if args.argv is None else args.argv))
+        if demo:
+            log.info("no --data: training on the built-in synthetic demo face set (facerec.demo, 20 identities "
+                     f"x 12 images, 112x112) with a CPU-sized budget ({args.epochs} epochs, batch {args.batch_size})")
+        data = prepare_data(args.data, output, subset_ids=args.subset_ids, holdout_ids=args.holdout_ids,
+                            val_bins=parse_names(args.val_bins), seed=args.seed, augment=not args.no_augment,
+                            need_val=False)
+        backbone, meta = build_backbone(args.genotype, args.arch, args.embedding_size, resume)
+        head = create_head(args.head, _embedding_size(backbone), data.num_classes)
+        config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, head=args.head,
+                             seed=args.seed, workers=args.workers, checkpoint_every=args.checkpoint_every,
+                             max_nan_steps=args.max_nan_steps)
+        params = sum(p.numel() for p in backbone.parameters())
+        what = meta["genotype"].key() if meta.get("genotype") is not None else meta.get("arch")
+        log.info(f"model {what}: {params:,} parameters; data {data.source}: {data.info['train_images']} images of "
+                 f"{data.num_classes} identities; verification {data.info['val_sets'] or 'none'}; "
+                 f"device {device}, world size {info.world_size}; lr milestones {config.lr_milestones()}")
+        run_config = {**data.info, "head": args.head, "params": params, "world_size": info.world_size}
+        outcome = train_model(backbone, head, data.train_set, config, device=device, val_sets=data.val_sets,
+                              info=info, output=output, resume=resume, meta=meta, run_config=run_config,
+                              progress=not args.no_progress)
+        best = f"best epoch {outcome.best_epoch} (score {outcome.best_score:.4f})" \
+            if outcome.best_score is not None else "no verification sets: model.pt holds the last epoch"
+        log.info(f"done: {outcome.global_step} steps in {outcome.seconds:.1f} s; {best}; wrote {output / 'model.pt'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    args.argv = argv
+    return run_cli(lambda: _body(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The data of a training or search run: which identities train, which verify (DESIGN §4).
+
+`--data DIR` is a RecordIO face pack (train.rec/.idx/property), possibly with `.bin` packs beside it;
+no --data means the built-in synthetic demo set (facerec.demo), cached under the output folder.
+`--subset-ids N` keeps N identities (seeded); `--holdout-ids N` holds N of them out of training and
+builds verification pairs from them; `--val-bins a,b` verifies on those `.bin` packs instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facerec.errors import FaceRecError
+from facerec.validation import VerificationSet, find_bins, holdout_set, load_bin_sets
+
+HOLDOUT_FRACTION = 0.10
+
+
+@dataclass
+class RunData:
+    train_set: object  # facerec.data.datasets.FaceDataset
+    val_sets: list[VerificationSet]
+    num_classes: int
+    source: str  # the data folder, or "demo"
+    info: dict = field(default_factory=dict)  # identities used / held out, pairs: written into settings
+
+
+def parse_names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    return names or None
+
+
+def _check_pack_dir(data_dir: Path) -> None:
+    if not data_dir.is_dir():
+        raise FaceRecError(f"{data_dir}: expected a face data folder (train.rec, train.idx, property)")
+    if not (data_dir / "train.rec").is_file():
+        raise FaceRecError(f"{data_dir}: expected train.rec (a RecordIO face pack; build one with facerec-data pack)")
+
+
+def prepare_data(data_dir: str | Path | None, output: str | Path, *, subset_ids: int | None = None,
+                 holdout_ids: int | None = None, val_bins: list[str] | None = None, seed: int = 0,
+                 augment: bool = True, need_val: bool = True) -> RunData:
+    """Build the training set and verification sets of a run (see the module docstring)."""
+    from facerec.data.augment import AdaFaceAugment
+    from facerec.data.datasets import FaceDataset, FacePack, split_identities
+
+    if data_dir is None:
+        from facerec.demo import demo_pack
+
+        root, source = demo_pack(Path(output) / "demo_data"), "demo"
+    else:
+        root, source = Path(data_dir), str(data_dir)
+        _check_pack_dir(root)
+    pack = FacePack(root)
+    identities = list(range(pack.num_identities))
+    if subset_ids is not None:
+        if not 2 <= subset_ids <= len(identities):
+            raise FaceRecError(f"--subset-ids: expected 2..{len(identities)} identities, got {subset_ids}")
+        rng = np.random.default_rng(seed)
+        identities = sorted(rng.choice(identities, size=subset_ids, replace=False).tolist())
+    bin_paths = find_bins(root, val_bins) if data_dir is not None else []
+    if holdout_ids is None:  # default: verify on the .bin packs when there are any, else on held-out identities
+        holdout_ids = 0 if bin_paths else max(2, round(HOLDOUT_FRACTION * len(identities)))
+    if holdout_ids and holdout_ids > len(identities) - 2:
+        raise FaceRecError(f"--holdout-ids: expected fewer than {len(identities) - 1} (of {len(identities)} "
+                           f"identities), got {holdout_ids}")
+    held: list[int] = []
+    train_ids = identities
+    if holdout_ids:
+        train_idx, held_idx = split_identities(len(identities), holdout_ids, seed)
+        train_ids = [identities[i] for i in train_idx]
+        held = [identities[i] for i in held_idx]
+    val_sets = load_bin_sets(bin_paths) if bin_paths else []
+    if held:
+        val_sets.append(holdout_set(pack, held, seed))
+    if need_val and not val_sets:
+        raise FaceRecError(f"{root}: expected .bin verification packs or held-out identities (--holdout-ids N)")
+    transform = AdaFaceAugment() if augment else None
+    train_set = FaceDataset(pack, identities=train_ids, transform=transform)
+    info = {"data": source, "identities": len(identities), "train_identities": len(train_ids),
+            "train_images": len(train_set), "holdout_identities": held,
+            "val_sets": {vs.name: int(len(vs.issame)) for vs in val_sets}}
+    return RunData(train_set, val_sets, train_set.num_classes, source, info)

@@ -1,0 +1,112 @@
+"""The face Evaluator for nas_core.search.MacroMicroSearch over the "iresnet" space (DESIGN §4).
+
+A trial trains the genotype for E epochs with the facerec trainer (facerec.train.train_model) and is
+scored by the 10-fold verification accuracy, in percent, on held-out-identity pairs (or .bin packs):
+the best accuracy over its epochs (DESIGN §3). Each trial is seeded by nas_core.evaluator.trial_seed,
+so a resumed search retrains exactly what an uninterrupted one would. The weights of every trial that
+may still be the search's answer are kept under RUN/trials/ until the search ends (RUN/model.pt).
+
+Under torchrun every rank calls ``evaluate`` in the same order: the trial trains with DDP, rank 0
+scores it and the TrialResult is broadcast, so every rank takes the same search decision (DESIGN §8).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from facerec.dist import DistInfo, broadcast_object
+from facerec.runlog import get_logger
+from facerec.train import TrainConfig, train_model
+from facerec.validation import VerificationSet
+from nas_core.evaluator import TrialResult, trial_seed
+from nas_core.genotype import Genotype
+
+
+def trial_weights_path(trials_dir: Path, genotype: Genotype, epochs: int) -> Path:
+    return trials_dir / f"{genotype.key()}-e{epochs}.pt"
+
+
+class FaceEvaluator:
+    """Evaluator(genotype, epochs) -> TrialResult for the face search (see the module docstring)."""
+
+    def __init__(self, space, train_set, val_sets: list[VerificationSet], config: TrainConfig, *,
+                 run_seed: int = 0, device: torch.device | str = "cpu", info: DistInfo = DistInfo(),
+                 trials_dir: str | Path | None = None, progress: bool = True):
+        self.space = space
+        self.train_set = train_set
+        self.val_sets = list(val_sets)
+        self.config = config
+        self.run_seed = run_seed
+        self.device = torch.device(device)
+        self.info = info
+        self.trials_dir = Path(trials_dir) if trials_dir is not None else None
+        self.progress = progress
+
+    def train_trial(self, genotype: Genotype, epochs: int):
+        """Train one trial exactly as ``evaluate`` does; returns (TrainOutcome, backbone, seed)."""
+        from facerec.heads import create_head
+
+        seed = trial_seed(self.run_seed, genotype, epochs)
+        torch.manual_seed(seed)  # the init depends on the trial alone, not on the trials before it
+        backbone = self.space.build(genotype)
+        head = create_head(self.config.head, self.space.embedding_size, self.train_set.num_classes)
+        config = replace(self.config, epochs=epochs, seed=seed, checkpoint_every=0)
+        outcome = train_model(backbone, head, self.train_set, config, device=self.device, val_sets=self.val_sets,
+                              info=self.info, keep_best=True, progress=self.progress, verbose=False)
+        return outcome, backbone, seed
+
+    def evaluate(self, genotype: Genotype, epochs: int) -> TrialResult:
+        start = time.perf_counter()
+        outcome, backbone, seed = self.train_trial(genotype, epochs)
+        scores = [100.0 * s for s in outcome.epoch_scores]  # percent: the units of the search's thresholds
+        result = TrialResult(
+            accuracy=max(scores), params=self.space.count_params(genotype), seconds=time.perf_counter() - start,
+            seed=seed, epoch_accuracies=scores,
+            extra={"best_epoch": outcome.best_epoch, "nan_steps": len(outcome.nan_steps),
+                   "val": {k: v["accuracy"] for k, v in outcome.history[outcome.best_epoch - 1]["val"].items()}},
+        )
+        result = broadcast_object(result, self.info)  # decisions use rank 0's fitness (DESIGN §8)
+        if self.trials_dir is not None and self.info.is_main:
+            from facerec.checkpoint import save_checkpoint
+
+            backbone.load_state_dict(outcome.best_state)
+            save_checkpoint(trial_weights_path(self.trials_dir, genotype, epochs), backbone=backbone.cpu(),
+                            genotype=genotype, space=self.space.config(),
+                            config={"train": replace(self.config, epochs=epochs, seed=seed).to_dict()},
+                            epoch=outcome.best_epoch, fitness=result.accuracy, val=result.extra["val"])
+        get_logger().info(f"trial {genotype.key()} x{epochs} epochs: {result.accuracy:.2f}% "
+                          f"(epochs {', '.join(f'{s:.2f}' for s in scores)}), {result.params:,} params, "
+                          f"{result.seconds:.1f} s")
+        return result
+
+
+class DistributedJournaledEvaluator:
+    """JournaledEvaluator for torchrun: rank 0 reads and appends the journal and broadcasts whether a
+    trial is already there, so all ranks train the same trials together (every rank runs the search)."""
+
+    def __init__(self, evaluator: FaceEvaluator, journal, info: DistInfo):
+        self.evaluator = evaluator
+        self.journal = journal
+        self.info = info
+        self.last_was_hit = False
+        self._context: dict = {}
+
+    def begin_trial(self, **context) -> None:
+        """Phase of the next trial (index, phase, layer), journaled with it (as nas_core's JournaledEvaluator)."""
+        self._context = dict(context)
+
+    def evaluate(self, genotype: Genotype, epochs: int) -> TrialResult:
+        known = self.journal.lookup(genotype, epochs) if self.info.is_main else None
+        known = broadcast_object(known, self.info)
+        self.last_was_hit = known is not None
+        if known is not None:
+            return known
+        result = self.evaluator.evaluate(genotype, epochs)
+        if self.info.is_main:
+            self.journal.append(genotype, epochs, result, **self._context)
+        self._context = {}
+        return result

@@ -1,0 +1,103 @@
+"""Verification sets used while training and searching (DESIGN §4 face fitness).
+
+Either the `.bin` packs found in the data folder (paper style: lfw, cfp_fp, agedb_30) or pairs built
+from identities held out of the training set (the default for the search). Scores are the 10-fold
+accuracy of eval_protocols (DESIGN §6) on flip-fused embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from facerec.errors import FaceRecError
+
+
+@dataclass
+class VerificationSet:
+    name: str
+    images: np.ndarray  # RGB uint8 [N, H, W, 3]
+    issame: np.ndarray  # bool [P]
+    index: np.ndarray | None = None  # pair i = images[index[2i]], images[index[2i+1]]; None: index = arange(2P)
+
+
+def find_bins(data_dir: str | Path, names: list[str] | None = None) -> list[Path]:
+    """The `.bin` packs in ``data_dir``: all of them, or exactly ``names`` (missing one -> FaceRecError)."""
+    data_dir = Path(data_dir)
+    if names is None:
+        return sorted(data_dir.glob("*.bin"))
+    paths = []
+    for name in names:
+        path = data_dir / (name if name.endswith(".bin") else f"{name}.bin")
+        if not path.is_file():
+            raise FaceRecError(f"{path}: expected a verification .bin pack (named by --val-bins)")
+        paths.append(path)
+    return paths
+
+
+def load_bin_sets(paths: list[Path], image_size: int = 112) -> list[VerificationSet]:
+    from eval_protocols.bins import load_bin
+
+    sets = []
+    for path in paths:
+        images, issame = load_bin(path, image_size=image_size)
+        sets.append(VerificationSet(path.stem, images, np.asarray(issame, bool)))
+    return sets
+
+
+def _max_positive_pairs(pack, identities: list[int]) -> int:
+    sizes = [len(pack.identity_keys(i)) for i in identities]
+    return sum(n * (n - 1) // 2 for n in sizes)
+
+
+def holdout_set(pack, identities: list[int], seed: int, max_pairs: int = 3000) -> VerificationSet:
+    """Half-positive pairs of the held-out identities; as many as they allow, up to ``max_pairs``.
+
+    The pairs are those of ``facerec.data.datasets.verification_pairs``; each image is stored (and
+    embedded) once, since pairs of a few identities reuse their images many times.
+    """
+    from facerec.data.datasets import sample_pairs
+
+    if len(identities) < 2:
+        raise FaceRecError(f"{getattr(pack, 'root', 'data')}: expected at least 2 held-out identities "
+                           f"to build verification pairs (got {len(identities)}; raise --holdout-ids)")
+    num_pairs = min(max_pairs, 2 * _max_positive_pairs(pack, identities))
+    num_pairs -= num_pairs % 20  # whole folds, half positive (DESIGN §6 10-fold)
+    if num_pairs < 20:
+        raise FaceRecError(f"{getattr(pack, 'root', 'data')}: held-out identities have too few images "
+                           "for 10-fold verification (need ≥ 10 positive pairs)")
+    pairs, issame = sample_pairs([pack.identity_keys(int(i)) for i in identities], num_pairs, seed)
+    keys, index = np.unique(np.asarray(pairs, np.int64).reshape(-1), return_inverse=True)
+    images = np.stack([pack.image(int(key)) for key in keys])
+    return VerificationSet("holdout", images, np.asarray(issame, bool), index.reshape(-1))
+
+
+@torch.no_grad()
+def verify(backbone: nn.Module, sets: list[VerificationSet], device: torch.device | str,
+           batch_size: int = 128) -> dict[str, dict]:
+    """10-fold verification of ``backbone`` on every set: {name: evaluate_verification dict (fractions)}."""
+    from eval_protocols.embed import Embedder
+    from eval_protocols.verification import evaluate_verification
+
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        embedder = Embedder(backbone, device=str(device), batch_size=batch_size)
+        results = {}
+        for vs in sets:
+            embeddings = embedder.embed(vs.images, flip=True)
+            if vs.index is not None:
+                embeddings = embeddings[vs.index]
+            results[vs.name] = evaluate_verification(np.asarray(embeddings, np.float64), vs.issame)
+        return results
+    finally:
+        backbone.train(was_training)
+
+
+def mean_accuracy(results: dict[str, dict]) -> float:
+    """One fitness from several sets: the mean of their accuracies (fraction)."""
+    return float(np.mean([r["accuracy"] for r in results.values()]))
