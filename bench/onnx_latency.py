@@ -40,11 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     genotype = found_like()
     models = {
-        f"found R-58 C=32 ({genotype.key()})": IResNetSpace().build(genotype),
+        "found R-58-256": IResNetSpace().build(genotype),
         "iresnet18": create_backbone("iresnet18"),
     }
-    print(f"threads {torch.get_num_threads()}, torch {torch.__version__}")
-    print(f"{'model':<24} {'params':>11} {'batch':>5} {'torch ms':>9} {'ort ms':>9} {'ort/torch':>9}")
+    print(f"threads {torch.get_num_threads()}, torch {torch.__version__}; found R-58-256 = {genotype.key()}")
+    print(f"{'model':<16} {'params':>11} {'batch':>5} {'torch ms':>9} {'ort ms':>9} {'ort/torch':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for label, model in models.items():
             model.eval()
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             for batch in args.batches:
                 t = measure_latency(model, path, batch=batch, repeats=args.repeats)
                 print(
-                    f"{label[:24]:<24} {params:>11,} {batch:>5} {t['torch_ms']:>9.1f} "
+                    f"{label:<16} {params:>11,} {batch:>5} {t['torch_ms']:>9.1f} "
                     f"{t['onnxruntime_ms']:>9.1f} {t['ratio']:>8.2f}x   (parity {diff:.1e})"
                 )
     return 0
