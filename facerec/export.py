@@ -102,21 +102,17 @@ def check_parity(backbone: nn.Module, onnx_path: str | Path, batch: int = 4) -> 
     return float(np.abs(got - expected).max())
 
 
-def _median_ms(run, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+def _timed(run) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
 
 
 def measure_latency(
     backbone: nn.Module, onnx_path: str | Path, batch: int = 1, repeats: int = 10, warmup: int = 2
 ) -> dict[str, float]:
-    """Median CPU milliseconds per batch of torch eager (inference mode) and onnxruntime, same threads."""
+    """Median CPU milliseconds per batch of torch eager (inference mode) and onnxruntime, same threads.
+    The ratio is onnxruntime / torch (below 1: onnxruntime is faster)."""
     images = sample_batch(backbone, batch, seed=1)
     model = _cpu_eval_copy(backbone)
     session = ort_session(onnx_path, threads=torch.get_num_threads())
@@ -126,6 +122,13 @@ def measure_latency(
         with torch.inference_mode():
             model(images)
 
-    torch_ms = _median_ms(run_torch, repeats, warmup)
-    ort_ms = _median_ms(lambda: session.run([OUTPUT_NAME], feed), repeats, warmup)
+    def run_ort() -> None:
+        session.run([OUTPUT_NAME], feed)
+
+    for _ in range(warmup):
+        run_torch()
+        run_ort()
+    # Alternate the two engines so a busy machine slows both alike and the ratio stays fair.
+    times = np.array([(_timed(run_torch), _timed(run_ort)) for _ in range(repeats)])
+    torch_ms, ort_ms = (1000 * np.median(times, axis=0)).tolist()
     return {"batch": batch, "torch_ms": torch_ms, "onnxruntime_ms": ort_ms, "ratio": ort_ms / torch_ms}
