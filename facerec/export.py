@@ -78,12 +78,15 @@ def export_onnx(backbone: nn.Module, path: str | Path, *, opset: int = MIN_OPSET
         raise
 
 
-def ort_session(onnx_path: str | Path, threads: int | None = None):
+def ort_session(onnx_path: str | Path, threads: int | None = None, spinning: bool = True):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    if not spinning:
+        # Idle onnxruntime threads otherwise busy-wait after each run and steal the cores torch needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors on bad files
@@ -115,7 +118,7 @@ def measure_latency(
     The ratio is onnxruntime / torch (below 1: onnxruntime is faster)."""
     images = sample_batch(backbone, batch, seed=1)
     model = _cpu_eval_copy(backbone)
-    session = ort_session(onnx_path, threads=torch.get_num_threads())
+    session = ort_session(onnx_path, threads=torch.get_num_threads(), spinning=False)
     feed = {INPUT_NAME: images.numpy()}
 
     def run_torch() -> None:
