@@ -92,6 +92,9 @@ def test_replay_cli_reproduces_an_authors_trace(seed_traces_dir, tmp_path):
     assert result["genotype"]["kernels"] == logged["kernels"] and result["params"] == logged["params"]
     assert result["macro_genotype"]["width"] == logged["macro_width"]
     assert result["trials"] == len(trace["candidates"])
+    assert search_main(["--replay", str(seed_traces_dir / "fashionmnist_64.json"), "--max-trials", "5",
+                        "--output", str(tmp_path / "cut")]) == 0
+    assert json.loads((tmp_path / "cut" / "result.json").read_text())["trials"] == 5
 
 
 def test_replay_of_a_run_folder_matches_it(digits_run, tmp_path):

@@ -165,12 +165,14 @@ def _write_result(run_dir: Path, result, config: dict[str, Any], wall_seconds: f
 
 def _replay(args: argparse.Namespace) -> int:
     from nas_core.replay import load_trace
-    from nas_core.search import MacroMicroSearch
+    from nas_core.search import MacroMicroSearch, with_overrides
 
     run_dir = output_folder(args.output or f"runs/replay-{Path(args.replay).stem}", "result.json")
     with run_log(run_dir / "search.log") as log:
         tic = time.perf_counter()
         settings, space, evaluator, meta = load_trace(args.replay)
+        # Setting flags given with --replay re-decide the recorded search (no training happens).
+        settings = with_overrides(settings, **{name: getattr(args, name) for name in _SETTING_FLAGS})
         log.info("replaying %s (%d recorded trials)", args.replay, len(getattr(evaluator, "table", {}) or {}))
         with tqdm(unit="trial", desc="replay", dynamic_ncols=True) as bar:
             def on_trial(record) -> None:
