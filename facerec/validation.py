@@ -7,6 +7,7 @@ accuracy of eval_protocols (DESIGN §6) on flip-fused embeddings.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +46,20 @@ def load_bin_sets(paths: list[Path], image_size: int = 112) -> list[Verification
     sets = []
     for path in paths:
         images, issame = load_bin(path, image_size=image_size)
-        sets.append(VerificationSet(path.stem, images, np.asarray(issame, bool)))
+        unique, index = _distinct_images(images)
+        sets.append(VerificationSet(path.stem, unique, np.asarray(issame, bool), index))
     return sets
+
+
+def _distinct_images(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each distinct image once, and where each pair slot finds it: packs built from few identities
+    repeat their images across pairs, and embedding dominates the cost of a verification."""
+    first: dict[bytes, int] = {}
+    index = np.array([first.setdefault(hashlib.blake2b(im.tobytes(), digest_size=16).digest(), len(first))
+                      for im in images], dtype=np.int64)
+    keep = np.zeros(len(first), dtype=np.int64)
+    keep[index] = np.arange(len(images))
+    return images[keep], index
 
 
 def _max_positive_pairs(pack, identities: list[int]) -> int:

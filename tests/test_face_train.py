@@ -1,0 +1,175 @@
+"""facerec-train and the trainer: learning, kill + resume at the saved step, NaN guard, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from facerec.cli.train import main as train_main
+from facerec.data.datasets import FaceDataset
+from facerec.demo import demo_pack
+from facerec.heads import create_head
+from facerec.space import IResNetSpace
+from facerec.train import TrainConfig, param_groups, train_model
+from nas_core.genotype import Genotype
+
+TINY = Genotype.uniform(4, 4)
+
+
+@pytest.fixture(scope="module")
+def tiny_pack(tmp_path_factory) -> Path:
+    """8 synthetic identities x 8 images, packed as an InsightFace RecordIO set."""
+    return demo_pack(tmp_path_factory.mktemp("pack"), num_identities=8, images_per_identity=8)
+
+
+@pytest.fixture(scope="module")
+def tiny_genotype(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("genotype") / "result.json"
+    path.write_text(json.dumps({"genotype": TINY.to_dict(), "space": {"embedding_size": 64}}))
+    return path
+
+
+def _train_args(pack: Path, genotype: Path, out: Path, *extra: str) -> list[str]:
+    return ["--genotype", str(genotype), "--data", str(pack), "--output", str(out), "--batch-size", "8",
+            "--lr", "0.05", "--workers", "0", "--holdout-ids", "2", "--no-progress", *extra]
+
+
+def test_loss_goes_down_on_the_demo_pack(tiny_pack):
+    torch.manual_seed(0)
+    data = FaceDataset(tiny_pack)
+    backbone = IResNetSpace(embedding_size=64).build(TINY)
+    head = create_head("cosface", 64, data.num_classes)
+    outcome = train_model(backbone, head, data, TrainConfig(epochs=6, batch_size=16, lr=0.1, workers=0),
+                          progress=False)
+    losses = [h["loss"] for h in outcome.history]
+    assert len(losses) == 6 and outcome.global_step == 6 * (len(data) // 16)
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_no_weight_decay_on_bn_bias_prelu():
+    model = IResNetSpace(embedding_size=64).build(TINY)
+    decay, no_decay = param_groups(model, 5e-4)
+    assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0.0
+    no_decay_ids = {id(p) for p in no_decay["params"]}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.BatchNorm2d | torch.nn.PReLU | torch.nn.BatchNorm1d):
+            assert all(id(p) in no_decay_ids for p in module.parameters(recurse=False) if p.requires_grad), name
+    assert all(p.ndim > 1 for p in decay["params"])
+
+
+def test_lr_milestones_scale_with_epochs():
+    assert TrainConfig(epochs=26).lr_milestones() == [12, 20, 24]
+    assert TrainConfig(epochs=13).lr_milestones() == [6, 10, 12]
+    assert TrainConfig(epochs=2).lr_milestones() == [1]
+
+
+class _NanOnce(torch.nn.Module):
+    """A head whose second call returns NaN logits (a transient numeric blow-up)."""
+
+    def __init__(self, head):
+        super().__init__()
+        self.head, self.calls = head, 0
+
+    def forward(self, embeddings, labels):
+        self.calls += 1
+        logits = self.head(embeddings, labels)
+        return logits * float("nan") if self.calls == 2 else logits
+
+
+def test_nan_step_is_skipped_and_training_goes_on(tiny_pack):
+    data = FaceDataset(tiny_pack)
+    backbone = IResNetSpace(embedding_size=64).build(TINY)
+    head = _NanOnce(create_head("adaface", 64, data.num_classes))
+    outcome = train_model(backbone, head, data, TrainConfig(epochs=1, batch_size=8, workers=0), progress=False)
+    assert outcome.nan_steps == [2]
+    assert outcome.global_step == len(data) // 8
+    assert all(torch.isfinite(p).all() for p in backbone.parameters())
+
+
+def test_repeated_nan_stops_with_a_clear_error(tiny_pack, tiny_genotype, tmp_path, capsys):
+    out = tmp_path / "nan"
+    # lr = inf: the first step blows every weight up, every later loss is NaN.
+    rc = train_main(_train_args(tiny_pack, tiny_genotype, out, "--epochs", "2", "--lr", "inf",
+                                "--max-nan-steps", "3"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err[-1].startswith("error: training: loss was not finite for 3 steps in a row")
+    log = (out / "train.log").read_text()
+    assert log.count("step skipped") == 3
+
+
+def test_train_writes_model_metrics_log_and_tensorboard(tiny_pack, tiny_genotype, tmp_path):
+    from facerec.checkpoint import load_backbone
+
+    out = tmp_path / "run"
+    assert train_main(_train_args(tiny_pack, tiny_genotype, out, "--epochs", "2", "--head", "arcface")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
+    assert 0.0 <= metrics["epochs"][-1]["val"]["holdout"]["accuracy"] <= 1.0
+    assert metrics["genotype"] == TINY.to_dict() and metrics["images_per_second"] > 0
+    model, ckpt = load_backbone(out / "model.pt")
+    assert Genotype.from_dict(ckpt["genotype"]) == TINY and ckpt["config"]["train"]["head"] == "arcface"
+    assert model(torch.zeros(2, 3, 112, 112)).shape == (2, 64)  # embedding size taken from result.json
+    assert any(p.name.startswith("events") for p in (out / "tb").iterdir())
+    assert "epoch 2/2" in (out / "train.log").read_text()
+
+
+def _saved_step(path: Path) -> tuple[int, int] | None:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["train_state"]
+    except (OSError, RuntimeError, EOFError, KeyError):
+        return None
+    return state["global_step"], state["step_in_epoch"]
+
+
+def test_sigkill_mid_epoch_then_resume_continues_from_the_saved_step(tiny_pack, tiny_genotype, tmp_path):
+    out = tmp_path / "killed"
+    args = _train_args(tiny_pack, tiny_genotype, out, "--epochs", "4", "--checkpoint-every", "3")
+    proc = subprocess.Popen([sys.executable, "-m", "facerec.cli.train", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            saved = _saved_step(out / "last.pt") if (out / "last.pt").exists() else None
+            if saved is not None and saved[0] > 0 and saved[1] > 0:  # a mid-epoch checkpoint exists
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "training ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    saved_step, in_epoch = _saved_step(out / "last.pt")
+    assert saved_step > 0 and in_epoch > 0
+    assert train_main(args + ["--resume", str(out / "last.pt")]) == 0
+    log = (out / "train.log").read_text()
+    assert f"resumed from {out / 'last.pt'}: epoch" in log and f"step {saved_step} ({in_epoch}/" in log
+    metrics = json.loads((out / "metrics.json").read_text())
+    steps_per_epoch = metrics["epochs"][0]["step"]
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3, 4]
+    assert [e["step"] for e in metrics["epochs"]] == [steps_per_epoch * k for k in (1, 2, 3, 4)]
+    assert metrics["global_step"] == 4 * steps_per_epoch
+
+
+@pytest.mark.parametrize("bad", ["missing", "empty"])
+def test_bad_data_exits_2_with_one_line(bad, tiny_genotype, tmp_path, capsys):
+    data = tmp_path / "data"
+    if bad == "empty":
+        data.mkdir()
+    rc = train_main(["--genotype", str(tiny_genotype), "--data", str(data), "--output", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith(f"error: {data}: expected")
+
+
+def test_missing_genotype_file_exits_2(tiny_pack, tmp_path, capsys):
+    rc = train_main(["--genotype", str(tmp_path / "nope.json"), "--data", str(tiny_pack), "--output", str(tmp_path)])
+    assert rc == 2 and "nope.json: expected" in capsys.readouterr().err
