@@ -40,12 +40,13 @@ class InProcessExecutor:
 class RayExecutor:
     """One Ray task per trial; ``num_gpus`` per trial (default 1 when the cluster has GPUs, DESIGN §8).
 
-    ``address`` joins a running cluster ("auto"); without it Ray starts a local one. ``local_mode`` runs the
-    tasks in this process (Ray's debugging mode), which the tests use.
+    ``address`` joins a running cluster ("auto"); without it Ray starts a local one on this machine
+    (``local_cpus`` caps its size; the tests use a two-CPU local cluster). Ray ≥ 2.50 dropped the old
+    in-process ``local_mode``, so a local cluster is what "local mode" means here.
     """
 
     def __init__(self, address: str | None = None, num_gpus: float | None = None, num_cpus: float = 1,
-                 local_mode: bool = False, on_result: Callable[[int, Any], None] | None = None):
+                 local_cpus: int | None = None, on_result: Callable[[int, Any], None] | None = None):
         try:
             import ray
         except ImportError:
@@ -53,8 +54,8 @@ class RayExecutor:
         self._ray = ray
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"address": address, "ignore_reinit_error": True}
-            if local_mode:
-                kwargs["local_mode"] = True
+            if address is None:
+                kwargs.update(num_cpus=local_cpus, include_dashboard=False, log_to_driver=False)
             ray.init(**kwargs)
         if num_gpus is None:
             num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
@@ -63,8 +64,8 @@ class RayExecutor:
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
         ray = self._ray
-        remote = ray.remote(num_gpus=self.num_gpus, num_cpus=self.num_cpus)(fn)
-        refs = [remote.remote(item) for item in items]
+        remote = ray.remote(num_gpus=self.num_gpus, num_cpus=self.num_cpus)(_call)
+        refs = [remote.remote(fn, item) for item in items]
         index = {ref: i for i, ref in enumerate(refs)}
         results: list[Any] = [None] * len(refs)
         pending = list(refs)
@@ -75,6 +76,11 @@ class RayExecutor:
             if self.on_result is not None:
                 self.on_result(i, results[i])
         return results
+
+
+def _call(fn: Callable[[Any], Any], item: Any) -> Any:
+    """The Ray task: ``fn`` travels as an argument, so builtins and any picklable callable work."""
+    return fn(item)
 
 
 def create_executor(name: str = "inprocess", **kwargs: Any) -> Executor:

@@ -110,9 +110,9 @@ def test_run_trial_job_through_executor():
     assert isinstance(result, TrialResult) and result.seed == trial_seed(0, Genotype.uniform(2, 4), 1)
 
 
-def test_ray_executor_local_mode():
+def test_ray_executor_local_cluster():
     ray = pytest.importorskip("ray")
-    executor = create_executor("ray", local_mode=True, num_gpus=0)
+    executor = create_executor("ray", local_cpus=2, num_gpus=0)
     try:
         assert executor.map(math.sqrt, [4.0, 9.0]) == [2.0, 3.0]
     finally:
