@@ -35,6 +35,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="SGD learning rate (default 0.1; demo 0.05)")
     p.add_argument("--head", default="adaface", help="margin head: adaface, arcface, cosface")
     p.add_argument("--embedding-size", type=int, help="embedding size of a --genotype net (default: the search's, else 512)")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout before the embedding FC (arcface_torch: 0.4 "
+                                                              "for small sets)")
     p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1 ...")
     p.add_argument("--resume", help="OUT/last.pt (or OUT) to continue from, at the saved step")
     p.add_argument("--seed", type=int, default=0)
@@ -62,7 +64,8 @@ def _resume_path(text: str | None) -> Path | None:
     return path
 
 
-def build_backbone(genotype_path: str | None, arch: str | None, embedding_size: int | None, resume: Path | None):
+def build_backbone(genotype_path: str | None, arch: str | None, embedding_size: int | None, resume: Path | None,
+                   dropout: float = 0.0):
     """The net to train and what its checkpoints store to rebuild it (genotype/arch + space)."""
     from facerec.backbones import create_backbone
     from facerec.space import IResNetSpace
@@ -86,9 +89,9 @@ def build_backbone(genotype_path: str | None, arch: str | None, embedding_size: 
             searched = json.loads(path.read_text()).get("space") or {}
         except (ValueError, AttributeError):
             searched = {}
-        space = IResNetSpace(embedding_size=embedding_size or searched.get("embedding_size", 512))
+        space = IResNetSpace(embedding_size=embedding_size or searched.get("embedding_size", 512), dropout=dropout)
         return space.build(genotype), {"genotype": genotype, "space": space.config()}
-    backbone = create_backbone(arch)
+    backbone = create_backbone(arch, dropout=dropout)
     return backbone, {"arch": arch}
 
 
@@ -129,7 +132,7 @@ def _body(args: argparse.Namespace) -> int:
         data = prepare_data(args.data, output, subset_ids=args.subset_ids, holdout_ids=args.holdout_ids,
                             val_bins=parse_names(args.val_bins), seed=args.seed, augment=not args.no_augment,
                             need_val=False)
-        backbone, meta = build_backbone(args.genotype, args.arch, args.embedding_size, resume)
+        backbone, meta = build_backbone(args.genotype, args.arch, args.embedding_size, resume, args.dropout)
         head = create_head(args.head, _embedding_size(backbone), data.num_classes)
         config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, head=args.head,
                              seed=args.seed, workers=args.workers, checkpoint_every=args.checkpoint_every,
