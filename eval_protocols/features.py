@@ -4,34 +4,22 @@ the raw image features and every array its scoring needs, so re-scoring needs no
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from eval_protocols.errors import EvalError
+from nas_core.io import atomic_write
 
 _META = "__meta__"
 
 
 def save_features(path: str | Path, features: dict[str, dict[str, np.ndarray]], meta: dict) -> None:
     """Atomic: written to a temporary file in the same folder, fsynced, then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"{name}.{key}": np.asarray(value) for name, group in features.items() for key, value in group.items()}
     arrays[_META] = np.asarray(json.dumps({**meta, "protocols": list(features)}))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def load_features(path: str | Path) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
