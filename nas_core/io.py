@@ -49,3 +49,21 @@ def atomic_torch_save(path: str | Path, obj: Any) -> None:
     import torch
 
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def read_json_object(path: str | Path, expected: str = "a JSON object") -> dict[str, Any]:
+    """Read a JSON object; a missing, unreadable or malformed file is a user error naming ``expected``."""
+    from nas_core.errors import NasError
+
+    path = Path(path)
+    if not path.is_file():
+        raise NasError(f"{path}: expected {expected}; file not found")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NasError(f"{path}: expected {expected} ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise NasError(f"{path}: expected {expected} in JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise NasError(f"{path}: expected {expected} (a JSON object)")
+    return data

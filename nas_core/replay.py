@@ -8,13 +8,13 @@ table lacks raises NasError naming it, since it would need training.
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 from typing import Any
 
 from nas_core.errors import NasError
 from nas_core.evaluator import TrialResult
 from nas_core.genotype import Genotype
+from nas_core.io import read_json_object
 from nas_core.journal import Journal, record_result
 from nas_core.search import MacroMicroSearch, SearchResult, SearchSettings, with_overrides
 from nas_core.space import SPACES, SearchSpace, create_space
@@ -49,7 +49,7 @@ def load_trace(path: str | Path) -> tuple[SearchSettings, SearchSpace, LookupEva
         return _load_run(path)
     if not path.is_file():
         raise NasError(f"{path}: expected a search trace (.json), a run folder or its journal.jsonl; not found")
-    data = _read_json(path)
+    data = read_json_object(path)
     if "candidates" not in data:
         raise NasError(f"{path}: expected a search trace with 'candidates', 'settings' and 'result'")
     return _load_authors_trace(path, data)
@@ -60,18 +60,6 @@ def replay(path: str | Path, *, space: SearchSpace | None = None, **setting_over
     settings, loaded_space, evaluator, _ = load_trace(path)
     settings = with_overrides(settings, **setting_overrides)
     return MacroMicroSearch(space or loaded_space, evaluator, settings).run()
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NasError(f"{path}: expected a readable JSON file ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise NasError(f"{path}: expected JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise NasError(f"{path}: expected a JSON object")
-    return data
 
 
 def _load_authors_trace(path: Path, data: dict[str, Any]):
@@ -125,7 +113,7 @@ def _load_run(path: Path):
     for name in ("settings.json", "result.json"):
         where = run_dir / name
         if where.is_file():
-            data = _read_json(where)
+            data = read_json_object(where)
             found = _settings_in(data)
             if settings is None and found is not None:
                 settings = SearchSettings.from_dict(found, where=f"{where}: settings")

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from nas_core.cli._common import add_data_args, add_run_args, add_split_args, output_folder, positive, run_log
 from nas_core.errors import NasError, run_cli
-from nas_core.io import atomic_write_json
+from nas_core.io import atomic_write_json, read_json_object
 
 _SETTING_FLAGS = ("e_min", "d_min", "d_max", "w_min", "w_max", "w_res", "micro_epochs", "max_trials")
 
@@ -62,13 +62,8 @@ def _run_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def _read_config(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "settings.json"
-    if not path.is_file():
-        raise NasError(f"{path}: expected the settings of a search run to resume; file not found")
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise NasError(f"{path}: expected JSON ({exc.msg})") from None
-    if not isinstance(config, dict) or "search" not in config or "dataset" not in config:
+    config = read_json_object(path, "the settings of a search run to resume")
+    if "search" not in config or "dataset" not in config:
         raise NasError(f"{path}: expected a settings object with 'dataset' and 'search'")
     return config
 

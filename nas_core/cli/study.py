@@ -11,7 +11,6 @@ the same arguments. Independent trials go through nas_core.executor (``--executo
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from tqdm import tqdm
 from nas_core.cli._common import add_data_args, add_run_args, add_split_args, positive, run_log
 from nas_core.errors import NasError, run_cli
 from nas_core.genotype import Genotype
-from nas_core.io import atomic_write_json
+from nas_core.io import atomic_write_json, read_json_object
 
 _SETTING_FLAGS = ("e_min", "d_min", "d_max", "w_min", "w_max", "w_res")
 
@@ -116,13 +115,8 @@ def _fmt(value) -> str:
 
 def _read_run(run: Path) -> dict[str, Any]:
     path = run / "result.json"
-    if not path.is_file():
-        raise NasError(f"{path}: expected the result of a finished nas-search run; file not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise NasError(f"{path}: expected JSON ({exc.msg})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("settings"), dict) or "search" not in data["settings"]:
+    data = read_json_object(path, "the result of a finished nas-search run")
+    if not isinstance(data.get("settings"), dict) or "search" not in data["settings"]:
         raise NasError(f"{path}: expected a nas-search result with 'settings' (written by nas-search)")
     return data
 
