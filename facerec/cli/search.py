@@ -105,7 +105,7 @@ def _producing_trial(result) -> tuple[object, int]:
 def _body(args: argparse.Namespace) -> int:
     import time
 
-    from facerec.dist import barrier, init_distributed, resolve_device
+    from facerec.dist import barrier, broadcast_object, init_distributed, resolve_device
     from facerec.run_data import parse_names, prepare_data
     from facerec.runlog import log_to
     from facerec.search import DistributedJournaledEvaluator, FaceEvaluator, trial_weights_path
@@ -164,7 +164,8 @@ def _body(args: argparse.Namespace) -> int:
             result = MacroMicroSearch(space, journaled, settings, on_trial=on_trial).run()
         genotype, epochs = _producing_trial(result)
         weights = trial_weights_path(trials_dir, genotype, epochs)
-        if not weights.is_file():  # e.g. journaled before a crash that lost the file: retrain (same seed)
+        missing = broadcast_object(not weights.is_file(), info)  # rank 0 writes the file: its view decides
+        if missing:  # e.g. journaled before a crash that lost the file: retrain (same seed)
             log.info(f"retraining {genotype.key()} x{epochs} for RUN/model.pt (its trial weights are missing)")
             evaluator.evaluate(genotype, epochs)
         barrier(info)

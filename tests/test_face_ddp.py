@@ -1,0 +1,47 @@
+"""torchrun on CPU (gloo): two ranks train with DDP and run the search together (DESIGN §8)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from facerec.demo import demo_pack
+
+pytestmark = pytest.mark.slow
+
+
+def _torchrun(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", *args],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.fixture(scope="module")
+def pack(tmp_path_factory):
+    return demo_pack(tmp_path_factory.mktemp("pack"), num_identities=8, images_per_identity=8)
+
+
+def test_torchrun_train_splits_batches_over_ranks(pack, tmp_path):
+    genotype = tmp_path / "g.json"
+    genotype.write_text(json.dumps({"depth": 4, "width": 4, "ops": ["sep"] * 4, "kernels": [3] * 4}))
+    out = tmp_path / "out"
+    proc = _torchrun("facerec.cli.train", "--genotype", str(genotype), "--data", str(pack), "--output", str(out),
+                     "--epochs", "2", "--batch-size", "16", "--workers", "0", "--holdout-ids", "2", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["run"]["world_size"] == 2
+    assert [e["step"] for e in metrics["epochs"]] == [3, 6]  # 48 images / 2 ranks / 8 per rank
+
+
+def test_torchrun_search_journals_once_and_writes_the_result(pack, tmp_path):
+    flags = ["--data", str(pack), "--holdout-ids", "2", "--e-min", "1", "--d-min", "4", "--d-max", "5",
+             "--w-min", "4", "--w-max", "6", "--micro-epochs", "1", "--max-trials", "4", "--batch-size", "16",
+             "--workers", "0", "--embedding-size", "32", "--no-progress"]
+    proc = _torchrun("facerec.cli.search", "--output", str(tmp_path / "ddp"), *flags)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "ddp" / "result.json").read_text())
+    assert len(result["trials"]) == 4 and (tmp_path / "ddp" / "model.pt").is_file()
+    assert len((tmp_path / "ddp" / "journal.jsonl").read_text().splitlines()) == 4  # rank 0 alone journals
