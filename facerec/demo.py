@@ -18,13 +18,12 @@ from nas_core.io import atomic_write_json
 DEMO_IDENTITIES = 20
 DEMO_IMAGES_PER_IDENTITY = 12
 DEMO_IMAGE_SIZE = 112
-_VERSION = 1
+_VERSION = 2
 
 # The CPU-sized search budget the demo runs with (whole `facerec-search --size small` in ~minutes on
 # 2 cores): tiny stem widths, 4..6 blocks, short trials. Explicit flags still override these.
-DEMO_SEARCH = {"e_min": 1, "d_min": 4, "d_max": 6, "w_min": 4, "w_max": 8, "w_res": 2,
-               "micro_epochs": 1, "max_trials": 8}
-DEMO_TRAIN = {"batch_size": 32, "lr": 0.05, "workers": 0, "holdout_ids": 4}
+DEMO_SEARCH = {"e_min": 2, "d_min": 4, "d_max": 6, "w_min": 4, "w_max": 8, "w_res": 2,
+               "micro_epochs": 2, "max_trials": 8}
 
 
 def _identity(rng: np.random.Generator) -> dict:
@@ -47,7 +46,7 @@ def _identity(rng: np.random.Generator) -> dict:
 def _draw(face: dict, rng: np.random.Generator, size: int) -> np.ndarray:
     """One image of an identity, drawn at 112x112 then jittered (pose, light, expression, noise)."""
     img = np.empty((size, size, 3), np.float32)
-    img[:] = rng.uniform(30, 220, size=3)  # background varies per image, not per identity
+    img[:] = rng.uniform(70, 170, size=3)  # background varies per image, not per identity
     cx, cy = size / 2, size / 2 + 4
     ax, ay = face["face_axes"]
     cv2.ellipse(img, (int(cx), int(cy - ay * 0.55)), (int(ax * 1.05), int(face["hair_height"] + 14)),
@@ -68,8 +67,8 @@ def _draw(face: dict, rng: np.random.Generator, size: int) -> np.ndarray:
     warp = cv2.getRotationMatrix2D((cx, cy), angle, scale)
     warp[:, 2] += rng.uniform(-4, 4, size=2)
     img = cv2.warpAffine(img, warp, (size, size), borderMode=cv2.BORDER_REPLICATE)
-    img = img * rng.uniform(0.7, 1.3) + rng.uniform(-25, 25)  # lighting
-    img += rng.normal(0, 6, img.shape)
+    img = img * rng.uniform(0.85, 1.15) + rng.uniform(-12, 12)  # lighting
+    img += rng.normal(0, 4, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from facerec.cli.search import main as search_main
-from facerec.demo import demo_identities, demo_pack
+from facerec.demo import DEMO_SEARCH, demo_identities, demo_pack
 from nas_core.genotype import Genotype
 
 # Tiny settings: Grow d4 -> d5 at width 6, Prune to 4, then micro trials; 5 trials in all.
@@ -49,7 +49,8 @@ def test_search_without_data_runs_the_demo_and_writes_the_contract(tmp_path, cap
     genotype = Genotype.from_dict(result["genotype"])
     assert set(result) >= {"genotype", "params", "fitness", "trials", "search_seconds", "settings"}
     assert len(result["trials"]) == 2 and 0 <= result["fitness"] <= 100
-    assert result["settings"]["w_max"] == 4 and result["settings"]["e_min"] == 1  # demo budget + override
+    assert result["settings"]["w_max"] == 4  # an explicit flag overrides the demo budget
+    assert result["settings"]["e_min"] == DEMO_SEARCH["e_min"]
     assert len((run / "journal.jsonl").read_text().splitlines()) == 2
     settings = json.loads((run / "settings.json").read_text())
     assert settings["options"]["data"] is None
