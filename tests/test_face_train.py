@@ -173,3 +173,12 @@ def test_bad_data_exits_2_with_one_line(bad, tiny_genotype, tmp_path, capsys):
 def test_missing_genotype_file_exits_2(tiny_pack, tmp_path, capsys):
     rc = train_main(["--genotype", str(tmp_path / "nope.json"), "--data", str(tiny_pack), "--output", str(tmp_path)])
     assert rc == 2 and "nope.json: expected" in capsys.readouterr().err
+
+
+def test_same_seed_same_training(tiny_pack, tiny_genotype, tmp_path):
+    losses = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        assert train_main(_train_args(tiny_pack, tiny_genotype, out, "--epochs", "1", "--seed", "3")) == 0
+        losses.append(json.loads((out / "metrics.json").read_text())["epochs"][0]["loss"])
+    assert losses[0] == losses[1]

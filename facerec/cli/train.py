@@ -110,7 +110,7 @@ def _body(args: argparse.Namespace) -> int:
     from facerec.heads import create_head
     from facerec.run_data import parse_names, prepare_data
     from facerec.runlog import log_to
-    from facerec.train import TrainConfig, train_model
+    from facerec.train import TrainConfig, seed_everything, train_model
 
     output = Path(args.output)
     demo = args.data is None
@@ -132,6 +132,7 @@ def _body(args: argparse.Namespace) -> int:
         data = prepare_data(args.data, output, subset_ids=args.subset_ids, holdout_ids=args.holdout_ids,
                             val_bins=parse_names(args.val_bins), seed=args.seed, augment=not args.no_augment,
                             need_val=False)
+        seed_everything(args.seed)  # the initial weights depend on --seed alone
         backbone, meta = build_backbone(args.genotype, args.arch, args.embedding_size, resume, args.dropout)
         head = create_head(args.head, _embedding_size(backbone), data.num_classes)
         config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, head=args.head,
