@@ -238,3 +238,7 @@ def _write_bin(path: Path, encoded: list[bytes], issame: list[bool]) -> None:
         atomic_write_bytes(path, pickle.dumps((encoded, [bool(s) for s in issame]), protocol=4))
         return
     write_bin(path, encoded, issame)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
