@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from eval_protocols.bins import write_bin
 from facerec.data.datasets import FacePack, sample_pairs
 from facerec.data.images import decode_image, encode_jpeg, fit_face, load_image, read_image_folder
 from facerec.data.recordio import rebuild_index, unpack_header, write_face_pack
 from facerec.errors import FaceRecError
 from nas_core.errors import run_cli
-from nas_core.io import atomic_write_bytes, atomic_write_json
+from nas_core.io import atomic_write_json
 
 FIT_RULE = ("scaled to fit (aspect kept), short side padded symmetrically by edge replication; "
             "e.g. ORL 92x112 -> 10 replicated columns each side")
@@ -224,20 +225,9 @@ def _make_bin(args) -> int:
         if path not in cache:
             cache[path] = encode_jpeg(fit_face(load_image(path), size), args.quality)
         encoded.append(cache[path])
-    _write_bin(args.out, encoded, issame.tolist())
+    write_bin(args.out, encoded, issame.tolist())
     print(f"wrote {args.out}: {len(issame)} pairs ({int(issame.sum())} same), {len(cache)} distinct images")
     return 0
-
-
-def _write_bin(path: Path, encoded: list[bytes], issame: list[bool]) -> None:
-    try:
-        from eval_protocols.bins import write_bin
-    except ImportError:  # the eval part has not landed: write DESIGN §5's pickle ourselves
-        import pickle
-
-        atomic_write_bytes(path, pickle.dumps((encoded, [bool(s) for s in issame]), protocol=4))
-        return
-    write_bin(path, encoded, issame)
 
 
 if __name__ == "__main__":
