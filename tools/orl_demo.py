@@ -35,8 +35,10 @@ SEARCH_FLAGS = ["--size", "small", "--e-min", "4", "--d-min", "4", "--d-max", "6
                 "--batch-size", "32", "--embedding-size", "128", "--workers", "0"]
 # ORL faces are clean and aligned: AdaFace's crop / low-res augmentations only made 300-image training
 # noisier (held-out accuracy over seeds 0/1/2: 85.5/83.8/87.3 with them, 85.0/86.0/87.3 without).
-TRAIN_FLAGS = ["--epochs", "40", "--batch-size", "32", "--lr", "0.1", "--holdout-ids", "0", "--workers", "0",
-               "--no-augment"]
+# CosFace with the AdaFace augmentations: on 30 identities x 10 images it generalised best to the unseen ones
+# (5 seeds/variants 85.5-87.5% vs AdaFace 82.7-84.7%, ArcFace 85.7%, raw pixels 84.3%; 60 epochs, see README).
+TRAIN_FLAGS = ["--epochs", "60", "--batch-size", "32", "--lr", "0.1", "--head", "cosface", "--holdout-ids", "0",
+               "--workers", "0"]
 
 
 def _run(cmd: list[str], timings: dict[str, float], name: str) -> str:
