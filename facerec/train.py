@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from facerec.data.datasets import normalize_batch
 from facerec.dist import DistInfo, all_ranks_true, broadcast_object
 from facerec.errors import FaceRecError
 from facerec.runlog import get_logger
@@ -287,6 +288,8 @@ def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config
             for images, labels in loader:
                 images = images.to(device, non_blocking=True)
                 labels = labels.to(device, non_blocking=True)
+                if images.dtype == torch.uint8:  # FaceDataset(normalize=False): DESIGN §6 input on the device
+                    images = normalize_batch(images)
                 if cuda:
                     images = images.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
