@@ -15,14 +15,6 @@ from nas_core.genotype import Genotype
 FOUND = Genotype.uniform(6, 8).with_layer(1, op="conv").with_layer(4, kernel=5)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny batches gain nothing from intra-op threads, and lose a lot when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _trained_like(model: torch.nn.Module) -> torch.nn.Module:
     """Move BN statistics and weights off their initial values, so a bad load would show."""

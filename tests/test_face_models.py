@@ -23,14 +23,6 @@ SPACE_GENOTYPES = [
 GENOTYPES_FOR = {"iresnet": SPACE_GENOTYPES}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny batches gain nothing from intra-op threads, and lose a lot when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

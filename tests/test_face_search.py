@@ -22,14 +22,6 @@ _TINY = ["--e-min", "1", "--d-min", "4", "--d-max", "5", "--w-min", "4", "--w-ma
          "--max-trials", "5", "--batch-size", "8", "--workers", "0", "--embedding-size", "32", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny CPU batches: one thread is as fast, and far faster when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def tiny_pack(tmp_path_factory) -> Path:

@@ -15,7 +15,6 @@ import torch
 
 from facerec.cli.train import main as train_main
 from facerec.data.datasets import FaceDataset
-from facerec.demo import demo_pack
 from facerec.heads import create_head
 from facerec.space import IResNetSpace
 from facerec.train import TrainConfig, param_groups, train_model
@@ -24,19 +23,6 @@ from nas_core.genotype import Genotype
 TINY = Genotype.uniform(4, 4)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny CPU batches: one thread is as fast, and far faster when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_pack(tmp_path_factory) -> Path:
-    """8 synthetic identities x 8 images, packed as an InsightFace RecordIO set."""
-    return demo_pack(tmp_path_factory.mktemp("pack"), num_identities=8, images_per_identity=8)
 
 
 @pytest.fixture(scope="module")
