@@ -162,6 +162,7 @@ def test_bad_data_exits_2_with_one_line(case, tmp_path, capsys, mnist_dir):
                 "bad-magic": "t10k-images-idx3-ubyte.gz: expected IDX magic 2051, got 2049",
                 "torn-gzip": "t10k-images-idx3-ubyte.gz: expected a complete gzip file"}[case]
     assert expected in err[0]
+    assert not (tmp_path / "run").exists()  # bad data fails before the run folder is made
 
 
 @pytest.mark.parametrize("name", [n for n in DATASETS.list() if n != "digits"])

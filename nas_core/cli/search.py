@@ -71,6 +71,7 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
 def _search(args: argparse.Namespace) -> int:
     if args.replay:
         return _replay(args)
+    data = None
     if args.resume:
         run_dir = Path(args.resume)
         config = _read_config(run_dir)
@@ -78,17 +79,24 @@ def _search(args: argparse.Namespace) -> int:
             config["device"] = args.device
     else:
         config = _run_config(args)
+        data = _load_data(config)  # bad data fails before a run folder is made: nothing written half-way
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = output_folder(args.output or f"runs/{args.dataset}-{args.size}-{stamp}", "journal.jsonl")
         atomic_write_json(run_dir / "settings.json", config)
     from nas_core.train import cpu_threads
 
     with run_log(run_dir / "search.log") as log, cpu_threads(config.get("device"), config.get("threads")):
-        return _run_search(run_dir, config, log, resumed=bool(args.resume))
+        return _run_search(run_dir, config, log, resumed=bool(args.resume), data=data)
 
 
-def _run_search(run_dir: Path, config: dict[str, Any], log, resumed: bool) -> int:
+def _load_data(config: dict[str, Any]):
     from nas_core.classify.datasets import load_dataset
+
+    return load_dataset(config["dataset"], config.get("data_root"), val_fraction=config.get("val_fraction", 0.1),
+                        rank_on=config.get("rank_on", "val"))
+
+
+def _run_search(run_dir: Path, config: dict[str, Any], log, resumed: bool, data=None) -> int:
     from nas_core.classify.evaluator import ClassificationEvaluator, create_classifier_space
     from nas_core.journal import Journal, JournaledEvaluator
     from nas_core.search import MacroMicroSearch, SearchSettings
@@ -98,8 +106,8 @@ def _run_search(run_dir: Path, config: dict[str, Any], log, resumed: bool) -> in
     tic = time.perf_counter()
     log.info("%s search in %s: dataset %s, settings %s", "resuming" if resumed else "starting", run_dir,
              config["dataset"], json.dumps(config["search"]))
-    data = load_dataset(config["dataset"], config.get("data_root"), val_fraction=config.get("val_fraction", 0.1),
-                        rank_on=config.get("rank_on", "val"))
+    if data is None:
+        data = _load_data(config)
     log.info("data: %d train / %d val / %d test images, %d classes, %d channel(s)", len(data.train_labels),
              len(data.val_labels), len(data.test_labels), data.num_classes, data.in_channels)
     space = create_classifier_space(data)
