@@ -35,11 +35,16 @@ def parse_names(text: str | None) -> list[str] | None:
     return names or None
 
 
-def _check_pack_dir(data_dir: Path) -> None:
+def check_pack_dir(data_dir: str | Path) -> None:
+    """Fail on a bad --data before a command makes its output folder (nothing written half-way)."""
+    from facerec.data.datasets import FacePack
+
+    data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FaceRecError(f"{data_dir}: expected a face data folder (train.rec, train.idx, property)")
     if not (data_dir / "train.rec").is_file():
         raise FaceRecError(f"{data_dir}: expected train.rec (a RecordIO face pack; build one with facerec-data pack)")
+    FacePack(data_dir)  # header record and index: cheap, and names the bad file
 
 
 def prepare_data(data_dir: str | Path | None, output: str | Path, *, subset_ids: int | None = None,
@@ -55,7 +60,7 @@ def prepare_data(data_dir: str | Path | None, output: str | Path, *, subset_ids:
         root, source = demo_pack(Path(output) / "demo_data"), "demo"
     else:
         root, source = Path(data_dir), str(data_dir)
-        _check_pack_dir(root)
+        check_pack_dir(root)
     pack = FacePack(root)
     identities = list(range(pack.num_identities))
     if subset_ids is not None:

@@ -118,6 +118,7 @@ def test_bad_data_exits_2_with_one_line(bad, tmp_path, capsys):
     rc = search_main(["--data", str(data), "--output", str(tmp_path / "run"), *_TINY])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith(f"error: {data}")
+    assert not (tmp_path / "run").exists()  # nothing written half-way
 
 
 def test_resume_of_a_folder_without_settings_exits_2(tmp_path, capsys):

@@ -163,6 +163,7 @@ def test_bad_data_exits_2_with_one_line(bad, tiny_genotype, tmp_path, capsys):
     rc = train_main(["--genotype", str(tiny_genotype), "--data", str(data), "--output", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith(f"error: {data}: expected")
+    assert not (tmp_path / "o").exists()  # nothing written half-way
 
 
 def test_missing_genotype_file_exits_2(tiny_pack, tmp_path, capsys):

@@ -106,7 +106,7 @@ def _body(args: argparse.Namespace) -> int:
     import time
 
     from facerec.dist import barrier, broadcast_object, init_distributed, resolve_device
-    from facerec.run_data import parse_names, prepare_data
+    from facerec.run_data import check_pack_dir, parse_names, prepare_data
     from facerec.runlog import log_to
     from facerec.search import DistributedJournaledEvaluator, FaceEvaluator, trial_weights_path
     from facerec.space import IResNetSpace
@@ -116,6 +116,8 @@ def _body(args: argparse.Namespace) -> int:
     from nas_core.search import MacroMicroSearch, SearchSettings
 
     start = time.perf_counter()
+    if not args.resume and args.data is not None:
+        check_pack_dir(args.data)
     run, saved = _resumed_run(args) if args.resume else _new_run(args)
     settings, options = SearchSettings.from_dict(saved["search"]), saved["options"]
     info = init_distributed()

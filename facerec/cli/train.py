@@ -108,7 +108,7 @@ def _embedding_size(backbone) -> int:
 def _body(args: argparse.Namespace) -> int:
     from facerec.dist import init_distributed, resolve_device
     from facerec.heads import create_head
-    from facerec.run_data import parse_names, prepare_data
+    from facerec.run_data import check_pack_dir, parse_names, prepare_data
     from facerec.runlog import log_to
     from facerec.train import TrainConfig, seed_everything, train_model
 
@@ -123,6 +123,8 @@ def _body(args: argparse.Namespace) -> int:
     resume = _resume_path(args.resume)
     info = init_distributed()
     device = resolve_device(args.device, info)
+    if args.data is not None:
+        check_pack_dir(args.data)
     output.mkdir(parents=True, exist_ok=True)
     with log_to(output / "train.log" if info.is_main else None, echo=info.is_main) as log:
         log.info("facerec-train " + " ".join(sys.argv[1:] if args.argv is None else args.argv))
