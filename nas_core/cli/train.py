@@ -64,6 +64,9 @@ def _train(args: argparse.Namespace) -> int:
     from nas_core.train import TrainConfig, cpu_threads, resolve_device, seed_everything, train_classifier
 
     genotype = load_final_genotype(args.genotype, args.final_width)
+    # Final training uses the whole training set and reports test accuracy (DESIGN §3). Loaded before the
+    # output folder is made, so bad data leaves nothing behind.
+    data = load_dataset(args.dataset, args.data_root, val_fraction=0.0)
     default_out = f"out/{args.dataset}-{genotype.key()}"
     out = Path(args.output or default_out)
     if not args.resume:
@@ -72,8 +75,6 @@ def _train(args: argparse.Namespace) -> int:
         raise NasError(f"{out / 'checkpoint.pt'}: expected a checkpoint to resume; file not found")
     device = resolve_device(args.device)
     with run_log(out / "train.log") as log, cpu_threads(device, args.threads):
-        # Final training uses the whole training set and reports test accuracy (DESIGN §3).
-        data = load_dataset(args.dataset, args.data_root, val_fraction=0.0)
         space = create_classifier_space(data)
         config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                              reference_schedule=args.reference_schedule)
