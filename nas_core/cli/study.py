@@ -72,8 +72,9 @@ def _study(args: argparse.Namespace) -> int:
     from nas_core.train import cpu_threads
 
     out = Path(args.output)
+    run = _read_run(Path(args.run)) if args.study == "random" else None  # fail before OUT is made
     with run_log(out / "study.log") as log, cpu_threads(args.device, args.threads):
-        return _random_study(args, out, log) if args.study == "random" else _ranking_study(args, out, log)
+        return _random_study(args, run, out, log) if run is not None else _ranking_study(args, out, log)
 
 
 class _JobRunner:
@@ -121,11 +122,10 @@ def _read_run(run: Path) -> dict[str, Any]:
     return data
 
 
-def _random_study(args: argparse.Namespace, out: Path, log) -> int:
+def _random_study(args: argparse.Namespace, run: dict[str, Any], out: Path, log) -> int:
     from nas_core.baselines import sample_genotypes, samples_for_budget, summarize_random
     from nas_core.search import SearchSettings
 
-    run = _read_run(Path(args.run))
     config = run["settings"]
     settings = SearchSettings.from_dict(config["search"])
     found = Genotype.from_dict(run["genotype"], where=str(Path(args.run) / "result.json"))
