@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from nas_core.errors import NasError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -53,8 +55,6 @@ def atomic_torch_save(path: str | Path, obj: Any) -> None:
 
 def read_json_object(path: str | Path, expected: str = "a JSON object") -> dict[str, Any]:
     """Read a JSON object; a missing, unreadable or malformed file is a user error naming ``expected``."""
-    from nas_core.errors import NasError
-
     path = Path(path)
     if not path.is_file():
         raise NasError(f"{path}: expected {expected}; file not found")
