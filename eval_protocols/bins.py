@@ -11,6 +11,7 @@ import numpy as np
 
 from eval_protocols.errors import EvalError
 from nas_core.io import atomic_write_bytes
+from nas_core.safe_pickle import safe_load
 
 
 def read_bin(path: str | Path) -> tuple[list[bytes], np.ndarray]:
@@ -18,12 +19,9 @@ def read_bin(path: str | Path) -> tuple[list[bytes], np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise EvalError(f"{path}: file not found; expected a verification .bin pack")
-    try:
-        with path.open("rb") as f:
-            # The packs were pickled by Python 2 (str = bytes): DESIGN §5 says load with encoding="bytes".
-            obj = pickle.load(f, encoding="bytes")
-    except Exception:
-        raise EvalError(f"{path}: expected a pickled (images, issame) verification pack") from None
+    # The packs were pickled by Python 2 (str = bytes), so they load with encoding="bytes". The restricted
+    # unpickler refuses any global beyond bytes and numpy arrays: a crafted pack cannot run code.
+    obj = safe_load(path, "a pickled (images, issame) verification pack", encoding="bytes", error=EvalError)
     if not isinstance(obj, (tuple, list)) or len(obj) != 2:
         raise EvalError(f"{path}: expected a pickled pair (list of encoded images, list of issame bools)")
     images, issame = obj

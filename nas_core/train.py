@@ -211,7 +211,7 @@ def _save_checkpoint(path: Path, epochs_done: int, model, optimizer, scaler, gen
 
 def _load_checkpoint(path: Path, model, optimizer, scaler, gen, config: TrainConfig) -> tuple[int, TrainResult]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError) as exc:
         raise NasError(f"{path}: expected a training checkpoint of this model ({exc})") from None

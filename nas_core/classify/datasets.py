@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import pickle
 import struct
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 
 from nas_core.errors import NasError
 from nas_core.registry import Registry
+from nas_core.safe_pickle import safe_load
 
 log = logging.getLogger(__name__)
 
@@ -277,13 +277,8 @@ def emnist(root=None) -> RawDataset:
 
 
 def _unpickle(path: Path) -> dict:
-    if not path.is_file():
-        raise NasError(f"{path}: expected a CIFAR python pickle batch; file not found")
-    try:
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
-        raise NasError(f"{path}: expected a CIFAR python pickle batch ({exc})") from None
+    # Restricted unpickler: a batch may hold only containers, bytes and numpy arrays, never code.
+    batch = safe_load(path, "a CIFAR python pickle batch", encoding="bytes")
     if not isinstance(batch, dict) or b"data" not in batch:
         raise NasError(f"{path}: expected a pickled dict with b'data' and labels")
     return batch
