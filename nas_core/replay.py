@@ -7,7 +7,6 @@ table lacks raises NasError naming it, since it would need training.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,7 @@ from nas_core.genotype import Genotype
 from nas_core.io import read_json_object
 from nas_core.journal import Journal, record_result
 from nas_core.search import MacroMicroSearch, SearchResult, SearchSettings, with_overrides
-from nas_core.space import SPACES, SearchSpace, create_space
-
-# Only modules of this distribution may be imported to register a space named in a run folder.
-_SPACE_PACKAGES = ("nas_core", "facerec")
+from nas_core.space import SearchSpace, create_space
 
 
 class LookupEvaluator:
@@ -149,10 +145,6 @@ def _space_from_spec(spec: Any, where: Path) -> SearchSpace:
         spec = {"name": spec}
     if not isinstance(spec, dict) or "name" not in spec:
         raise NasError(f"{where}: expected 'space': {{'name': ..., 'task': {{...}}}} describing the search space")
-    module = spec.get("module") or "nas_core.classify.network"
-    if spec["name"] not in SPACES and module.split(".")[0] in _SPACE_PACKAGES:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise NasError(f"{where}: expected module {module} registering space {spec['name']} ({exc})") from None
+    # Spaces are found through the registry and its entry points (nas_core.space.create_space); the
+    # "module" a run folder names is informative only: nothing is imported because a file says so.
     return create_space(spec["name"], **dict(spec.get("task") or {}))

@@ -34,7 +34,22 @@ def match_width(space: SearchSpace, genotype: Genotype, reference_params: int, s
     return genotype
 
 
+# Packages add spaces through this entry-point group (facerec declares "iresnet" in its pyproject), so the
+# engine finds a space named in a run folder without knowing the package that provides it. Entry points
+# come from installed distributions only, never from the run folder.
+SPACE_ENTRY_POINTS = "facenas.search_spaces"
+
+
+def _load_space_plugin(name: str) -> None:
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=SPACE_ENTRY_POINTS, name=name):
+        entry.load()  # importing the module registers the space
+
+
 def create_space(name: str, **task) -> SearchSpace:
+    if name not in SPACES:
+        _load_space_plugin(name)
     return SPACES.create(name, **task)
 
 
