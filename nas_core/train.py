@@ -8,10 +8,10 @@ augmentation done per batch on the device, so no DataLoader workers are needed.
 from __future__ import annotations
 
 import contextlib
-import math
 import pickle
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +49,7 @@ class TrainResult:
     accuracies: dict[str, list[float]]  # split name → accuracy (percent) after each epoch
     train_accuracies: list[float] = field(default_factory=list)
     train_losses: list[float] = field(default_factory=list)
+    lrs: list[float] = field(default_factory=list)  # learning rate of each epoch
     seconds: float = 0.0  # train + eval time of the epochs run by this call
 
     def best(self, split: str) -> float:
@@ -95,10 +96,10 @@ def cpu_threads(device: torch.device | str | None, threads: int | None = None) -
         torch.set_num_threads(old)
 
 
-def cosine_lr(base_lr: float, epoch: int, epochs: int, reference_schedule: bool = False) -> float:
-    """lr of 0-based ``epoch``: cosine from base_lr to 0 over ``epochs`` (CosineAnnealingLR's values)."""
-    t = epoch + 1 if reference_schedule else epoch
-    return 0.5 * base_lr * (1.0 + math.cos(math.pi * t / epochs))
+def cosine_schedule(optimizer: torch.optim.Optimizer, epochs: int) -> torch.optim.lr_scheduler.CosineAnnealingLR:
+    """Cosine from the optimizer's lr to 0 over ``epochs`` steps. The trainer steps it after each epoch,
+    or before each epoch with ``reference_schedule`` (the reference code's order, ARCHITECTURE §3)."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=0.0)
 
 
 @torch.no_grad()
@@ -150,20 +151,24 @@ def train_classifier(model: nn.Module, data: ClassificationData, config: TrainCo
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
+    scheduler = cosine_schedule(optimizer, config.epochs)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     criterion = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(seed)
     result = TrainResult({s: [] for s in splits})
     start_epoch = 0
     if checkpoint is not None and Path(checkpoint).is_file():
-        start_epoch, result = _load_checkpoint(Path(checkpoint), model, optimizer, scaler, gen, config)
+        start_epoch, result = _load_checkpoint(Path(checkpoint), model, optimizer, scheduler, scaler, gen,
+                                               config)
 
     images, labels = data.train_images.to(device), data.train_labels.to(device)
     for epoch in range(start_epoch, config.epochs):
         tic = time.perf_counter()
-        lr = cosine_lr(config.lr, epoch, config.epochs, config.reference_schedule)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        if config.reference_schedule:
+            with warnings.catch_warnings():  # stepping before optimizer.step() is the point here
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                scheduler.step()
+        result.lrs.append(optimizer.param_groups[0]["lr"])
         model.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
@@ -193,33 +198,42 @@ def train_classifier(model: nn.Module, data: ClassificationData, config: TrainCo
             x_eval, y_eval = data.split(split)
             result.accuracies[split].append(evaluate_accuracy(
                 model, x_eval, y_eval, data, device, config.eval_batch_size, channels_last, amp))
+        if not config.reference_schedule:
+            scheduler.step()
         result.seconds += time.perf_counter() - tic
         if checkpoint is not None:
-            _save_checkpoint(Path(checkpoint), epoch + 1, model, optimizer, scaler, gen, result, config)
+            _save_checkpoint(Path(checkpoint), epoch + 1, model, optimizer, scheduler, scaler, gen, result, config)
         if on_epoch is not None:
             on_epoch(epoch, result)
     return result
 
 
-def _save_checkpoint(path: Path, epochs_done: int, model, optimizer, scaler, gen, result, config) -> None:
+def _save_checkpoint(path: Path, epochs_done: int, model, optimizer, scheduler, scaler, gen, result,
+                     config) -> None:
     atomic_torch_save(path, {
         "epochs_done": epochs_done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict(), "generator": gen.get_state(), "result": asdict(result),
+        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "generator": gen.get_state(), "result": asdict(result),
         "config": config.to_dict(),
     })
 
 
-def _load_checkpoint(path: Path, model, optimizer, scaler, gen, config: TrainConfig) -> tuple[int, TrainResult]:
+def _load_checkpoint(path: Path, model, optimizer, scheduler, scaler, gen,
+                     config: TrainConfig) -> tuple[int, TrainResult]:
+    expected = f"{path}: expected a training checkpoint of this model"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-    except (RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError) as exc:
-        raise NasError(f"{path}: expected a training checkpoint of this model ({exc})") from None
-    if state.get("config") != config.to_dict():
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
+        raise NasError(f"{expected} ({exc})") from None
+    if not isinstance(state, dict) or state.get("config") != config.to_dict():
         # A different schedule length or batch size would silently change the run being resumed.
-        raise NasError(f"{path}: expected the same training settings as the checkpointed run "
-                       f"({state.get('config')})")
-    optimizer.load_state_dict(state["optimizer"])
-    scaler.load_state_dict(state["scaler"])
-    gen.set_state(state["generator"])
-    return int(state["epochs_done"]), TrainResult(**state["result"])
+        found = state.get("config") if isinstance(state, dict) else None
+        raise NasError(f"{path}: expected the same training settings as the checkpointed run ({found})")
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        gen.set_state(state["generator"])
+        return int(state["epochs_done"]), TrainResult(**state["result"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise NasError(f"{expected} ({type(exc).__name__}: {str(exc)[:120]})") from None

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -21,7 +22,7 @@ from nas_core.evaluator import TrialResult, trial_seed
 from nas_core.executor import create_executor
 from nas_core.genotype import Genotype
 from nas_core.search import SearchSettings
-from nas_core.train import TrainConfig, cosine_lr, cpu_threads, seed_everything, train_classifier
+from nas_core.train import TrainConfig, cpu_threads, seed_everything, train_classifier
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +36,19 @@ def _one_thread():
         yield
 
 
-def test_cosine_schedule_after_epoch_and_reference():
-    assert cosine_lr(0.025, 0, 4) == pytest.approx(0.025)
-    assert cosine_lr(0.025, 2, 4) == pytest.approx(0.0125)
-    assert cosine_lr(0.025, 3, 4) > 0  # ours: the last epoch still learns
-    # The reference steps first: its first epoch already decays and its last runs at lr 0.
-    assert cosine_lr(0.025, 0, 2, reference_schedule=True) == pytest.approx(0.0125)
-    assert cosine_lr(0.025, 1, 2, reference_schedule=True) == pytest.approx(0.0, abs=1e-12)
+@pytest.mark.parametrize("reference", [False, True])
+def test_cosine_schedule_after_epoch_and_reference(digits, reference):
+    space = create_classifier_space(digits)
+    seed_everything(0)
+    epochs = 4
+    config = TrainConfig(epochs=epochs, batch_size=256, reference_schedule=reference)
+    result = train_classifier(space.build(Genotype.uniform(3, 4)), digits, config, seed=0, device="cpu",
+                              eval_splits=("val",))
+    # The reference steps first: its first epoch already decays and its last runs at lr 0; ours starts at
+    # the base lr and its last epoch still learns.
+    t = np.arange(epochs) + (1 if reference else 0)
+    np.testing.assert_allclose(result.lrs, 0.5 * 0.025 * (1 + np.cos(np.pi * t / epochs)), rtol=0, atol=1e-12)
+    assert (result.lrs[-1] == pytest.approx(0.0, abs=1e-12)) == reference
 
 
 def test_trainer_learns_digits_above_chance(digits):
