@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from eval_protocols import ijb
-from eval_protocols.align import ARCFACE_TEMPLATE, align_face, similarity_transform
 from eval_protocols.bins import load_bin, read_bin, write_bin
 from eval_protocols.embed import Embedder
 from eval_protocols.errors import EvalError
@@ -124,50 +123,6 @@ def test_cmc_three_probes_by_hand():
     # Distractors never match: a gallery of distractors only leaves no probe to rank.
     with pytest.raises(EvalError, match="Gallery_Match"):
         cmc(sims[:1], np.array([0]), np.eye(3), np.array([-1, -1, -1]))
-
-
-def test_alignment_template_to_itself_and_known_similarity():
-    np.testing.assert_allclose(similarity_transform(ARCFACE_TEMPLATE, ARCFACE_TEMPLATE), [[1, 0, 0], [0, 1, 0]], atol=1e-9)
-    angle, scale, shift = np.deg2rad(20), 1.3, np.array([15.0, -4.0])
-    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    moved = ARCFACE_TEMPLATE @ rot.T + shift
-    back = similarity_transform(moved, ARCFACE_TEMPLATE)
-    inverse = np.linalg.inv(np.vstack([np.hstack([rot, shift[:, None]]), [0, 0, 1]]))[:2]
-    np.testing.assert_allclose(back, inverse, atol=1e-9)
-
-
-def _umeyama(src, dst):
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s, d = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(d.T @ s / len(src))
-    fix = np.diag([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt))])
-    rot = u @ fix @ vt
-    scale = np.trace(np.diag(sig) @ fix) / (s**2).sum(1).mean()
-    return np.hstack([scale * rot, (mu_d - scale * rot @ mu_s)[:, None]])
-
-
-def test_alignment_is_the_least_squares_similarity_without_reflection():
-    rng = np.random.default_rng(1)
-    noisy = ARCFACE_TEMPLATE * 1.7 + 20 + rng.normal(0, 2.0, (5, 2))
-    np.testing.assert_allclose(similarity_transform(noisy, ARCFACE_TEMPLATE), _umeyama(noisy, ARCFACE_TEMPLATE), atol=1e-9)
-    mirrored = ARCFACE_TEMPLATE * [-1, 1]
-    m = similarity_transform(mirrored, ARCFACE_TEMPLATE)
-    assert np.linalg.det(m[:, :2]) >= 0  # never a reflection
-    np.testing.assert_allclose(m, _umeyama(mirrored, ARCFACE_TEMPLATE), atol=1e-9)
-
-
-def test_align_face_recovers_the_face():
-    rng = np.random.default_rng(2)
-    face = cv2.resize(rng.uniform(0, 255, (6, 6, 3)).astype(np.float32), (112, 112), interpolation=cv2.INTER_CUBIC)
-    face = face.clip(0, 255).astype(np.uint8)
-    matrix = cv2.getRotationMatrix2D((56, 56), 12, 1.25)
-    matrix[:, 2] += [20, 25]
-    crop = cv2.warpAffine(face, matrix, (160, 160), borderMode=cv2.BORDER_REFLECT)
-    points = ARCFACE_TEMPLATE @ matrix[:, :2].T + matrix[:, 2]
-    aligned = align_face(crop, points)
-    assert aligned.shape == (112, 112, 3)
-    inner = (slice(10, 102), slice(10, 102))
-    assert np.abs(aligned[inner].astype(float) - face[inner]).mean() < 3.0
 
 
 def test_bin_round_trip_with_bytes_and_array_entries(tmp_path):
