@@ -10,8 +10,6 @@ in float32; two of the authors' traces sit exactly on a threshold and replay onl
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 
 
@@ -40,12 +38,6 @@ class EpochSchedule:
 
     def micro(self) -> int:
         return self.micro_epochs
-
-
-def trial_score(epoch_accuracies: Iterable[float]) -> float:
-    """The paper ranks a trial by its best accuracy over its epochs."""
-    values = list(epoch_accuracies)
-    return max(values) if values else 0.0
 
 
 def _f32(x: float) -> np.float32:

@@ -64,10 +64,10 @@ def _adaface_expected(cosine, norm, mean, std, m=0.4, h=0.333, eps=1e-3):
 
 def test_adaface_ema_updated_before_use():
     head = _head("adaface").train()
-    norms = [10.0, 30.0]
+    norms = [14.0, 34.0]  # batch mean 24 and std √200: both differ from the initial 20 / 100
     logits = head(_embeddings(norms), torch.tensor(LABELS))
-    # EMA from the initial 20 / 100 with t_alpha 0.01; torch's (unbiased) std of (10, 30) is √200.
-    mean = 0.99 * 20 + 0.01 * 20.0
+    # EMA from the initial 20 / 100 with t_alpha 0.01; torch's (unbiased) std of (14, 34) is √200.
+    mean = 0.99 * 20 + 0.01 * 24.0
     std = 0.99 * 100 + 0.01 * math.sqrt(200)
     assert head.batch_mean.item() == pytest.approx(mean, rel=1e-6)
     assert head.batch_std.item() == pytest.approx(std, rel=1e-6)
