@@ -19,6 +19,7 @@ from sklearn.metrics import auc, roc_curve
 from sklearn.preprocessing import normalize
 
 from eval_protocols.align import align_face
+from eval_protocols.cmc import cmc
 from eval_protocols.errors import EvalError
 from eval_protocols.ijb_meta import (
     one_n_files,
@@ -137,15 +138,8 @@ def identification(
     if (sorted_subjects[pos] != probe_subjects).any():
         bad = int(probe_subjects[np.flatnonzero(sorted_subjects[pos] != probe_subjects)[0]])
         raise EvalError(f"{source}: probe subject {bad} has no gallery template; expected one")
-    truth = order[pos]
-    rank = np.empty(len(probe_feats), dtype=np.int64)
-    for lo in range(0, len(probe_feats), 4096):
-        sims = probe_feats[lo : lo + 4096] @ gallery_feats.T
-        true_sim = sims[np.arange(len(sims)), truth[lo : lo + 4096]]
-        rank[lo : lo + 4096] = 1 + (sims > true_sim[:, None]).sum(axis=1)
-    result = {f"rank{k}": float(np.mean(rank <= k)) for k in ranks}
-    result.update(probes=int(len(probe_feats)), gallery=int(len(gallery_feats)))
-    return result
+    # One template per subject and every probe has one: CMC over subject labels is exactly rank-k here.
+    return cmc(probe_feats, probe_subjects, gallery_feats, gallery_subjects, ranks=ranks, source=source)
 
 
 class IJBProtocol:

@@ -15,7 +15,7 @@ from eval_protocols.bins import load_bin, read_bin, write_bin
 from eval_protocols.embed import Embedder
 from eval_protocols.errors import EvalError
 from eval_protocols.protocols import PROTOCOL_ORDER, list_protocols
-from eval_protocols.tinyface import cmc
+from eval_protocols.cmc import cmc
 from eval_protocols.verification import evaluate_verification
 
 
