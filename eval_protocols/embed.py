@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +19,66 @@ def to_input(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray((x / 255.0 - 0.5) / 0.5, dtype=np.float32)
 
 
+CUDA_PROVIDER, CPU_PROVIDER = "CUDAExecutionProvider", "CPUExecutionProvider"
+
+
+def onnx_providers(device: str | None, available: Sequence[str]) -> tuple[list, str | None]:
+    """The onnxruntime providers for ``device`` given the ``available`` ones, and a note when the
+    device asked for cannot be had.
+
+    ``cuda`` / ``cuda:N`` → the CUDA provider on GPU N (it ships in ``onnxruntime-gpu``), CPU as its
+    fallback; ``None`` → CUDA when this onnxruntime has it, else CPU; ``cpu`` (or anything else) → CPU.
+    An explicit ``cuda`` without the CUDA provider falls back to CPU with a note rather than failing,
+    so one command runs on machines with and without a GPU and says where it ran.
+    """
+    wants_cuda = device is None or device.split(":")[0] == "cuda"
+    if not wants_cuda:
+        return [CPU_PROVIDER], None
+    if CUDA_PROVIDER not in available:
+        note = None if device is None else (
+            f"--device {device}: this onnxruntime has no {CUDA_PROVIDER} (install onnxruntime-gpu); "
+            f"running on {CPU_PROVIDER}")
+        return [CPU_PROVIDER], note
+    index = device.split(":", 1)[1] if device and ":" in device else "0"
+    if not index.isdigit():
+        raise EvalError(f"--device {device}: expected cpu, cuda or cuda:N")
+    return [(CUDA_PROVIDER, {"device_id": int(index)}), CPU_PROVIDER], None
+
+
 class Embedder:
     """Embed RGB uint8 [N,112,112,3] images in batches with the model's raw output.
 
-    ``model``: an ``nn.Module``, a ``.onnx`` file (onnxruntime; CUDA provider when available and
-    ``device`` is not cpu) or a facenas ``.pt`` checkpoint (rebuilt by ``facerec.checkpoint``).
+    ``model``: an ``nn.Module``, a ``.onnx`` file (onnxruntime; providers by ``onnx_providers``) or a
+    facenas ``.pt`` checkpoint (rebuilt by ``facerec.checkpoint``). ``device`` None: CUDA when there is
+    one (for ONNX: when onnxruntime has the CUDA provider), else CPU. ``runtime`` says what runs.
     """
 
-    def __init__(self, model: nn.Module | str | Path, device: str = "cpu", batch_size: int = 64):
+    def __init__(self, model: nn.Module | str | Path, device: str | None = "cpu", batch_size: int = 64):
         self.device = device
         self.batch_size = int(batch_size)
         self.name = type(model).__name__ if isinstance(model, nn.Module) else str(model)
         self._session = None
         self._module: nn.Module | None = None
+        self.note: str | None = None
         if isinstance(model, nn.Module):
-            self._module = model.to(device).eval()
+            self._module = model.to(self._torch_device()).eval()
         else:
             self._open(Path(model))
+
+    def _torch_device(self) -> str:
+        if self.device is None:
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+    @property
+    def runtime(self) -> str:
+        """One line naming what computes the embeddings, e.g. ``onnxruntime provider: CPUExecutionProvider``;
+        with the fallback note when the device asked for was not available."""
+        if self._session is not None:
+            line = f"onnxruntime provider: {self._session.get_providers()[0]}"
+        else:
+            line = f"torch device: {self.device}"
+        return f"{line} ({self.note})" if self.note else line
 
     def _open(self, path: Path) -> None:
         if not path.is_file():
@@ -43,9 +86,7 @@ class Embedder:
         if path.suffix == ".onnx":
             import onnxruntime as ort
 
-            providers = ["CPUExecutionProvider"]
-            if self.device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
-                providers.insert(0, "CUDAExecutionProvider")
+            providers, self.note = onnx_providers(self.device, ort.get_available_providers())
             try:
                 self._session = ort.InferenceSession(str(path), providers=providers)
             except Exception as exc:
@@ -55,8 +96,9 @@ class Embedder:
             # Imported here: facerec.checkpoint pulls in the whole model zoo, which ONNX users do not need.
             from facerec.checkpoint import load_backbone
 
-            module, _ = load_backbone(path, map_location=self.device)
-            self._module = module.to(self.device).eval()
+            device = self._torch_device()
+            module, _ = load_backbone(path, map_location=device)
+            self._module = module.to(device).eval()
         else:
             raise EvalError(f"{path}: expected a model file ending in .onnx or .pt")
 

@@ -105,6 +105,7 @@ def _extract(args: argparse.Namespace):
     prepared = {name: protocols[name].prepare(located[name]) for name in protocols}
     device = args.device or _default_device()
     embedder = Embedder(args.model, device=device, batch_size=args.batch_size)
+    print(embedder.runtime, file=sys.stderr)  # which onnxruntime provider (or torch device) ran
     total = sum(protocols[n].count_images(prepared[n]) for n in protocols)
     features = {}
     with tqdm(total=total, unit="img", desc="embedding", file=sys.stderr, dynamic_ncols=True) as bar:
