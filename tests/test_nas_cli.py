@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import scipy.stats
-import torch
 
+from nas_core.checkpoint import build_searched, load_weights, read_checkpoint
 from nas_core.classify.network import ClassifierSpace
 from nas_core.cli.search import main as search_main
 from nas_core.cli.study import main as study_main
@@ -113,10 +113,10 @@ def test_train_found_network(digits_run, tmp_path):
     assert metrics["genotype"] == genotype.to_dict() and len(metrics["test_accuracies"]) == 2
     assert metrics["test_accuracy"] == metrics["test_accuracies"][-1]
     # The checkpoint rebuilds its model with no other input (DESIGN §2).
-    ckpt = torch.load(out / "model.pt", weights_only=False)
-    space = ClassifierSpace(**ckpt["config"]["space"]["task"])
-    model = space.build(Genotype.from_dict(ckpt["genotype"]))
-    model.load_state_dict(ckpt["state_dict"])
+    ckpt = read_checkpoint(out / "model.pt")  # weights_only=True
+    model = build_searched(ckpt)
+    load_weights(model, ckpt["model"], "model.pt")
+    assert ckpt["space"]["name"] == "fcn" and ckpt["genotype"] == genotype.to_dict()
     assert sum(p.numel() for p in model.parameters()) == metrics["params"]
     macro = tmp_path / "macro"
     assert train_main(["--genotype", str(digits_run / "result.json"), "--dataset", "digits", "--epochs", "1",

@@ -17,10 +17,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from nas_core.checkpoint import save_checkpoint
 from nas_core.cli._common import add_data_args, add_run_args, output_folder, positive, run_log
 from nas_core.errors import NasError, run_cli
 from nas_core.genotype import Genotype
-from nas_core.io import atomic_torch_save, atomic_write_json
+from nas_core.io import atomic_write_json
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -96,8 +97,10 @@ def _train(args: argparse.Namespace) -> int:
         run_config = {"space": space_spec(space), "dataset": args.dataset, "data_root": args.data_root,
                       "train": config.to_dict(), "seed": args.seed, "final_width": args.final_width,
                       "source": str(args.genotype)}
-        atomic_torch_save(out / "model.pt", {"state_dict": model.state_dict(), "genotype": genotype.to_dict(),
-                                             "config": run_config})
+        # The project's one checkpoint schema: genotype + space rebuild the model with no other input.
+        spec = space_spec(space)
+        save_checkpoint(out / "model.pt", state_dict=model.state_dict(), genotype=genotype,
+                        space={"name": spec["name"], **spec["task"]}, config=run_config)
         metrics = {"genotype": genotype.to_dict(), "params": params, "epochs": args.epochs,
                    "test_accuracy": result.last("test"), "best_test_accuracy": result.best("test"),
                    "test_accuracies": result.accuracies["test"], "train_accuracies": result.train_accuracies,
