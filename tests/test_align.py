@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import cv2
 import numpy as np
 import pytest
@@ -70,6 +68,18 @@ def test_template_is_built_in_float32_like_insightface():
     assert ARCFACE_TEMPLATE[4, 0] == np.float32(62.7299) + np.float32(8.0) != np.float32(70.7299)
 
 
+def _skimage_fit(transform, landmarks):
+    """InsightFace's call, SimilarityTransform().estimate(landmarks, template); scikit-image >= 0.26 runs the
+    same estimation through from_estimate() and deprecates estimate()."""
+    if hasattr(transform.SimilarityTransform, "from_estimate"):
+        tform = transform.SimilarityTransform.from_estimate(landmarks, ARCFACE_TEMPLATE)
+        assert tform
+        return tform
+    tform = transform.SimilarityTransform()
+    assert tform.estimate(landmarks, ARCFACE_TEMPLATE)
+    return tform
+
+
 def test_fit_equals_scikit_image_bit_for_bit():
     transform = pytest.importorskip("skimage.transform")
     rng = np.random.default_rng(7)
@@ -77,10 +87,7 @@ def test_fit_equals_scikit_image_bit_for_bit():
     reciprocal = np.float32 if NUMPY_2 else np.float64
     for _ in range(100):
         landmarks = _ijb_like_landmarks(rng)
-        tform = transform.SimilarityTransform()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # scikit-image >= 0.26 deprecates estimate() for from_estimate()
-            assert tform.estimate(landmarks, ARCFACE_TEMPLATE)
+        tform = _skimage_fit(transform, landmarks)
         np.testing.assert_array_equal(_umeyama_float32(landmarks, ARCFACE_TEMPLATE, reciprocal), tform.params)
         if not NUMPY_2:
             np.testing.assert_array_equal(similarity_transform(landmarks, ARCFACE_TEMPLATE), tform.params[0:2])
