@@ -17,6 +17,7 @@ from eval_protocols.embed import CPU_PROVIDER, CUDA_PROVIDER, onnx_providers
 from facerec import load_embedder
 from facerec.cli.embed import main
 from facerec.data.images import fit_face, load_image
+from facerec.errors import FaceRecError
 
 HELD_OUT = [f"s{i}" for i in range(31, 41)]  # ORL identities the demo never trains on
 TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
@@ -122,7 +123,7 @@ def test_python_api_embeds_like_the_cli(orl_split, onnx_model, tmp_path):
     assert emb.dtype == np.float32 and emb.shape == (3, 648)
     np.testing.assert_allclose(emb, _reference_embeddings(net, faces), atol=1e-5)
     np.testing.assert_allclose(embedder.embed(iter(list(faces))), emb, atol=1e-6)  # streamed one by one
-    with pytest.raises(Exception, match="RGB uint8 N x 112 x 112 x 3"):
+    with pytest.raises(FaceRecError, match="RGB uint8 N x 112 x 112 x 3"):
         embedder.embed(faces[:, :100])
 
 
