@@ -2,6 +2,7 @@
 
     facerec-train --genotype RUN/result.json --data faces_webface_112x112 --epochs 26 --output OUT
     torchrun --nproc_per_node 8 -m facerec.cli.train --arch iresnet50 --data ... --output OUT
+    facerec-train --init r50.pt --data faces_webface_112x112 --output OUT   # fine-tune a facerec-import'ed net
 
 Writes OUT/model.pt (best epoch: weights + genotype/arch + config), OUT/last.pt (full resume state,
 every epoch and every --checkpoint-every steps), OUT/metrics.json, OUT/train.log, OUT/tb/.
@@ -38,7 +39,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=0.0, help="dropout before the embedding FC (arcface_torch: 0.4 "
                                                               "for small sets)")
     p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1 ...")
-    p.add_argument("--resume", help="OUT/last.pt (or OUT) to continue from, at the saved step")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", help="OUT/last.pt (or OUT) to continue from, at the saved step")
+    start.add_argument("--init", help="a facenas checkpoint (e.g. from facerec-import) whose weights start a new "
+                                      "run: epoch 0, fresh optimizer; its net unless --genotype/--arch is given")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, help="data loader workers (default 2; demo 0)")
     p.add_argument("--val-bins", help="comma-separated .bin packs in --data to verify on each epoch "
@@ -95,6 +99,30 @@ def build_backbone(genotype_path: str | None, arch: str | None, embedding_size: 
     return backbone, {"arch": arch}
 
 
+def init_backbone(path: str, genotype_path: str | None, arch: str | None, embedding_size: int | None,
+                  dropout: float = 0.0):
+    """--init: the checkpoint's net (or the --genotype/--arch one) holding the checkpoint's weights, loaded
+    strictly; and what its checkpoints store to rebuild it."""
+    from facerec.checkpoint import build_from_checkpoint, read_checkpoint
+    from nas_core.genotype import Genotype
+
+    ckpt = read_checkpoint(path)
+    if genotype_path is not None or arch is not None:
+        backbone, meta = build_backbone(genotype_path, arch, embedding_size, None, dropout)
+    else:
+        space = {**(ckpt.get("space") or {}), "dropout": dropout}  # dropout is a training choice, not a weight
+        backbone = build_from_checkpoint({**ckpt, "space": space}, where=path)
+        meta = {"genotype": Genotype.from_dict(ckpt["genotype"]) if ckpt.get("genotype") else None,
+                "arch": ckpt.get("arch"), "space": space}
+    try:
+        backbone.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0]
+        raise FaceRecError(f"{path}: expected the weights of the net to train ({detail[:160]})") from None
+    return backbone, meta
+
+
 def _embedding_size(backbone) -> int:
     import torch
 
@@ -125,6 +153,8 @@ def _body(args: argparse.Namespace) -> int:
     device = resolve_device(args.device, info)
     if args.data is not None:
         check_pack_dir(args.data)
+    # A bad --init fails before the output folder is made; its weights do not depend on --seed.
+    init = init_backbone(args.init, args.genotype, args.arch, args.embedding_size, args.dropout) if args.init else None
     output.mkdir(parents=True, exist_ok=True)
     with log_to(output / "train.log" if info.is_main else None, echo=info.is_main) as log:
         log.info("facerec-train " + " ".join(sys.argv[1:] if args.argv is None else args.argv))
@@ -135,7 +165,9 @@ def _body(args: argparse.Namespace) -> int:
                             val_bins=parse_names(args.val_bins), seed=args.seed, augment=not args.no_augment,
                             need_val=False)
         seed_everything(args.seed)  # the initial weights depend on --seed alone
-        backbone, meta = build_backbone(args.genotype, args.arch, args.embedding_size, resume, args.dropout)
+        backbone, meta = init or build_backbone(args.genotype, args.arch, args.embedding_size, resume, args.dropout)
+        if args.init:
+            log.info(f"weights from {args.init}: a new run (epoch 0, fresh optimizer), not a resume")
         head = create_head(args.head, _embedding_size(backbone), data.num_classes)
         config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, head=args.head,
                              seed=args.seed, workers=args.workers, checkpoint_every=args.checkpoint_every,
