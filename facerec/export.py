@@ -1,7 +1,11 @@
-"""ONNX export with a dynamic batch axis, onnxruntime parity check and CPU latency (DESIGN §6).
+"""ONNX export with a dynamic batch axis, onnxruntime parity check and CPU latency.
 
 The ONNX model takes float32 NCHW RGB images normalised as (x/255 − 0.5)/0.5 ("input") and returns
 the raw embedding ("embedding"), exactly like the torch backbone.
+
+Parity is judged per sample by the relative L2 error ‖ort − torch‖₂ ≤ tolerance·‖torch‖₂ (plus a small
+absolute floor for near-zero embeddings): float32 rounding is relative, and raw embeddings may be large
+(1e4–1e6 when BatchNorm running statistics were barely updated), so an absolute rule refuses sound models.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +27,8 @@ from facerec.errors import FaceRecError
 
 MIN_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "input", "embedding"
+PARITY_TOLERANCE = 1e-4  # relative L2 error per sample; torch and onnxruntime agree to ~1e-6 in float32
+PARITY_FLOOR = 1e-6  # absolute L2 error always allowed, so near-zero embeddings do not fail on rounding
 
 
 def _input_size(backbone: nn.Module) -> int:
@@ -33,9 +41,9 @@ def _cpu_eval_copy(backbone: nn.Module) -> nn.Module:
     return copy.deepcopy(backbone).float().cpu().eval()
 
 
-def sample_batch(backbone: nn.Module, batch: int, seed: int = 0) -> torch.Tensor:
-    """Images in the model's input range [−1, 1] (DESIGN §6), reproducible."""
-    size = _input_size(backbone)
+def sample_batch(backbone: nn.Module | int, batch: int, seed: int = 0) -> torch.Tensor:
+    """Random images in the model's input range [−1, 1]; ``backbone``: the net or its input size."""
+    size = backbone if isinstance(backbone, int) else _input_size(backbone)
     generator = torch.Generator().manual_seed(seed)
     return torch.rand(batch, 3, size, size, generator=generator) * 2 - 1
 
@@ -78,7 +86,8 @@ def export_onnx(backbone: nn.Module, path: str | Path, *, opset: int = MIN_OPSET
         raise
 
 
-def ort_session(onnx_path: str | Path, threads: int | None = None, spinning: bool = True):
+def ort_session(onnx_path: str | Path, threads: int | None = None, spinning: bool = True,
+                providers: list[str] | None = None):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -88,27 +97,101 @@ def ort_session(onnx_path: str | Path, threads: int | None = None, spinning: boo
         # Idle onnxruntime threads otherwise busy-wait after each run and steal the cores torch needs.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(onnx_path), options, providers=providers or ["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors on bad files
         raise FaceRecError(f"{onnx_path}: expected an ONNX model onnxruntime can load ({exc})") from None
 
 
-def check_parity(backbone: nn.Module, onnx_path: str | Path, batch: int = 4) -> float:
-    """Max abs difference between onnxruntime and the torch backbone (eval) on one batch."""
-    images = sample_batch(backbone, batch)
+def run_onnx(session, images: np.ndarray, batch: int = 16) -> np.ndarray:
+    """The model's raw output for float32 NCHW ``images``, ``batch`` at a time (dtype as the model gives)."""
+    feeds = ({INPUT_NAME: images[i : i + batch]} for i in range(0, len(images), batch))
+    return np.concatenate([session.run([OUTPUT_NAME], feed)[0] for feed in feeds])
+
+
+@dataclass(frozen=True)
+class Parity:
+    """How far onnxruntime's embeddings are from torch's on the same images.
+
+    A sample passes when ‖ort − torch‖₂ ≤ tolerance·‖torch‖₂ + PARITY_FLOOR. ``rel_l2`` is the worst
+    sample's relative error (the figure the rule judges); ``cosine`` (lowest) and ``max_abs`` (largest
+    element difference, which grows with the embedding's scale) are for information. ``problem`` names
+    output that cannot be compared at all (wrong shape or dtype, not finite).
+    """
+
+    samples: int
+    tolerance: float
+    rel_l2: float
+    cosine: float
+    max_abs: float
+    failing: int
+    problem: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return not self.problem and self.failing == 0
+
+    def describe(self) -> str:
+        if self.problem:
+            return self.problem
+        return (f"worst relative L2 error {self.rel_l2:.2g} (tolerance {self.tolerance:g}), min cosine "
+                f"{self.cosine:.7f}, max abs diff {self.max_abs:.3g} (the last two for information)")
+
+
+def compare_embeddings(expected: np.ndarray, got: np.ndarray, tolerance: float = PARITY_TOLERANCE) -> Parity:
+    """Parity of ``got`` (onnxruntime) against ``expected`` (torch), both [N, D]."""
+    n = len(expected)
+
+    def broken(problem: str) -> Parity:
+        return Parity(n, tolerance, float("inf"), float("nan"), float("inf"), n, problem)
+
+    if got.shape != expected.shape:
+        return broken(f"output shape {got.shape}, expected {expected.shape}")
+    if got.dtype != np.float32:
+        return broken(f"output dtype {got.dtype}, expected float32")
+    if not np.isfinite(expected).all():
+        return broken("torch's own embeddings are not finite (NaN or inf weights in the checkpoint?)")
+    if not np.isfinite(got).all():
+        bad = int((~np.isfinite(got)).any(axis=1).sum())
+        return broken(f"onnxruntime output is not finite in {bad} of {n} samples")
+    expected64, got64 = expected.astype(np.float64), got.astype(np.float64)
+    err = np.linalg.norm(got64 - expected64, axis=1)
+    norm = np.linalg.norm(expected64, axis=1)
+    rel = err / np.maximum(norm, np.finfo(np.float64).tiny)
+    cosine = np.sum(got64 * expected64, axis=1) / np.maximum(norm * np.linalg.norm(got64, axis=1), 1e-300)
+    failing = int(np.sum(err > tolerance * norm + PARITY_FLOOR))
+    max_abs = float(np.abs(got64 - expected64).max())
+    return Parity(n, tolerance, float(rel.max()), float(cosine.min()), max_abs, failing)
+
+
+def check_parity(backbone: nn.Module, onnx_path: str | Path, batch: int = 4, *,
+                 images: np.ndarray | None = None, tolerance: float = PARITY_TOLERANCE) -> Parity:
+    """onnxruntime vs the torch backbone (eval, CPU float32) on a random batch of ``batch`` images plus
+    ``images`` (float32 NCHW model input, e.g. real faces through ``eval_protocols.embed.to_input``)."""
+    inputs = sample_batch(backbone, batch).numpy()
+    if images is not None and len(images):
+        inputs = np.concatenate([inputs, np.asarray(images, dtype=np.float32)])
     model = _cpu_eval_copy(backbone)
     with torch.inference_mode():
-        expected = model(images).numpy()
-    got = ort_session(onnx_path).run([OUTPUT_NAME], {INPUT_NAME: images.numpy()})[0]
-    if got.shape != expected.shape:
-        raise FaceRecError(f"{onnx_path}: expected output shape {expected.shape}, got {got.shape}")
-    return float(np.abs(got - expected).max())
+        expected = np.concatenate([model(torch.from_numpy(inputs[i : i + batch])).numpy()
+                                   for i in range(0, len(inputs), batch)])
+    got = run_onnx(ort_session(onnx_path), inputs, batch)
+    return compare_embeddings(expected, got, tolerance)
 
 
 def _timed(run) -> float:
     start = time.perf_counter()
     run()
     return time.perf_counter() - start
+
+
+def median_ms(runs: dict[str, Callable[[], object]], repeats: int = 10, warmup: int = 2) -> dict[str, float]:
+    """Median milliseconds of each run. The runs alternate, so a busy machine slows them alike and their
+    ratios stay fair."""
+    for _ in range(warmup):
+        for run in runs.values():
+            run()
+    times = np.array([[_timed(run) for run in runs.values()] for _ in range(repeats)])
+    return dict(zip(runs, (1000 * np.median(times, axis=0)).tolist()))
 
 
 def measure_latency(
@@ -125,13 +208,19 @@ def measure_latency(
         with torch.inference_mode():
             model(images)
 
-    def run_ort() -> None:
-        session.run([OUTPUT_NAME], feed)
+    runs = {"torch": run_torch, "onnxruntime": lambda: session.run([OUTPUT_NAME], feed)}
+    ms = median_ms(runs, repeats, warmup)
+    return {"batch": batch, "torch_ms": ms["torch"], "onnxruntime_ms": ms["onnxruntime"],
+            "ratio": ms["onnxruntime"] / ms["torch"]}
 
-    for _ in range(warmup):
-        run_torch()
-        run_ort()
-    # Alternate the two engines so a busy machine slows both alike and the ratio stays fair.
-    times = np.array([(_timed(run_torch), _timed(run_ort)) for _ in range(repeats)])
-    torch_ms, ort_ms = (1000 * np.median(times, axis=0)).tolist()
-    return {"batch": batch, "torch_ms": torch_ms, "onnxruntime_ms": ort_ms, "ratio": ort_ms / torch_ms}
+
+def measure_onnx_latency(onnx_paths: dict[str, str | Path], input_size: int, batch: int = 16,
+                         repeats: int = 10, warmup: int = 2,
+                         providers: list[str] | None = None) -> dict[str, float]:
+    """Median milliseconds per batch of each ONNX file with onnxruntime (torch's thread count, CPU unless
+    ``providers`` says otherwise), measured alternately."""
+    feed = {INPUT_NAME: sample_batch(input_size, batch, seed=1).numpy()}
+    sessions = {name: ort_session(path, threads=torch.get_num_threads(), spinning=False, providers=providers)
+                for name, path in onnx_paths.items()}
+    return median_ms({name: (lambda s=s: s.run([OUTPUT_NAME], feed)) for name, s in sessions.items()},
+                     repeats, warmup)

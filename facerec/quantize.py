@@ -1,0 +1,124 @@
+"""Reduced-precision copies of an exported face model, and the checks facerec-export runs on them.
+
+- fp16: weights and activations in float16 (onnxruntime's ``convert_float_to_float16``), meant for the
+  CUDA provider. The float32 "input" and "embedding" are kept (``keep_io_types``), so callers feed the
+  same input and read the same output type.
+- int8: onnxruntime static quantization, QDQ format, int8 weights per output channel, uint8 activations
+  whose ranges are calibrated on face images (a ``CalibrationDataReader`` over them).
+
+Both are judged by the 10-fold verification accuracy on a .bin pack, computed with eval_protocols'
+``Embedder`` and verification code, so the numbers are the ones facerec-eval prints.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from facerec.export import INPUT_NAME, OUTPUT_NAME, ort_session
+from nas_core.io import atomic_write
+
+PRECISIONS = ("fp32", "fp16", "int8")
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+
+
+def _write_model(path: str | Path, model) -> None:
+    atomic_write(path, lambda f: f.write(model.SerializeToString()))
+
+
+def write_fp16(fp32_path: str | Path, path: str | Path) -> None:
+    """float16 weights and activations, float32 input and output; written atomically."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    _write_model(path, convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True))
+
+
+def _calibration_reader(images: np.ndarray, batch: int):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class FaceCalibration(CalibrationDataReader):
+        """Batches of float32 NCHW model input, as many times over as the calibrator rewinds."""
+
+        def __init__(self) -> None:
+            self.rewind()
+
+        def get_next(self) -> dict | None:
+            return next(self._batches, None)
+
+        def rewind(self) -> None:
+            self._batches = iter([{INPUT_NAME: images[i : i + batch]} for i in range(0, len(images), batch)])
+
+    return FaceCalibration()
+
+
+def write_int8(fp32_path: str | Path, path: str | Path, images: np.ndarray, *, batch: int = 16,
+               per_channel: bool = True, reduce_range: bool = False, method: str = "MinMax",
+               op_types: list[str] | None = None, quant_format: str = "QDQ", preprocess: bool = True) -> None:
+    """Static int8 quantization of ``fp32_path`` calibrated on ``images`` (float32 NCHW model input),
+    written atomically. The defaults are what facerec-export uses; the keywords exist for
+    bench/onnx_latency.py's comparison of settings.
+
+    ``preprocess`` runs onnxruntime's quantization pre-processing first (shape inference and graph
+    optimisation: BatchNormalization folded into the convolution before it, so one scale serves both).
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="facerec-int8-") as tmp:
+        source = Path(fp32_path)
+        if preprocess:
+            source = Path(tmp) / "preprocessed.onnx"
+            quant_pre_process(str(fp32_path), str(source), skip_symbolic_shape=True)
+        out = Path(tmp) / "int8.onnx"
+        quantize_static(
+            str(source),
+            str(out),
+            _calibration_reader(np.ascontiguousarray(images, dtype=np.float32), batch),
+            quant_format=QuantFormat.QDQ if quant_format == "QDQ" else QuantFormat.QOperator,
+            op_types_to_quantize=op_types,
+            per_channel=per_channel,
+            reduce_range=reduce_range,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=getattr(CalibrationMethod, method),
+        )
+        with out.open("rb") as src:
+            atomic_write(path, lambda f: shutil.copyfileobj(src, f))
+
+
+def fp16_providers() -> tuple[list[str] | None, str]:
+    """Where an fp16 model can be checked here: onnxruntime's CUDA provider when it has one, else the CPU
+    provider (recent onnxruntime releases run float16 graphs on CPU, slowly). ``(providers, where)``."""
+    import onnxruntime as ort
+
+    if CUDA in ort.get_available_providers():
+        return [CUDA, CPU], "onnxruntime CUDA provider"
+    return [CPU], "onnxruntime CPU provider"
+
+
+def runs_here(path: str | Path, input_size: int, providers: list[str] | None = None) -> str:
+    """'' when onnxruntime loads and runs the model on ``providers``, else why not (one line)."""
+    try:
+        session = ort_session(path, providers=providers)
+        session.run([OUTPUT_NAME], {INPUT_NAME: np.zeros((1, 3, input_size, input_size), np.float32)})
+    except Exception as exc:  # noqa: BLE001  (onnxruntime raises untyped errors for missing kernels)
+        lines = str(exc).strip().splitlines()
+        return lines[0][:200] if lines else type(exc).__name__
+    return ""
+
+
+def verification_accuracy(model: str | Path, bin_path: str | Path, *, device: str = "cpu",
+                          batch_size: int = 64) -> dict:
+    """facerec-eval's 10-fold result (flip fusion on, its default batch) for ``model`` on one .bin pack."""
+    from eval_protocols.embed import Embedder
+    from eval_protocols.verification import VerificationProtocol
+
+    bin_path = Path(bin_path)
+    protocol = VerificationProtocol(bin_path.stem)
+    prepared = protocol.prepare(bin_path)
+    embedder = Embedder(model, device=device, batch_size=batch_size)
+    return protocol.score(protocol.extract(prepared, embedder, batch_size=batch_size)).result
