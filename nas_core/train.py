@@ -130,6 +130,32 @@ def _batches(n: int, batch_size: int, device: torch.device) -> list[torch.Tensor
     return chunks
 
 
+def amp_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+             parameters, grad_clip: float | None = None) -> None:
+    """One optimizer step under a GradScaler (a no-op scaler without AMP), clipping the true gradients."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip:
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        nn.utils.clip_grad_norm_(parameters, grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+
+
+@dataclass
+class _Run:
+    """What one classification training carries from epoch to epoch (and into its checkpoint)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    gen: torch.Generator
+    device: torch.device
+    amp: bool
+    channels_last: bool
+
+
 def train_classifier(model: nn.Module, data: ClassificationData, config: TrainConfig, *, seed: int,
                      device: torch.device | str | None = None, eval_splits: Sequence[str] = ("val", "test"),
                      checkpoint: str | Path | None = None,
@@ -142,83 +168,85 @@ def train_classifier(model: nn.Module, data: ClassificationData, config: TrainCo
     """
     if config.epochs < 1:
         raise NasError(f"epochs: expected a positive number, got {config.epochs}")
-    device = resolve_device(device) if not isinstance(device, torch.device) else device
-    cuda = device.type == "cuda"
-    amp, channels_last = config.amp and cuda, config.channels_last and cuda
+    run = _start(model, config, seed, device)
     splits = [s for s in eval_splits if len(data.split(s)[1]) > 0]
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
-    scheduler = cosine_schedule(optimizer, config.epochs)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    criterion = nn.CrossEntropyLoss()
-    gen = torch.Generator().manual_seed(seed)
     result = TrainResult({s: [] for s in splits})
     start_epoch = 0
     if checkpoint is not None and Path(checkpoint).is_file():
-        start_epoch, result = _load_checkpoint(Path(checkpoint), model, optimizer, scheduler, scaler, gen,
-                                               config)
-
-    images, labels = data.train_images.to(device), data.train_labels.to(device)
+        start_epoch, result = _load_checkpoint(Path(checkpoint), run, config)
+    images, labels = data.train_images.to(run.device), data.train_labels.to(run.device)
     for epoch in range(start_epoch, config.epochs):
         tic = time.perf_counter()
         if config.reference_schedule:
             with warnings.catch_warnings():  # stepping before optimizer.step() is the point here
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-                scheduler.step()
-        result.lrs.append(optimizer.param_groups[0]["lr"])
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        order = torch.randperm(len(labels), generator=gen).to(device)
-        draws = data.draw_augment(len(labels), gen, device)
-        for pos in _batches(len(labels), config.batch_size, device):
-            idx = order[pos]
-            x = data.augment_batch(images[idx], {k: v[pos] for k, v in draws.items()})
-            y = labels[idx]
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-                logits = model(x)
-                loss = criterion(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            # Accumulate on the device: no per-step host sync.
-            loss_sum += loss.detach().float() * len(y)
-            correct += (logits.argmax(1) == y).sum()
-        result.train_losses.append(float(loss_sum) / len(labels))
-        result.train_accuracies.append(100.0 * int(correct) / len(labels))
+                run.scheduler.step()
+        result.lrs.append(run.optimizer.param_groups[0]["lr"])
+        loss, accuracy = _train_epoch(run, data, images, labels, config)
+        result.train_losses.append(loss)
+        result.train_accuracies.append(accuracy)
         for split in splits:
             x_eval, y_eval = data.split(split)
             result.accuracies[split].append(evaluate_accuracy(
-                model, x_eval, y_eval, data, device, config.eval_batch_size, channels_last, amp))
+                run.model, x_eval, y_eval, data, run.device, config.eval_batch_size, run.channels_last, run.amp))
         if not config.reference_schedule:
-            scheduler.step()
+            run.scheduler.step()
         result.seconds += time.perf_counter() - tic
         if checkpoint is not None:
-            _save_checkpoint(Path(checkpoint), epoch + 1, model, optimizer, scheduler, scaler, gen, result, config)
+            _save_checkpoint(Path(checkpoint), epoch + 1, run, result, config)
         if on_epoch is not None:
             on_epoch(epoch, result)
     return result
 
 
-def _save_checkpoint(path: Path, epochs_done: int, model, optimizer, scheduler, scaler, gen, result,
-                     config) -> None:
+def _start(model: nn.Module, config: TrainConfig, seed: int, device: torch.device | str | None) -> _Run:
+    device = resolve_device(device) if not isinstance(device, torch.device) else device
+    cuda = device.type == "cuda"
+    amp, channels_last = config.amp and cuda, config.channels_last and cuda
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    return _Run(model, optimizer, cosine_schedule(optimizer, config.epochs), torch.amp.GradScaler("cuda", enabled=amp),
+                torch.Generator().manual_seed(seed), device, amp, channels_last)
+
+
+def _train_epoch(run: _Run, data: ClassificationData, images: torch.Tensor, labels: torch.Tensor,
+                 config: TrainConfig) -> tuple[float, float]:
+    """One pass over the training set (on the device) in a seeded order; returns (mean loss, accuracy %)."""
+    run.model.train()
+    criterion = nn.CrossEntropyLoss()
+    loss_sum = torch.zeros((), device=run.device)
+    correct = torch.zeros((), device=run.device, dtype=torch.long)
+    order = torch.randperm(len(labels), generator=run.gen).to(run.device)
+    draws = data.draw_augment(len(labels), run.gen, run.device)
+    for pos in _batches(len(labels), config.batch_size, run.device):
+        idx = order[pos]
+        x = data.augment_batch(images[idx], {k: v[pos] for k, v in draws.items()})
+        y = labels[idx]
+        if run.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=run.device.type, dtype=torch.float16, enabled=run.amp):
+            logits = run.model(x)
+            loss = criterion(logits, y)
+        amp_step(loss, run.optimizer, run.scaler, run.model.parameters(), config.grad_clip)
+        # Accumulate on the device: no per-step host sync.
+        loss_sum += loss.detach().float() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+    return float(loss_sum) / len(labels), 100.0 * int(correct) / len(labels)
+
+
+def _save_checkpoint(path: Path, epochs_done: int, run: _Run, result: TrainResult, config: TrainConfig) -> None:
     atomic_torch_save(path, {
-        "epochs_done": epochs_done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "generator": gen.get_state(), "result": asdict(result),
+        "epochs_done": epochs_done, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
+        "generator": run.gen.get_state(), "result": asdict(result),
         "config": config.to_dict(),
     })
 
 
-def _load_checkpoint(path: Path, model, optimizer, scheduler, scaler, gen,
-                     config: TrainConfig) -> tuple[int, TrainResult]:
+def _load_checkpoint(path: Path, run: _Run, config: TrainConfig) -> tuple[int, TrainResult]:
     expected = f"{path}: expected a training checkpoint of this model"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -229,11 +257,11 @@ def _load_checkpoint(path: Path, model, optimizer, scheduler, scaler, gen,
         found = state.get("config") if isinstance(state, dict) else None
         raise NasError(f"{path}: expected the same training settings as the checkpointed run ({found})")
     try:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        gen.set_state(state["generator"])
+        run.model.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.scheduler.load_state_dict(state["scheduler"])
+        run.scaler.load_state_dict(state["scaler"])
+        run.gen.set_state(state["generator"])
         return int(state["epochs_done"]), TrainResult(**state["result"])
     except (RuntimeError, KeyError, TypeError, ValueError) as exc:
         raise NasError(f"{expected} ({type(exc).__name__}: {str(exc)[:120]})") from None
