@@ -48,9 +48,10 @@ def onnx_providers(device: str | None, available: Sequence[str]) -> tuple[list, 
 class Embedder:
     """Embed RGB uint8 [N,112,112,3] images in batches with the model's raw output.
 
-    ``model``: an ``nn.Module``, a ``.onnx`` file (onnxruntime; providers by ``onnx_providers``) or a
-    facenas ``.pt`` checkpoint (rebuilt by ``facerec.checkpoint``). ``device`` None: CUDA when there is
-    one (for ONNX: when onnxruntime has the CUDA provider), else CPU. ``runtime`` says what runs.
+    ``model``: an ``nn.Module`` (callers that own a checkpoint format rebuild the module and hand it in,
+    e.g. ``facerec.embedding.open_model``) or an ``.onnx`` file (onnxruntime; providers by
+    ``onnx_providers``). ``device`` None: CUDA when there is one (for ONNX: when onnxruntime has the CUDA
+    provider), else CPU. ``runtime`` says what runs.
     """
 
     def __init__(self, model: nn.Module | str | Path, device: str | None = "cpu", batch_size: int = 64):
@@ -82,7 +83,7 @@ class Embedder:
 
     def _open(self, path: Path) -> None:
         if not path.is_file():
-            raise EvalError(f"{path}: model file not found; expected an .onnx file or a facenas .pt checkpoint")
+            raise EvalError(f"{path}: model file not found; expected an .onnx file")
         if path.suffix == ".onnx":
             import onnxruntime as ort
 
@@ -92,24 +93,14 @@ class Embedder:
             except Exception as exc:
                 raise EvalError(f"{path}: expected an ONNX model onnxruntime can load ({exc.__class__.__name__})") from None
             self._input_name = self._session.get_inputs()[0].name
-        elif path.suffix in (".pt", ".pth"):
-            # Imported here: facerec.checkpoint pulls in the whole model zoo, which ONNX users do not need.
-            from facerec.checkpoint import load_backbone
-
-            device = self._torch_device()
-            module, _ = load_backbone(path, map_location=device)
-            self._module = module.to(device).eval()
         else:
-            raise EvalError(f"{path}: expected a model file ending in .onnx or .pt")
+            raise EvalError(f"{path}: expected an .onnx model file (torch models are passed in as modules)")
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         if self._session is not None:
             return np.asarray(self._session.run(None, {self._input_name: x})[0], dtype=np.float32)
         with torch.inference_mode():
-            out: Any = self._module(torch.from_numpy(x).to(self.device))
-            if isinstance(out, (tuple, list)):  # models that also return the norm (AdaFace style)
-                out = out[0]
-            return out.float().cpu().numpy()
+            return self._module(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
 
     def embed_batch(self, images: np.ndarray, flip: bool = True) -> np.ndarray:
         """Raw embeddings of one batch; with ``flip`` the sum emb(x) + emb(fliplr x) (DESIGN §6)."""

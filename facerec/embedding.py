@@ -60,6 +60,12 @@ def load_embedder(path: str | Path, device: str | None = None, batch_size: int =
     """A model file → ``FaceEmbedder``. ``.onnx`` runs in onnxruntime (CUDA provider when installed and
     ``device`` is None or cuda); ``.pt``/``.pth`` is a facenas checkpoint, rebuilt from the file alone.
     ``device``: None (CUDA when there is one), ``cpu``, ``cuda`` or ``cuda:N``."""
+    return FaceEmbedder(open_model(path, device, batch_size), str(path))
+
+
+def open_model(path: str | Path, device: str | None = None, batch_size: int = 64):
+    """A model file → ``eval_protocols.embed.Embedder`` (raw embeddings): an ``.onnx`` file goes to
+    onnxruntime; a facenas ``.pt`` checkpoint is rebuilt here and handed in as a module."""
     from eval_protocols.embed import Embedder
 
     path = Path(path)
@@ -68,14 +74,14 @@ def load_embedder(path: str | Path, device: str | None = None, batch_size: int =
     if not path.is_file():
         raise FaceRecError(f"{path}: model file not found; expected an .onnx file or a facenas .pt checkpoint")
     if path.suffix == ".onnx":
-        return FaceEmbedder(Embedder(path, device=device, batch_size=batch_size), str(path))
+        return Embedder(path, device=device, batch_size=batch_size)
     import torch
 
     from facerec.checkpoint import load_backbone
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     module, _ = load_backbone(path, map_location=device)
-    return FaceEmbedder(Embedder(module, device=device, batch_size=batch_size), str(path))
+    return Embedder(module, device=device, batch_size=batch_size)
 
 
 def _natural_key(name: str) -> list:

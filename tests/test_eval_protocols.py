@@ -12,10 +12,10 @@ from torch import nn
 
 from eval_protocols import ijb
 from eval_protocols.bins import load_bin, read_bin, write_bin
+from eval_protocols.cmc import cmc
 from eval_protocols.embed import Embedder
 from eval_protocols.errors import EvalError
 from eval_protocols.protocols import PROTOCOL_ORDER, list_protocols
-from eval_protocols.cmc import cmc
 from eval_protocols.verification import evaluate_verification
 
 
@@ -176,8 +176,9 @@ def test_embedder_flip_fusion_input_convention_and_onnx(tmp_path):
         Embedder(tmp_path / "missing.onnx")
 
 
-def test_embedder_loads_a_facenas_checkpoint(tmp_path):
-    checkpoint = pytest.importorskip("facerec.checkpoint")
+def test_open_model_loads_a_facenas_checkpoint(tmp_path):
+    from facerec import checkpoint
+    from facerec.embedding import open_model
     from facerec.space import IResNetSpace
     from nas_core.genotype import Genotype
 
@@ -185,7 +186,7 @@ def test_embedder_loads_a_facenas_checkpoint(tmp_path):
     net = IResNetSpace().build(Genotype.uniform(4, 8)).eval()
     checkpoint.save_checkpoint(tmp_path / "m.pt", backbone=net)
     images = np.random.default_rng(5).integers(0, 255, (2, 112, 112, 3), dtype=np.uint8)
-    np.testing.assert_allclose(Embedder(tmp_path / "m.pt").embed(images), Embedder(net).embed(images), atol=1e-5)
+    np.testing.assert_allclose(open_model(tmp_path / "m.pt", "cpu").embed(images), Embedder(net).embed(images), atol=1e-5)
 
 
 def test_protocol_registry_lists_every_protocol():

@@ -78,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
 def _extract(args: argparse.Namespace):
     from tqdm import tqdm
 
-    from eval_protocols.embed import Embedder
+    from facerec.embedding import open_model
 
     if not args.model:
         raise EvalError("--model: expected an .onnx file or a facenas .pt checkpoint (or use --features-in)")
@@ -103,8 +103,8 @@ def _extract(args: argparse.Namespace):
         raise EvalError(f"{data}: expected .bin packs (or a faces_* folder), IJB_release/ (IJBB/, IJBC/) or tinyface/")
     # Check every input before any long work, so bad data fails fast and nothing is written.
     prepared = {name: protocols[name].prepare(located[name]) for name in protocols}
-    device = args.device or _default_device()
-    embedder = Embedder(args.model, device=device, batch_size=args.batch_size)
+    # --device passes through unchanged: None lets the model's runtime pick (CUDA when it has it).
+    embedder = open_model(args.model, device=args.device, batch_size=args.batch_size)
     print(embedder.runtime, file=sys.stderr)  # which onnxruntime provider (or torch device) ran
     total = sum(protocols[n].count_images(prepared[n]) for n in protocols)
     features = {}
@@ -114,12 +114,6 @@ def _extract(args: argparse.Namespace):
             features[name] = protocols[name].extract(
                 prepared[name], embedder, flip=args.flip, batch_size=args.batch_size, progress=bar)
     return protocols, features, str(args.model)
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 if __name__ == "__main__":
