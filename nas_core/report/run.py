@@ -1,0 +1,239 @@
+"""Read a search run folder (journal + settings + result) into the trials a report shows.
+
+Phase and decision of each trial come from replaying the journal through MacroMicroSearch with a
+look-up evaluator, so they follow the search's own rules for any journal: a finished run, a killed
+one (the replay stops at the first candidate the journal lacks), one still running, or a journaled
+replay of the authors' traces. The replay needs no search space: the micro phase lowers the width
+until the parameter count fits, and the journal holds the count of every candidate that was trained;
+a width that was never trained is answered as "too big", which is why the search skipped it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nas_core.errors import NasError
+from nas_core.genotype import Genotype
+from nas_core.io import read_json_object
+from nas_core.journal import Journal, record_result
+from nas_core.replay import LookupEvaluator
+from nas_core.search import MacroMicroSearch, SearchSettings, TrialRecord
+
+ACCEPTED = ("baseline", "accept")
+
+
+@dataclass
+class Trial:
+    """One journal line, placed on the search path when the replay reached it."""
+
+    line: int  # 1-based line of journal.jsonl
+    genotype: Genotype
+    epochs: int
+    fitness: float
+    params: int
+    seconds: float
+    epoch_accuracies: list[float]
+    phase: str | None = None
+    layer: int | None = None
+    decision: str | None = None  # baseline | accept | neutral | strike | reject; None: not on the path
+    index: int | None = None  # position on the search path
+    speculative: bool = False  # run ahead of the search by a parallel executor
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> bool:
+        return self.decision in ACCEPTED
+
+
+@dataclass
+class SearchRun:
+    folder: Path
+    lines: list[Trial]  # one per journal line, in journal order
+    path: list[Trial]  # the search path in order (a trial answered twice from one line appears twice)
+    settings: SearchSettings | None
+    config: dict[str, Any]  # settings.json (empty when missing)
+    result: dict[str, Any] | None  # result.json, None while the search runs or after it was killed
+    notes: list[str]
+
+    @property
+    def finished(self) -> bool:
+        return self.result is not None
+
+    def best(self) -> Trial | None:
+        """The trial whose genotype the search holds as its answer so far."""
+        return next((t for t in reversed(self.path) if t.accepted), None)
+
+
+class _JournalParams:
+    """A stand-in search space for the replay: parameter counts as the journal recorded them."""
+
+    name = "journal"
+
+    def __init__(self, params: dict[str, int]):
+        self.params = params
+
+    def count_params(self, genotype: Genotype) -> int:
+        return self.params.get(genotype.key(), 2**62)
+
+    def build(self, genotype: Genotype):
+        raise NasError(f"{genotype.key()}: a report replays the journal; it builds no network")
+
+
+def _optional_json(path: Path, notes: list[str]) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return read_json_object(path)
+    except NasError as exc:
+        notes.append(f"ignored {exc}")
+        return None
+
+
+def _settings_of(
+    config: dict[str, Any], result: dict[str, Any] | None, folder: Path
+) -> SearchSettings | None:
+    candidates = [config.get("search")]
+    if result is not None:
+        saved = result.get("settings")
+        candidates += [saved.get("search") if isinstance(saved, dict) else None, saved]
+    for candidate in candidates:
+        if isinstance(candidate, dict) and "d_min" in candidate and "w_max" in candidate:
+            return SearchSettings.from_dict(candidate, where=f"{folder}: search settings")
+    return None
+
+
+def _journal_lines(journal_path: Path, notes: list[str]) -> list[Trial]:
+    journal = Journal(journal_path)
+    raw = journal_path.read_bytes()
+    written = sum(1 for line in raw.split(b"\n") if line.strip())
+    if written > len(journal):
+        notes.append(
+            f"the last line of {journal_path.name} is torn (a trial was being written when the search "
+            "stopped); it is left out"
+        )
+    lines = []
+    for number, record in enumerate(journal.records(), start=1):
+        result = record_result(record)
+        lines.append(
+            Trial(
+                line=number,
+                genotype=Genotype.from_dict(record["genotype"]),
+                epochs=int(record["epochs"]),
+                fitness=float(result.accuracy),
+                params=int(result.params),
+                seconds=float(result.seconds),
+                epoch_accuracies=[float(a) for a in result.epoch_accuracies],
+                phase=record.get("phase"),
+                layer=record.get("layer"),
+                speculative=bool(record.get("speculative", False)),
+                record=record,
+            )
+        )
+    return lines
+
+
+def _replay_path(lines: list[Trial], settings: SearchSettings) -> tuple[list[TrialRecord], str | None]:
+    """The search path the journal answers, and why the replay stopped early (None: it ran to the end)."""
+    table = {}
+    for trial in lines:  # the first line of a (genotype, epochs) answers it, as the journal's look-up does
+        table.setdefault((trial.genotype.key(), trial.epochs), record_result(trial.record))
+    params = {trial.genotype.key(): trial.params for trial in lines}
+    path: list[TrialRecord] = []
+    search = MacroMicroSearch(_JournalParams(params), LookupEvaluator(table), settings, on_trial=path.append)
+    try:
+        search.run()
+    except NasError as exc:
+        return path, str(exc)
+    return path, None
+
+
+def _place(lines: list[Trial], records: list[TrialRecord]) -> list[Trial]:
+    """Mark each journal line with its place on the search path; the path as a list of trials."""
+    first = {}
+    for trial in lines:
+        first.setdefault((trial.genotype.key(), trial.epochs), trial)
+    path = []
+    for record in records:
+        trial = first[(record.genotype.key(), record.epochs)]
+        if trial.index is None:
+            trial.index, trial.phase, trial.layer, trial.decision = (
+                record.index,
+                record.phase,
+                record.layer,
+                record.decision,
+            )
+            path.append(trial)
+        else:  # asked again (e.g. the micro baseline at the epochs of a macro trial): one line, two steps
+            path.append(
+                Trial(
+                    **{
+                        **trial.__dict__,
+                        "index": record.index,
+                        "phase": record.phase,
+                        "layer": record.layer,
+                        "decision": record.decision,
+                    }
+                )
+            )
+    return path
+
+
+def read_search_run(folder: str | Path) -> SearchRun:
+    """The trials of a run folder; NasError when the folder holds no readable journal."""
+    folder = Path(folder)
+    journal_path = folder / "journal.jsonl"
+    if not folder.is_dir():
+        raise NasError(f"{folder}: expected a search run folder (holding journal.jsonl); folder not found")
+    if not journal_path.is_file():
+        raise NasError(f"{journal_path}: expected the journal of a search run; file not found")
+    notes: list[str] = []
+    config = _optional_json(folder / "settings.json", notes) or {}
+    result = _optional_json(folder / "result.json", notes)
+    settings = _settings_of(config, result, folder)
+    lines = _journal_lines(journal_path, notes)
+    path: list[Trial] = []
+    if settings is None:
+        notes.append(
+            "no search settings in settings.json or result.json: trials are shown in journal order "
+            "without accept/reject decisions"
+        )
+        path = list(lines)
+        for number, trial in enumerate(path):
+            trial.index = number
+    elif lines:
+        records, stopped = _replay_path(lines, settings)
+        path = _place(lines, records)
+        if stopped is not None and result is not None:
+            notes.append(f"the journal does not replay to the end of the search ({stopped})")
+    off_path = [t for t in lines if t.index is None]
+    if off_path:
+        speculative = sum(t.speculative for t in off_path)
+        notes.append(
+            f"{len(off_path)} journal line(s) are not on the search path"
+            + (f" ({speculative} speculative)" if speculative else "")
+        )
+    return SearchRun(folder, lines, path, settings, config, result, notes)
+
+
+def journal_summary(run: SearchRun) -> dict[str, Any]:
+    """Counts for a header: trials on the path, journal lines, speculative lines, seconds per phase."""
+    per_phase: dict[str, float] = {}
+    for trial in run.lines:
+        key = trial.phase or "unknown"
+        per_phase[key] = per_phase.get(key, 0.0) + trial.seconds
+    return {
+        "trials": len(run.path),
+        "lines": len(run.lines),
+        "speculative": sum(t.speculative for t in run.lines),
+        "seconds": sum(t.seconds for t in run.lines),
+        "seconds_per_phase": per_phase,
+    }
+
+
+def describe_config(config: dict[str, Any]) -> str:
+    """settings.json minus the search settings, as compact JSON (the run's other options)."""
+    rest = {k: v for k, v in config.items() if k not in ("search", "space")}
+    return json.dumps(rest.get("options", rest), sort_keys=True, default=str)

@@ -1,0 +1,239 @@
+"""The report of a search run: header, five figures and the trial table, from the run folder alone."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from nas_core.genotype import Genotype
+from nas_core.registry import Registry
+from nas_core.report import figures
+from nas_core.report.document import Document, Facts, Figure, Note, Table, write_document
+from nas_core.report.run import SearchRun, Trial, describe_config, journal_summary, read_search_run
+
+# Space name -> function(genotype) -> the paper's name of a genotype of that space. Spaces without
+# one are named by Genotype.key() (e.g. d6-w12-ssscss-533353), the project's name for FCN genotypes.
+GENOTYPE_NAMES = Registry("genotype naming")
+
+
+# Only modules of this distribution are imported when a run folder names the module of its space.
+_NAMING_PACKAGES = ("nas_core", "facerec")
+
+
+def _load_naming(spec: dict[str, Any] | None) -> None:
+    """Import the module the run folder names for its space (its package may register a naming)."""
+    module = (spec or {}).get("module")
+    if not isinstance(module, str) or spec["name"] in GENOTYPE_NAMES:
+        return
+    if module.split(".")[0] in _NAMING_PACKAGES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass  # named by Genotype.key() instead
+
+
+def genotype_name(space: str | None, genotype: Genotype) -> str:
+    """The paper's name of ``genotype`` in ``space`` followed by its key, or the key alone."""
+    if space is not None and space in GENOTYPE_NAMES:
+        return f"{GENOTYPE_NAMES.get(space)(genotype)} ({genotype.key()})"
+    return genotype.key()
+
+
+def space_spec_of(run: SearchRun) -> dict[str, Any] | None:
+    """The run's space as {"name", ...}: settings.json 'space' (spec) or result.json 'space'."""
+    for source in (run.config, run.result or {}):
+        spec = source.get("space")
+        if isinstance(spec, str):
+            return {"name": spec}
+        if isinstance(spec, dict) and "name" in spec:
+            return spec
+    return None
+
+
+def hms(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d} ({seconds:,} s)"
+
+
+def _dataset(run: SearchRun) -> str:
+    options = run.config.get("options") or {}
+    for value in (run.config.get("dataset"), (run.result or {}).get("dataset"), options.get("data")):
+        if value:
+            return str(value)
+    if "options" in run.config:
+        return "built-in synthetic demo face set"
+    return "?"
+
+
+def _answer(run: SearchRun, space: str | None) -> tuple[str, str, str, str | None]:
+    """(name of the result genotype, params, fitness, its key) of a finished run or the best so far."""
+    best = run.best()
+    if run.result is not None and isinstance(run.result.get("genotype"), dict):
+        genotype = Genotype.from_dict(run.result["genotype"], where=f"{run.folder / 'result.json'}")
+        fitness = run.result.get("fitness", run.result.get("val_accuracy"))
+        params = run.result.get("params")
+    elif best is not None:
+        genotype, fitness, params = best.genotype, best.fitness, best.params
+    else:
+        return "none yet", "?", "?", None
+    name = genotype_name(space, genotype)
+    fitness_text = f"{fitness:.2f}%" if isinstance(fitness, int | float) else "?"
+    params_text = f"{params:,}" if isinstance(params, int) else "?"
+    return name, params_text, fitness_text, genotype.key()
+
+
+def _header(run: SearchRun, space: dict[str, Any] | None) -> Facts:
+    space_name = space.get("name") if space else None
+    name, params, fitness, _ = _answer(run, space_name)
+    summary = journal_summary(run)
+    status = (
+        "finished (result.json)"
+        if run.finished
+        else "partial: no result.json yet (the search is still running, or it was stopped)"
+    )
+    settings = run.settings.to_dict() if run.settings is not None else {}
+    preset = run.config.get("size") or (run.config.get("options") or {}).get("size") or "?"
+    items = [
+        ("status", status),
+        ("run folder", str(run.folder)),
+        ("dataset", _dataset(run)),
+        (
+            "space",
+            f"{space_name} {space.get('task', {k: v for k, v in space.items() if k != 'name'})}"
+            if space
+            else "?",
+        ),
+        ("preset", str(preset)),
+        ("search settings", ", ".join(f"{k} {v}" for k, v in settings.items()) or "?"),
+        ("other settings", describe_config(run.config)),
+        ("result genotype" if run.finished else "best genotype so far", name),
+        ("params", params),
+        ("fitness", fitness),
+        (
+            "trials",
+            f"{summary['trials']} on the search path; {summary['lines']} journal line(s)"
+            + (f"; {summary['speculative']} speculative" if summary["speculative"] else ""),
+        ),
+        ("epochs trained", str(sum(t.epochs for t in run.lines))),
+        ("time (sum of trials)", hms(summary["seconds"])),
+        (
+            "time per phase",
+            "; ".join(f"{figures.phase_name(p)} {hms(s)}" for p, s in summary["seconds_per_phase"].items())
+            or "?",
+        ),
+    ]
+    if run.result is not None and run.result.get("wall_seconds") is not None:
+        items.append(("wall time of the last invocation", hms(run.result["wall_seconds"])))
+    if run.config.get("replay"):
+        items.append(("replay of", str(run.config["replay"])))
+    return Facts("Run", items)
+
+
+def _row(trial: Trial, space: str | None) -> list[Any]:
+    return [
+        trial.line,
+        "" if trial.index is None else trial.index,
+        figures.phase_name(trial.phase),
+        "" if trial.layer is None else trial.layer,
+        genotype_name(space, trial.genotype),
+        trial.epochs,
+        round(trial.fitness, 2),
+        trial.params,
+        round(trial.seconds, 1),
+        trial.decision or "",
+        "yes" if trial.accepted else "no",
+        "yes" if trial.speculative else "",
+    ]
+
+
+TABLE_COLUMNS = [
+    "line",
+    "trial",
+    "phase",
+    "layer",
+    "genotype",
+    "epochs",
+    "fitness (%)",
+    "params",
+    "seconds",
+    "decision",
+    "accepted",
+    "speculative",
+]
+
+
+def build_search_document(run: SearchRun) -> Document:
+    space = space_spec_of(run)
+    _load_naming(space)
+    space_name = space.get("name") if space else None
+    _, _, _, result_key = _answer(run, space_name)
+    title = f"Search report: {run.folder.name}" + ("" if run.finished else " (partial)")
+    document = Document(title, [_header(run, space)])
+    if not run.finished:
+        document.blocks.append(
+            Note(
+                "This run has no result.json: it is still running or it was stopped. "
+                "The report shows the trials journaled so far.",
+                warning=True,
+            )
+        )
+    document.blocks += [Note(note, warning=True) for note in run.notes]
+    if run.path or run.lines:
+        document.blocks += [
+            Figure(
+                "search_path",
+                "Search path",
+                figures.search_path(run),
+                "Fitness of every trial in search order, coloured by phase; black-edged points were "
+                "accepted (or baselines) and are joined; the star is the search's answer.",
+            ),
+            Figure(
+                "fitness_params",
+                "Fitness vs parameters",
+                figures.fitness_vs_params(run, result_key),
+                "Every journaled trial; the step line is the Pareto front (fewest parameters for the "
+                "fitness). Trials trained for different epochs are not strictly comparable.",
+            ),
+            Figure(
+                "macro",
+                "Macro trajectory",
+                figures.macro_trajectory(run),
+                "Depth and width of every trial (Grow raises the depth, Prune lowers the width; micro "
+                "trials lower the width to keep the parameter count).",
+            ),
+            Figure(
+                "micro",
+                "Micro decisions per layer",
+                figures.micro_map(run),
+                "Op (plain conv instead of sep) and kernel 5 tried per layer: accepted, rejected or not "
+                "tried; "
+                "the text is the layer's op and kernel in the trial.",
+            ),
+            Figure(
+                "epochs",
+                "Epoch curves",
+                figures.epoch_curves(run),
+                "Left: fitness after each epoch of each trial. Right: epochs per trial (dynamic learning: "
+                "every depth or width candidate tried trains longer than the one before).",
+            ),
+        ]
+    else:
+        document.blocks.append(Note("The journal holds no finished trial yet.", warning=True))
+    document.blocks.append(
+        Table(
+            "Trials (one row per journal line)",
+            TABLE_COLUMNS,
+            [_row(t, space_name) for t in run.lines],
+            table_id="trials",
+        )
+    )
+    return document
+
+
+def write_search_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
+    """Write RUN/report.html (or ``output``) and its markdown twin; returns the HTML path."""
+    run = read_search_run(run_dir)
+    return write_document(build_search_document(run), output or Path(run_dir) / "report.html")
