@@ -6,7 +6,8 @@
     nas-search --replay seed_traces/cifar10_64.json --output runs/replay
 
 RUN/settings.json (everything that defines the run), RUN/journal.jsonl (one line per finished trial),
-RUN/search.log, RUN/result.json (written atomically at the end).
+RUN/search.log, RUN/result.json (written atomically at the end), RUN/report.html + RUN/report.md (nas-report).
+A replay journals the trials it replays too, so `nas-report RUN` works on it like on a search.
 """
 
 from __future__ import annotations
@@ -136,7 +137,14 @@ def _run_search(run_dir: Path, config: dict[str, Any], log, resumed: bool, data=
     log.info("found %s: %d params, %s accuracy %.2f%% after %d trials (%d epochs); wrote %s",
              result.genotype.key(), result.params, evaluator.rank_on, result.accuracy, len(result.trials),
              result.epochs_total, run_dir / "result.json")
+    _write_report(run_dir, log)
     return 0
+
+
+def _write_report(run_dir: Path, log) -> None:
+    from nas_core.report import write_search_report
+
+    log.info("wrote %s (and report.md)", write_search_report(run_dir))
 
 
 def _trial_line(record) -> str:
@@ -167,27 +175,32 @@ def _write_result(run_dir: Path, result, config: dict[str, Any], wall_seconds: f
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from nas_core.journal import Journal, JournaledEvaluator
     from nas_core.replay import load_trace
-    from nas_core.search import MacroMicroSearch, with_overrides
+    from nas_core.search import MacroMicroSearch, space_spec, with_overrides
 
     run_dir = output_folder(args.output or f"runs/replay-{Path(args.replay).stem}", "result.json")
+    output_folder(run_dir, "journal.jsonl")  # the replay journals its trials: never into another run's journal
     with run_log(run_dir / "search.log") as log:
         tic = time.perf_counter()
         settings, space, evaluator, meta = load_trace(args.replay)
         # Setting flags given with --replay re-decide the recorded search (no training happens).
         settings = with_overrides(settings, **{name: getattr(args, name) for name in _SETTING_FLAGS})
+        config = {"replay": str(args.replay), "dataset": meta.get("dataset") if isinstance(meta, dict) else None,
+                  "search": settings.to_dict(), "space": space_spec(space)}
+        atomic_write_json(run_dir / "settings.json", config)
         log.info("replaying %s (%d recorded trials)", args.replay, len(getattr(evaluator, "table", {}) or {}))
+        journaled = JournaledEvaluator(evaluator, Journal(run_dir / "journal.jsonl"))
         with tqdm(unit="trial", desc="replay", dynamic_ncols=True) as bar:
             def on_trial(record) -> None:
                 bar.update(1)
                 log.info(_trial_line(record))
 
-            result = MacroMicroSearch(space, evaluator, settings, on_trial=on_trial).run()
-        config = {"replay": str(args.replay), "dataset": meta.get("dataset") if isinstance(meta, dict) else None,
-                  "search": settings.to_dict()}
+            result = MacroMicroSearch(space, journaled, settings, on_trial=on_trial).run()
         _write_result(run_dir, result, config, time.perf_counter() - tic)
         log.info("replayed %s: found %s, %d params, accuracy %.2f%%; wrote %s", args.replay,
                  result.genotype.key(), result.params, result.accuracy, run_dir / "result.json")
+        _write_report(run_dir, log)
     return 0
 
 
