@@ -225,8 +225,9 @@ def _reduced(args, fp32: Path, faces: np.ndarray, calibration: np.ndarray | None
     scored = quantize.verification_accuracy(reduced, args.check_bin, device=device)
     # Rounded: fold accuracies are ratios, and a 0.5-point drop must not fail --max-drop 0.5 on the last bit.
     drop = round(100 * (base["accuracy"] - scored["accuracy"]), 9)
-    print(f"check-bin {args.check_bin} ({base['pairs']} pairs): fp32 {100 * base['accuracy']:.2f}%, {precision} "
-          f"{100 * scored['accuracy']:.2f}% (drop {drop:.2f} points, --max-drop {args.max_drop:g})")
+    print(f"check-bin {args.check_bin} ({base['pairs']} pairs): fp32 {100 * base['accuracy']:.2f}%, "
+          f"{precision} {100 * scored['accuracy']:.2f}% (drop {drop:.2f} points, "
+          f"--max-drop {args.max_drop:g})")
     ms = measure_onnx_latency({"fp32": fp32, precision: reduced}, size, batch=args.batch,
                               repeats=args.repeats, providers=providers)
     print(f"latency (batch {args.batch}, {where}): fp32 {ms['fp32']:.1f} ms, {precision} "
