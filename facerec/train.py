@@ -230,8 +230,9 @@ def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config
     """Train ``backbone`` with margin ``head`` on ``train_set`` (items: normalised CHW tensor, label).
 
     With ``output`` it writes last.pt (resume state), model.pt (best epoch, or last without val sets),
-    metrics.json and TensorBoard scalars under tb/; ``meta`` (genotype / arch / space) goes into every
-    checkpoint so it rebuilds its model alone. Without ``output`` (search trials) it writes nothing.
+    metrics.json, TensorBoard scalars under tb/ and, at the end, report.html + report.md; ``meta``
+    (genotype / arch / space) goes into every checkpoint so it rebuilds its model alone. Without
+    ``output`` (search trials) it writes nothing.
     """
     log = get_logger()
     level = logging.INFO if verbose else logging.DEBUG
@@ -371,6 +372,10 @@ def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config
     finally:
         if writer is not None:
             writer.close()
+    if writer is not None:  # the main rank of a run with an output folder: OUT/report.html
+        from facerec.report import write_train_report
+
+        write_train_report(output)
     state["seconds"] = seconds_before + time.perf_counter() - job_start
     if keep_best and best_state is None:  # no verification sets: the last weights are the result
         best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.backbone.state_dict().items()})

@@ -5,8 +5,9 @@
     facerec-search --resume RUN
 
 Writes RUN/settings.json, RUN/journal.jsonl (one line per finished trial), RUN/search.log,
-RUN/result.json (genotype, params, fitness, trials, search_seconds, settings) and RUN/model.pt, the
-best trial's weights as a facerec checkpoint (facerec-eval / facerec-export take it). --d-min/--d-max
+RUN/result.json (genotype, params, fitness, trials, search_seconds, settings), RUN/model.pt, the
+best trial's weights as a facerec checkpoint (facerec-eval / facerec-export take it), and
+RUN/report.html + RUN/report.md (`nas-report RUN` writes them at any time, also mid-search). --d-min/--d-max
 count IResNet blocks (R-10 = 4 blocks, R-100 = 49).
 """
 
@@ -57,7 +58,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def _new_run(args: argparse.Namespace) -> tuple[Path, dict]:
-    from nas_core.search import settings_for
+    from facerec.space import IResNetSpace
+    from nas_core.search import settings_for, space_spec
 
     demo = args.data is None
     run = Path(args.output or f"runs/face-search-{args.size}")
@@ -75,7 +77,9 @@ def _new_run(args: argparse.Namespace) -> tuple[Path, dict]:
                for k, default in _OPTIONS.items()}
     options.update(size=args.size, data=None if demo else str(Path(args.data).resolve()),
                    val_bins=args.val_bins)
-    return run, {"search": settings.to_dict(), "options": options}
+    # The space spec lets a report (or a replay) of a killed run rebuild what the run searched.
+    space = space_spec(IResNetSpace(embedding_size=options["embedding_size"]))
+    return run, {"search": settings.to_dict(), "options": options, "space": space}
 
 
 def _resumed_run(args: argparse.Namespace) -> tuple[Path, dict]:
@@ -182,10 +186,18 @@ def _body(args: argparse.Namespace) -> int:
                            wall_seconds=time.perf_counter() - start, settings=settings.to_dict(),
                            options=options, space=space.config(), data=data.info, model="model.pt")
             atomic_write_json(run / "result.json", payload)
+            _write_report(run, log)
         log.info(f"result {result.genotype.key()}: {result.params:,} params, fitness {result.accuracy:.2f}% after "
                  f"{len(result.trials)} trials ({result.epochs_total} epochs) in "
                  f"{time.perf_counter() - start:.1f} s; wrote {run / 'result.json'} and {run / 'model.pt'}")
     return 0
+
+
+def _write_report(run: Path, log) -> None:
+    from facerec import report as _names  # noqa: F401  (names IResNet genotypes R-<layers>-<8C> in the report)
+    from nas_core.report import write_search_report
+
+    log.info(f"wrote {write_search_report(run)} (and report.md)")
 
 
 def main(argv: list[str] | None = None) -> int:
