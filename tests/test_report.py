@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
+import signal
 import struct
+import subprocess
+import sys
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -161,6 +166,35 @@ def test_killed_search_gives_a_partial_report(digits_run, tmp_path, torn):
     assert [(t.phase, t.decision) for t in partial.path] == [(t.phase, t.decision) for t in full.path[:7]]
 
 
+def test_report_of_a_running_search_then_of_the_killed_one(tmp_path):
+    run = tmp_path / "live"
+    proc = subprocess.Popen([sys.executable, "-m", "nas_core.cli.search", *DIGITS_ARGS, "--output", str(run)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    journal = run / "journal.jsonl"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if journal.exists() and len(journal.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the search ended before its report could be written mid-run"
+        # Paused, not ended: the report reads the folder of a search that is still alive (and would go on).
+        proc.send_signal(signal.SIGSTOP)
+        assert report_main([str(run), "--output", str(tmp_path / "live.html")]) == 0
+        live = parse_report(tmp_path / "live.html", FIGURES)
+        assert live.rows["trials"] >= 3 and "partial" in live.body
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (run / "result.json").exists()
+    assert report_main([str(run)]) == 0
+    killed = parse_report(run / "report.html", FIGURES)
+    assert killed.rows["trials"] == _journal_lines(run) >= live.rows["trials"]
+
+
 def test_speculative_records_are_shown_and_counted(digits_run, tmp_path):
     run = _killed_copy(digits_run, tmp_path / "spec", lines=4)
     extra = json.loads((digits_run / "journal.jsonl").read_text().splitlines()[0])
@@ -248,7 +282,11 @@ def face_demo_run(tmp_path_factory) -> Path:
 
 def test_face_demo_search_writes_its_report(face_demo_run):
     report = parse_report(face_demo_run / "report.html", FIGURES)
-    assert report.rows["trials"] == _journal_lines(face_demo_run) == 3
+    # The micro baseline retrains d4-w4 for 1 epoch, which trial 0 already did: the search took it from
+    # the journal, so 3 trials are 2 journal lines, and line 1 is trials 0 and 2.
+    assert report.rows["trials"] == _journal_lines(face_demo_run) == 2
+    assert "3 on the search path; 2 journal line(s)" in report.body
+    assert "grow, micro baseline" in report.body and "baseline, baseline" in report.body
     result = Genotype.from_dict(json.loads((face_demo_run / "result.json").read_text()))
     assert f"R-{2 * result.depth + 2}-{8 * result.width} ({result.key()})" in report.body
     assert "built-in synthetic demo face set" in report.body
@@ -256,10 +294,11 @@ def test_face_demo_search_writes_its_report(face_demo_run):
 
 
 def test_killed_face_search_reports_from_its_folder(face_demo_run, tmp_path):
-    run = _killed_copy(face_demo_run, tmp_path / "killed", lines=2)
+    run = _killed_copy(face_demo_run, tmp_path / "killed", lines=1)
     assert report_main([str(run)]) == 0
     report = parse_report(run / "report.html", FIGURES)
-    assert report.rows["trials"] == 2 and "partial" in report.body
+    assert report.rows["trials"] == 1 and "partial" in report.body
+    assert "R-10-32 (d4-w4-ssss-3333)" in report.body
 
 
 @pytest.fixture(scope="module")
@@ -312,12 +351,13 @@ def test_facerec_report_cli_covers_train_and_search_folders(train_out, face_demo
 
 @pytest.mark.slow
 def test_report_renders_in_headless_chromium(digits_run, tmp_path):
-    import sys
+    import importlib.util
 
-    sys.path.insert(0, str(REPO / "tools"))
-    from render_report import blankness, find_browser, is_blank, render
-
-    if find_browser() is None:
+    spec = importlib.util.spec_from_file_location("render_report", REPO / "tools" / "render_report.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    blankness, is_blank, render = tool.blankness, tool.is_blank, tool.render
+    if tool.find_browser() is None:
         pytest.skip("no chromium (apt-get install -y chromium)")
     png = render(digits_run / "report.html", tmp_path / "report.png", window_size="1300,3000")
     stats = blankness(png)

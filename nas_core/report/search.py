@@ -95,7 +95,8 @@ def _header(run: SearchRun, space: dict[str, Any] | None) -> Facts:
         else "partial: no result.json yet (the search is still running, or it was stopped)"
     )
     settings = run.settings.to_dict() if run.settings is not None else {}
-    preset = run.config.get("size") or (run.config.get("options") or {}).get("size") or "?"
+    preset = run.config.get("size") or (run.config.get("options") or {}).get("size") or \
+        ("none: a replay takes the settings of its trace" if run.config.get("replay") else "?")
     items = [
         ("status", status),
         ("run folder", str(run.folder)),
@@ -132,37 +133,55 @@ def _header(run: SearchRun, space: dict[str, Any] | None) -> Facts:
     return Facts("Run", items)
 
 
-def _row(trial: Trial, space: str | None) -> list[Any]:
-    return [
-        trial.line,
-        "" if trial.index is None else trial.index,
-        figures.phase_name(trial.phase),
-        "" if trial.layer is None else trial.layer,
-        genotype_name(space, trial.genotype),
-        trial.epochs,
-        round(trial.fitness, 2),
-        trial.params,
-        round(trial.seconds, 1),
-        trial.decision or "",
-        "yes" if trial.accepted else "no",
-        "yes" if trial.speculative else "",
-    ]
+def _joined(values: list[Any]) -> Any:
+    if not values:
+        return ""
+    return values[0] if len(values) == 1 else ", ".join(str(v) for v in values)
 
 
-TABLE_COLUMNS = [
-    "line",
-    "trial",
-    "phase",
-    "layer",
-    "genotype",
-    "epochs",
-    "fitness (%)",
-    "params",
-    "seconds",
-    "decision",
-    "accepted",
-    "speculative",
+def _rows(run: SearchRun, space: str | None) -> list[list[Any]]:
+    """One row per journal line; a line the search asked for twice lists both steps (e.g. "0, 5")."""
+    steps: dict[int, list[Trial]] = {}
+    for step in run.path:
+        steps.setdefault(step.line, []).append(step)
+    rows = []
+    for t in run.lines:
+        on_path = steps.get(t.line, [])
+        phases = [figures.phase_name(s.phase) for s in on_path] or [figures.phase_name(t.phase)]
+        rows.append([
+            t.line, _joined([s.index for s in on_path]), _joined(phases), "" if t.layer is None else t.layer,
+            genotype_name(space, t.genotype), t.epochs, round(t.fitness, 2), t.params, round(t.seconds, 1),
+            _joined([s.decision for s in on_path]), "yes" if any(s.accepted for s in on_path) else "no",
+            "yes" if t.speculative else "",
+        ])
+    return rows
+
+
+TABLE_COLUMNS = ["line", "trial", "phase", "layer", "genotype", "epochs", "fitness (%)", "params", "seconds",
+                 "decision", "accepted", "speculative"]
+
+
+# (figure name, title, caption) in report order
+_FIGURES = [
+    ("search_path", "Search path", "Fitness of every trial in search order, coloured by phase; black-edged "
+     "points were accepted (or baselines) and are joined; the star is the search's answer."),
+    ("fitness_params", "Fitness vs parameters", "Every journaled trial; the step line is the Pareto front "
+     "(fewest parameters for the fitness). Trials trained for different epochs are not strictly comparable."),
+    ("macro", "Macro trajectory", "Depth and width of every trial (Grow raises the depth, Prune lowers the "
+     "width; micro trials lower the width to keep the parameter count)."),
+    ("micro", "Micro decisions per layer", "Op (plain conv instead of sep) and kernel 5 tried per layer: "
+     "accepted, rejected or not tried; the text is the layer's op and kernel in the trial."),
+    ("epochs", "Epoch curves", "Left: fitness after each epoch of each trial. Right: epochs per trial "
+     "(dynamic learning: every depth or width candidate tried trains longer than the one before)."),
 ]
+
+
+def _figures(run: SearchRun, result_key: str | None) -> list[Figure]:
+    drawn = {"search_path": lambda: figures.search_path(run),
+             "fitness_params": lambda: figures.fitness_vs_params(run, result_key),
+             "macro": lambda: figures.macro_trajectory(run), "micro": lambda: figures.micro_map(run),
+             "epochs": lambda: figures.epoch_curves(run)}
+    return [Figure(name, title, drawn[name](), caption) for name, title, caption in _FIGURES]
 
 
 def build_search_document(run: SearchRun) -> Document:
@@ -173,63 +192,15 @@ def build_search_document(run: SearchRun) -> Document:
     title = f"Search report: {run.folder.name}" + ("" if run.finished else " (partial)")
     document = Document(title, [_header(run, space)])
     if not run.finished:
-        document.blocks.append(
-            Note(
-                "This run has no result.json: it is still running or it was stopped. "
-                "The report shows the trials journaled so far.",
-                warning=True,
-            )
-        )
+        document.blocks.append(Note("This run has no result.json: it is still running or it was stopped. "
+                                    "The report shows the trials journaled so far.", warning=True))
     document.blocks += [Note(note, warning=True) for note in run.notes]
-    if run.path or run.lines:
-        document.blocks += [
-            Figure(
-                "search_path",
-                "Search path",
-                figures.search_path(run),
-                "Fitness of every trial in search order, coloured by phase; black-edged points were "
-                "accepted (or baselines) and are joined; the star is the search's answer.",
-            ),
-            Figure(
-                "fitness_params",
-                "Fitness vs parameters",
-                figures.fitness_vs_params(run, result_key),
-                "Every journaled trial; the step line is the Pareto front (fewest parameters for the "
-                "fitness). Trials trained for different epochs are not strictly comparable.",
-            ),
-            Figure(
-                "macro",
-                "Macro trajectory",
-                figures.macro_trajectory(run),
-                "Depth and width of every trial (Grow raises the depth, Prune lowers the width; micro "
-                "trials lower the width to keep the parameter count).",
-            ),
-            Figure(
-                "micro",
-                "Micro decisions per layer",
-                figures.micro_map(run),
-                "Op (plain conv instead of sep) and kernel 5 tried per layer: accepted, rejected or not "
-                "tried; "
-                "the text is the layer's op and kernel in the trial.",
-            ),
-            Figure(
-                "epochs",
-                "Epoch curves",
-                figures.epoch_curves(run),
-                "Left: fitness after each epoch of each trial. Right: epochs per trial (dynamic learning: "
-                "every depth or width candidate tried trains longer than the one before).",
-            ),
-        ]
+    if run.lines:
+        document.blocks += _figures(run, result_key)
     else:
         document.blocks.append(Note("The journal holds no finished trial yet.", warning=True))
-    document.blocks.append(
-        Table(
-            "Trials (one row per journal line)",
-            TABLE_COLUMNS,
-            [_row(t, space_name) for t in run.lines],
-            table_id="trials",
-        )
-    )
+    rows = _rows(run, space_name)
+    document.blocks.append(Table("Trials (one row per journal line)", TABLE_COLUMNS, rows, table_id="trials"))
     return document
 
 
