@@ -3,7 +3,7 @@
     python bench/ijb_scoring.py            # full IJB-C scale (~2 minutes on 2 CPU cores)
     python bench/ijb_scoring.py --scale 0.1
 
-Synthetic data at IJB-C's size (DESIGN §6): 23,124 templates (3,531 enrolment + 19,593 verification),
+Synthetic data at IJB-C's size (ARCHITECTURE §6): 23,124 templates (3,531 enrolment + 19,593 verification),
 469,375 images of 512-d features in media, 15.6M template pairs (19.6k genuine). Both scorers get the
 same pooled template features; the baseline is InsightFace's way (gather both template rows of each
 pair, 100,000 pairs per chunk, multiply and sum). Prints the speed ratio, checks the TARs are identical

@@ -91,7 +91,7 @@ def main() -> None:
         size = sum(map(len, jpegs)) / n
         print(f"pack: {info['images']} images, {info['identities']} identities, mean JPEG {size:.0f} bytes")
         print(f"{'baseline: bare cv2.imdecode loop':44s} {rate['baseline']:8.0f} images/s")
-        for name, label in (("dataset", "FaceDataset, float32 CHW (DESIGN §6)"),
+        for name, label in (("dataset", "FaceDataset, float32 CHW (ARCHITECTURE §6)"),
                             ("dataset_uint8", "FaceDataset, uint8 CHW (normalize=False)")):
             print(f"{label:44s} {rate[name]:8.0f} images/s  ratio {rate[name] / rate['baseline']:.3f}")
 

@@ -1,4 +1,4 @@
-"""InsightFace verification packs (``lfw.bin`` ...): pickle of (2P encoded images, P issame bools), DESIGN §5."""
+"""InsightFace verification packs (``lfw.bin`` ...): pickle of (2P encoded images, P issame bools), ARCHITECTURE §5."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def decode_image(encoded: bytes, image_size: int = 112, *, source: str = "image"
 def iter_decoded(
     encoded: Sequence[bytes], image_size: int = 112, batch_size: int = 64, *, source: str = "pack"
 ) -> Iterator[np.ndarray]:
-    """Decode in batches so a pack is never held decoded all at once (DESIGN §6)."""
+    """Decode in batches so a pack is never held decoded all at once (ARCHITECTURE §6)."""
     for start in range(0, len(encoded), batch_size):
         chunk = encoded[start : start + batch_size]
         yield np.stack(

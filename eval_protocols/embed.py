@@ -1,4 +1,4 @@
-"""Embedder: images → embeddings with a torch module, an ONNX file or a facenas checkpoint (DESIGN §6)."""
+"""Embedder: images → embeddings with a torch module, an ONNX file or a facenas checkpoint (ARCHITECTURE §6)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from eval_protocols.errors import EvalError
 
 
 def to_input(images: np.ndarray) -> np.ndarray:
-    """RGB uint8 NHWC → float32 NCHW, (x/255 − 0.5)/0.5 (DESIGN §6 input convention)."""
+    """RGB uint8 NHWC → float32 NCHW, (x/255 − 0.5)/0.5 (ARCHITECTURE §6 input convention)."""
     x = np.asarray(images, dtype=np.float32).transpose(0, 3, 1, 2)
     return np.ascontiguousarray((x / 255.0 - 0.5) / 0.5, dtype=np.float32)
 
@@ -103,7 +103,7 @@ class Embedder:
             return self._module(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
 
     def embed_batch(self, images: np.ndarray, flip: bool = True) -> np.ndarray:
-        """Raw embeddings of one batch; with ``flip`` the sum emb(x) + emb(fliplr x) (DESIGN §6)."""
+        """Raw embeddings of one batch; with ``flip`` the sum emb(x) + emb(fliplr x) (ARCHITECTURE §6)."""
         x = to_input(images)
         if not flip:
             return self._forward(x)
@@ -115,7 +115,7 @@ class Embedder:
     ) -> np.ndarray:
         """Embeddings of ``images`` (an array, or an iterable of images or batches, consumed lazily).
 
-        ``normalize`` L2-normalises after flip fusion; IJB keeps the raw sum (DESIGN §6).
+        ``normalize`` L2-normalises after flip fusion; IJB keeps the raw sum (ARCHITECTURE §6).
         ``progress``: an optional tqdm bar advanced by the number of images embedded.
         """
         chunks = []

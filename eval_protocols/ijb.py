@@ -1,9 +1,9 @@
 """IJB-B and IJB-C: 1:1 TAR@FAR over template pairs and, when the release has the lists, 1:N rank-k.
 
-DESIGN §6: image feature = raw flip-sum (× detector score); per template, average the images of each
+ARCHITECTURE §6: image feature = raw flip-sum (× detector score); per template, average the images of each
 media, sum the media, L2-normalise; score = cosine; ROC by sklearn; TAR at the FPR nearest each FAR.
 Pooling is one sparse matrix product and pair scoring multiplies template blocks, so IJB-C's 15.6M
-pairs score in seconds from saved features (DESIGN §6 Scale).
+pairs score in seconds from saved features (ARCHITECTURE §6 Scale).
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def score_pairs(template_feats: np.ndarray, index1: np.ndarray, index2: np.ndarr
 
 
 def tar_at_far(labels: np.ndarray, scores: np.ndarray, fars=FARS) -> tuple[dict[str, float], float, tuple]:
-    """TAR at the ROC point whose FPR is nearest each FAR, ties → higher TPR (DESIGN §6); AUC; (fpr, tpr)."""
+    """TAR at the ROC point whose FPR is nearest each FAR, ties → higher TPR (ARCHITECTURE §6); AUC; (fpr, tpr)."""
     fpr, tpr, _ = roc_curve(labels, scores)  # sklearn default drop_intermediate, as InsightFace
     table = {}
     for far in fars:

@@ -1,4 +1,4 @@
-"""Readers for the IJB-B / IJB-C meta files of InsightFace's IJB_release (DESIGN §5).
+"""Readers for the IJB-B / IJB-C meta files of InsightFace's IJB_release (ARCHITECTURE §5).
 
 Every reader checks each line and raises EvalError("<file>: line N: expected ...") on the first bad one.
 The 15.6M-line pair file is parsed by NumPy in C; only when that fails is it re-read line by line to

@@ -1,13 +1,13 @@
-"""PROTOCOLS registry (timm style): every evaluation protocol is looked up by name (DESIGN §2, STYLE).
+"""PROTOCOLS registry (timm style): every evaluation protocol is looked up by name (ARCHITECTURE §2).
 
 An entry builds an object with four steps, so inputs are checked before any long work and saved
 features can be re-scored without a model:
 
-- ``locate(data_dir) -> Path | None``: where its data lies in a folder as users have it (DESIGN §7);
+- ``locate(data_dir) -> Path | None``: where its data lies in a folder as users have it (ARCHITECTURE §7);
 - ``prepare(path) -> object``: read and check every meta file (cheap; raises EvalError on bad input);
 - ``extract(prepared, embedder, flip=, batch_size=) -> dict[str, np.ndarray]``: image features plus all
   arrays scoring needs (saved by ``--features-out``);
-- ``score(features, **options) -> Scored``: the metrics of DESIGN §7.
+- ``score(features, **options) -> Scored``: the metrics of ARCHITECTURE §7.
 """
 
 from __future__ import annotations

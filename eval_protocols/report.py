@@ -1,4 +1,4 @@
-"""Evaluation report: the JSON contract of DESIGN §7, a markdown table, and IJB ROC curves."""
+"""Evaluation report: the JSON contract of ARCHITECTURE §7, a markdown table, and IJB ROC curves."""
 
 from __future__ import annotations
 

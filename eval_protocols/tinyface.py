@@ -1,4 +1,4 @@
-"""TinyFace closed-set identification, rank-1/5/20 (DESIGN §5, §6; AdaFace's evaluation).
+"""TinyFace closed-set identification, rank-1/5/20 (ARCHITECTURE §5, §6; AdaFace's evaluation).
 
 Gallery = Gallery_Match ∪ Gallery_Distractor; label = file name before the first ``_``; distractors
 never match. Features are flip-fused and L2-normalised; score = inner product.

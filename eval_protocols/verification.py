@@ -1,4 +1,4 @@
-"""10-fold verification accuracy on .bin pair packs: LFW, CFP-FP, CPLFW, AgeDB-30, CALFW (DESIGN §6)."""
+"""10-fold verification accuracy on .bin pair packs: LFW, CFP-FP, CPLFW, AgeDB-30, CALFW (ARCHITECTURE §6)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from eval_protocols.bins import iter_decoded, read_bin
 from eval_protocols.errors import EvalError
 from eval_protocols.protocols import PROTOCOLS, Scored
 
-# DESIGN §6 / InsightFace: np.arange(0, 4, 0.01), i.e. 400 thresholds 0.00 .. 3.99 on squared L2.
+# ARCHITECTURE §6 / InsightFace: np.arange(0, 4, 0.01), i.e. 400 thresholds 0.00 .. 3.99 on squared L2.
 THRESHOLDS = np.arange(0, 4, 0.01)
 VERIFICATION_SETS = ("lfw", "cfp_fp", "cplfw", "agedb_30", "calfw")
 
@@ -21,7 +21,7 @@ VERIFICATION_SETS = ("lfw", "cfp_fp", "cplfw", "agedb_30", "calfw")
 def evaluate_verification(embeddings: np.ndarray, issame: np.ndarray, n_folds: int = 10) -> dict:
     """10-fold accuracy; pair i is rows 2i, 2i+1 of ``embeddings`` (L2-normalised here).
 
-    Rules (DESIGN §6): squared L2 distance, "same" iff distance < threshold; KFold without shuffle;
+    Rules (ARCHITECTURE §6): squared L2 distance, "same" iff distance < threshold; KFold without shuffle;
     on each 9-fold training part take the first best threshold, score the held-out fold; report mean
     and population std of the fold accuracies and the mean chosen threshold.
     """

@@ -1,4 +1,4 @@
-"""IResNet building blocks shared by the search space and the fixed IResNet-18/34/50/100 (DESIGN §4).
+"""IResNet building blocks shared by the search space and the fixed IResNet-18/34/50/100 (ARCHITECTURE §4).
 
 Module names follow InsightFace's arcface_torch ``iresnet.py`` (conv1, bn1, prelu, layer1..4, bn2,
 dropout, fc, features; blocks bn1/conv1/bn2/prelu/conv2/bn3/downsample), so a fixed IResNet built
@@ -15,7 +15,7 @@ from torch import nn
 
 from facerec.errors import FaceRecError
 
-# (op, kernel) per block, one list per stage; stage s has width C·2^s (DESIGN §4).
+# (op, kernel) per block, one list per stage; stage s has width C·2^s (ARCHITECTURE §4).
 StagePlan = Sequence[Sequence[tuple[str, int]]]
 
 _BN_EPS = 1e-5  # arcface_torch passes eps=1e-05 explicitly everywhere
@@ -23,7 +23,7 @@ _BN_EPS = 1e-5  # arcface_torch passes eps=1e-05 explicitly everywhere
 
 def make_conv(cin: int, cout: int, op: str, kernel: int, stride: int = 1) -> nn.Module:
     """The searched convolution: "sep" = depthwise k×k (carries the stride) → pointwise 1x1, nothing
-    between them (DESIGN §3/§4); "conv" = one plain k×k. No bias: a BN always follows."""
+    between them (ARCHITECTURE §3/§4); "conv" = one plain k×k. No bias: a BN always follows."""
     pad = kernel // 2
     if op == "conv":
         return nn.Conv2d(cin, cout, kernel, stride, pad, bias=False)
@@ -115,7 +115,7 @@ class IResNet(nn.Module):
         # reference nets include it; the embedding norm AdaFace reads then comes from the fc).
         nn.init.constant_(self.features.weight, 1.0)
         self.features.weight.requires_grad = False
-        # timm's data config reads this: input convention of DESIGN §6.
+        # timm's data config reads this: input convention of ARCHITECTURE §6.
         self.pretrained_cfg = {
             "input_size": (3, input_size, input_size),
             "mean": (0.5, 0.5, 0.5),

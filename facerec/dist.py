@@ -1,4 +1,4 @@
-"""torchrun detection (DESIGN §8, STYLE): a process group only when RANK/WORLD_SIZE say so.
+"""torchrun detection (ARCHITECTURE §8): a process group only when RANK/WORLD_SIZE say so.
 
 Without torchrun there is no process group and no NCCL; every helper here is then a no-op.
 """
@@ -53,7 +53,7 @@ def resolve_device(name: str | None, info: DistInfo) -> torch.device:
 
 
 def broadcast_object(obj: Any, info: DistInfo, src: int = 0) -> Any:
-    """Rank ``src``'s value on every rank (search decisions use rank 0's fitness, DESIGN §8)."""
+    """Rank ``src``'s value on every rank (search decisions use rank 0's fitness, ARCHITECTURE §8)."""
     if not info.enabled:
         return obj
     box = [obj]

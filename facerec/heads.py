@@ -1,4 +1,4 @@
-"""Margin heads (DESIGN §4): AdaFace, ArcFace, CosFace.
+"""Margin heads (ARCHITECTURE §4): AdaFace, ArcFace, CosFace.
 
 Every head takes raw embeddings [N, d] and labels [N] and returns scaled logits [N, classes] for
 cross-entropy. Class centres are rows of ``weight`` [classes, d]; cosines come from the normalised

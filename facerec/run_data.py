@@ -1,4 +1,4 @@
-"""The data of a training or search run: which identities train, which verify (DESIGN §4).
+"""The data of a training or search run: which identities train, which verify (ARCHITECTURE §4).
 
 `--data DIR` is a RecordIO face pack (train.rec/.idx/property), possibly with `.bin` packs beside it;
 no --data means the built-in synthetic demo set (facerec.demo), cached under the output folder.

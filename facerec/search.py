@@ -1,13 +1,13 @@
-"""The face Evaluator for nas_core.search.MacroMicroSearch over the "iresnet" space (DESIGN §4).
+"""The face Evaluator for nas_core.search.MacroMicroSearch over the "iresnet" space (ARCHITECTURE §4).
 
 A trial trains the genotype for E epochs with the facerec trainer (facerec.train.train_model) and is
 scored by the 10-fold verification accuracy, in percent, on held-out-identity pairs (or .bin packs):
-the best accuracy over its epochs (DESIGN §3). Each trial is seeded by nas_core.evaluator.trial_seed,
+the best accuracy over its epochs (ARCHITECTURE §3). Each trial is seeded by nas_core.evaluator.trial_seed,
 so a resumed search retrains exactly what an uninterrupted one would. The weights of every trial that
 may still be the search's answer are kept under RUN/trials/ until the search ends (RUN/model.pt).
 
 Under torchrun every rank calls ``evaluate`` in the same order: the trial trains with DDP, rank 0
-scores it and the TrialResult is broadcast, so every rank takes the same search decision (DESIGN §8).
+scores it and the TrialResult is broadcast, so every rank takes the same search decision (ARCHITECTURE §8).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class FaceEvaluator:
             extra={"best_epoch": outcome.best_epoch, "nan_steps": len(outcome.nan_steps),
                    "val": {k: v["accuracy"] for k, v in outcome.history[outcome.best_epoch - 1]["val"].items()}},
         )
-        result = broadcast_object(result, self.info)  # decisions use rank 0's fitness (DESIGN §8)
+        result = broadcast_object(result, self.info)  # decisions use rank 0's fitness (ARCHITECTURE §8)
         if self.trials_dir is not None and self.info.is_main:
             from facerec.checkpoint import save_checkpoint
 

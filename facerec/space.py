@@ -1,4 +1,4 @@
-"""The IResNet face search space (DESIGN §4): genotype.depth = number of IResNet blocks B,
+"""The IResNet face search space (ARCHITECTURE §4): genotype.depth = number of IResNet blocks B,
 genotype.width = stem width C; per block the op (sep/conv) and kernel (3/5) are searched."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ MIN_BLOCKS = 4  # one block per stage at least (D_min 4 blocks = R-10)
 
 
 def stage_plan(genotype: Genotype) -> StagePlan:
-    """Stage s holds blocks [⌊sB/4⌋, ⌊(s+1)B/4⌋): the classifier's fixed-fraction rule (DESIGN §4)."""
+    """Stage s holds blocks [⌊sB/4⌋, ⌊(s+1)B/4⌋): the classifier's fixed-fraction rule (ARCHITECTURE §4)."""
     blocks = genotype.depth
     if blocks < MIN_BLOCKS:
         raise FaceRecError(f"genotype {genotype.key()}: expected depth ≥ {MIN_BLOCKS} blocks (one per stage)")

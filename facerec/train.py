@@ -1,4 +1,4 @@
-"""The face trainer (DESIGN §4 AdaFace recipe): one loop used by `facerec-train` and by the search's
+"""The face trainer (ARCHITECTURE §4 AdaFace recipe): one loop used by `facerec-train` and by the search's
 trials (facerec.search.FaceEvaluator).
 
 SGD lr 0.1, momentum 0.9, wd 5e-4 with none on BN/bias/PReLU, lr ×0.1 at 12/20/24 of 26 epochs
@@ -103,7 +103,7 @@ class _FaceModel(nn.Module):
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay on BN, bias and PReLU parameters (all the 1-D ones), DESIGN §4."""
+    """No weight decay on BN, bias and PReLU parameters (all the 1-D ones), ARCHITECTURE §4."""
     decay, no_decay = [], []
     for p in module.parameters():
         if p.requires_grad:
@@ -289,7 +289,7 @@ def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config
             for images, labels in loader:
                 images = images.to(device, non_blocking=True)
                 labels = labels.to(device, non_blocking=True)
-                if images.dtype == torch.uint8:  # FaceDataset(normalize=False): DESIGN §6 input on the device
+                if images.dtype == torch.uint8:  # FaceDataset(normalize=False): ARCHITECTURE §6 input on the device
                     images = normalize_batch(images)
                 if cuda:
                     images = images.contiguous(memory_format=torch.channels_last)

@@ -1,8 +1,8 @@
-"""Verification sets used while training and searching (DESIGN §4 face fitness).
+"""Verification sets used while training and searching (ARCHITECTURE §4 face fitness).
 
 Either the `.bin` packs found in the data folder (paper style: lfw, cfp_fp, agedb_30) or pairs built
 from identities held out of the training set (the default for the search). Scores are the 10-fold
-accuracy of eval_protocols (DESIGN §6) on flip-fused embeddings.
+accuracy of eval_protocols (ARCHITECTURE §6) on flip-fused embeddings.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def holdout_set(pack, identities: list[int], seed: int, max_pairs: int = 3000) -
         raise FaceRecError(f"{getattr(pack, 'root', 'data')}: expected at least 2 held-out identities "
                            f"to build verification pairs (got {len(identities)}; raise --holdout-ids)")
     num_pairs = min(max_pairs, 2 * _max_positive_pairs(pack, identities))
-    num_pairs -= num_pairs % 20  # whole folds, half positive (DESIGN §6 10-fold)
+    num_pairs -= num_pairs % 20  # whole folds, half positive (ARCHITECTURE §6 10-fold)
     if num_pairs < 20:
         raise FaceRecError(f"{getattr(pack, 'root', 'data')}: held-out identities have too few images "
                            "for 10-fold verification (need ≥ 10 positive pairs)")

@@ -9,7 +9,7 @@ trained (same trial count); "epochs" samples as many as fit in the search's tota
 random architecture trains ``epochs_per_sample`` epochs (same total epochs).
 
 Rank correlation: candidates in the order the search meets them, with the search's dynamic epoch schedule
-(E_min, +1 per depth candidate tried, +2 per width candidate tried; DESIGN §3), against a static schedule
+(E_min, +1 per depth candidate tried, +2 per width candidate tried; ARCHITECTURE §3), against a static schedule
 (every candidate the same epochs) — each ranking's Spearman ρ with a longer-trained reference ranking.
 """
 
@@ -75,7 +75,7 @@ def summarize_random(found_accuracy: float, random_accuracies: Sequence[float]) 
 
 
 def schedule_candidates(settings: Any, depth_steps: int, width_steps: int) -> list[tuple[Genotype, int]]:
-    """Macro candidates with the search's dynamic epochs (DESIGN §3).
+    """Macro candidates with the search's dynamic epochs (ARCHITECTURE §3).
 
     Grow: (D_min + i, W_max, all sep3) at E_min + i for i < depth_steps; then Prune at the deepest of them:
     width W_max − j·W_res at E + 2j for 1 ≤ j ≤ width_steps (while ≥ W_min).

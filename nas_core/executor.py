@@ -1,4 +1,4 @@
-"""Where independent trials run (DESIGN §8): in this process (default) or on a Ray cluster (optional extra).
+"""Where independent trials run (ARCHITECTURE §8): in this process (default) or on a Ray cluster (optional extra).
 
 The search itself is sequential (each decision needs the previous trial); the random baseline, the ranking
 study and final trainings are independent and go through ``executor.map(fn, items)``. ``fn`` and the items
@@ -38,7 +38,7 @@ class InProcessExecutor:
 
 @EXECUTORS.register("ray")
 class RayExecutor:
-    """One Ray task per trial; ``num_gpus`` per trial (default 1 when the cluster has GPUs, DESIGN §8).
+    """One Ray task per trial; ``num_gpus`` per trial (default 1 when the cluster has GPUs, ARCHITECTURE §8).
 
     ``address`` joins a running cluster ("auto"); without it Ray starts a local one on this machine
     (``local_cpus`` caps its size; the tests use a two-CPU local cluster). Ray ≥ 2.50 dropped the old

@@ -1,6 +1,6 @@
 """How trials are ranked: the dynamic-learning epoch schedule and float32 accuracy comparisons.
 
-DESIGN §3: one epoch counter E starts at E_min, gains +1 for every depth candidate tried and +2
+ARCHITECTURE §3: one epoch counter E starts at E_min, gains +1 for every depth candidate tried and +2
 for every width candidate tried (tried, not accepted: the counter never goes back); every micro
 trial trains a fixed micro E. A trial's score is the best accuracy over its epochs.
 

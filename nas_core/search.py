@@ -1,4 +1,4 @@
-"""MacroMicroSearch: Algorithm 1 of "Efficient Global Neural Architecture Search" (DESIGN §3).
+"""MacroMicroSearch: Algorithm 1 of "Efficient Global Neural Architecture Search" (ARCHITECTURE §3).
 
 Macro: Grow the depth of an all-sep3 net at W_max, then Prune its width. Micro: retrain the macro
 result briefly as baseline b, then per layer try a plain conv (Replace) and then kernel 5 (Update),
@@ -74,7 +74,7 @@ class SearchSettings:
 PRESETS: dict[str, SearchSettings] = {
     "tiny": SearchSettings(w_max=64),
     "mobile": SearchSettings(w_max=128),
-    "small": SearchSettings(w_max=32, d_min=4, d_max=49),  # faces: blocks R-10 .. R-100 (DESIGN §4)
+    "small": SearchSettings(w_max=32, d_min=4, d_max=49),  # faces: blocks R-10 .. R-100 (ARCHITECTURE §4)
     "medium": SearchSettings(w_max=64, d_min=4, d_max=49),
 }
 

@@ -28,7 +28,7 @@ class SearchSpace(Protocol):
 
 
 def match_width(space: SearchSpace, genotype: Genotype, reference_params: int, slack: int) -> Genotype:
-    """Lower the width by 1 until params ≤ reference + slack (DESIGN §3, micro search)."""
+    """Lower the width by 1 until params ≤ reference + slack (ARCHITECTURE §3, micro search)."""
     while genotype.width > 1 and space.count_params(genotype) > reference_params + slack:
         genotype = genotype.with_width(genotype.width - 1)
     return genotype

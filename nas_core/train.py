@@ -1,4 +1,4 @@
-"""Classification trainer of the paper (DESIGN §3): SGD momentum 0.9, wd 3e-4, lr 0.025 cosine to 0,
+"""Classification trainer of the paper (ARCHITECTURE §3): SGD momentum 0.9, wd 3e-4, lr 0.025 cosine to 0,
 batch 64, grad clip 5, cutout; AMP and channels_last on CUDA; runs on CPU.
 
 The data live in memory as uint8 tensors (nas_core.classify.datasets) and are batched by index, with
@@ -34,7 +34,7 @@ class TrainConfig:
     batch_size: int = 64
     grad_clip: float = 5.0
     # The reference calls scheduler.step() before each epoch, so its last epoch runs at lr 0 and a 2-epoch
-    # micro trial gets one real epoch; we step after each epoch unless asked to replicate (DESIGN §3).
+    # micro trial gets one real epoch; we step after each epoch unless asked to replicate (ARCHITECTURE §3).
     reference_schedule: bool = False
     amp: bool = True  # CUDA only
     channels_last: bool = True  # CUDA only

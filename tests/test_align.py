@@ -11,7 +11,7 @@ from eval_protocols.errors import EvalError
 
 NUMPY_2 = int(np.__version__.split(".")[0]) >= 2
 
-# The 112x112 template as DESIGN and papers print it (float64 literals).
+# The 112x112 template as docs/ARCHITECTURE.md and papers print it (float64 literals).
 TEMPLATE_LITERALS = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
 )

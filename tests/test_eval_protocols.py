@@ -1,4 +1,4 @@
-"""eval_protocols against small cases computed by hand (DESIGN §6)."""
+"""eval_protocols against small cases computed by hand (ARCHITECTURE §6)."""
 
 from __future__ import annotations
 

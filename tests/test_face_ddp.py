@@ -1,4 +1,4 @@
-"""torchrun on CPU (gloo): two ranks train with DDP and run the search together (DESIGN §8)."""
+"""torchrun on CPU (gloo): two ranks train with DDP and run the search together (ARCHITECTURE §8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Margin heads against their formulas on hand-made cosines and norms (DESIGN §4)."""
+"""Margin heads against their formulas on hand-made cosines and norms (ARCHITECTURE §4)."""
 
 import math
 

@@ -1,5 +1,5 @@
-"""MXNet RecordIO format (DESIGN §5): byte layout, multi-chunk records, padding, index, and a second
-reader written here straight from DESIGN §5 that reads what ``facerec-data pack`` writes."""
+"""MXNet RecordIO format (ARCHITECTURE §5): byte layout, multi-chunk records, padding, index, and a second
+reader written here straight from ARCHITECTURE §5 that reads what ``facerec-data pack`` writes."""
 
 import struct
 
@@ -23,7 +23,7 @@ from facerec.errors import FaceRecError
 MAGIC = struct.pack("<I", 0xCED7230A)
 
 
-# --- an independent reader, from DESIGN §5 only ------------------------------------------------------
+# --- an independent reader, from ARCHITECTURE §5 only ------------------------------------------------------
 def _design_records(rec_bytes: bytes) -> list[tuple[int, bytes]]:
     """[(offset of first chunk, payload)] reading [magic][lrec][payload][pad to 4] with cflag chunks."""
     out, pos, current, start = [], 0, None, None

@@ -1,4 +1,4 @@
-"""The paper's FCN: closed-form params == built model == DESIGN §3 test vectors; forward shapes."""
+"""The paper's FCN: closed-form params == built model == ARCHITECTURE §3 test vectors; forward shapes."""
 
 import pytest
 import torch
@@ -16,7 +16,7 @@ def _conv_at(genotype, layers):
 
 _C10_26 = _conv_at(Genotype.uniform(26, 46), [0, 2]).with_layer(13, kernel=5).with_layer(17, kernel=5)
 
-VECTORS = [  # (in_channels, classes, genotype, params) from DESIGN §3
+VECTORS = [  # (in_channels, classes, genotype, params) from ARCHITECTURE §3
     (3, 10, Genotype.uniform(10, 64), 309_450),
     (3, 100, Genotype.uniform(10, 64), 332_580),
     (1, 47, Genotype.uniform(10, 64), 316_655),

@@ -112,7 +112,7 @@ def test_train_found_network(digits_run, tmp_path):
     genotype = Genotype.from_dict(json.loads((digits_run / "result.json").read_text()))
     assert metrics["genotype"] == genotype.to_dict() and len(metrics["test_accuracies"]) == 2
     assert metrics["test_accuracy"] == metrics["test_accuracies"][-1]
-    # The checkpoint rebuilds its model with no other input (DESIGN §2).
+    # The checkpoint rebuilds its model with no other input (ARCHITECTURE §2).
     ckpt = read_checkpoint(out / "model.pt")  # weights_only=True
     model = build_searched(ckpt)
     load_weights(model, ckpt["model"], "model.pt")

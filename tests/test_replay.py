@@ -1,4 +1,4 @@
-"""Replaying the authors' ten search traces must ask for exactly the logged candidates (DESIGN §3)."""
+"""Replaying the authors' ten search traces must ask for exactly the logged candidates (ARCHITECTURE §3)."""
 
 import json
 

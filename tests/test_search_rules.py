@@ -1,4 +1,4 @@
-"""Each rule of Algorithm 1 (DESIGN §3) checked on small synthetic evaluators."""
+"""Each rule of Algorithm 1 (ARCHITECTURE §3) checked on small synthetic evaluators."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Write small synthetic face datasets in every real on-disk format (DESIGN §5, §7).
+"""Write small synthetic face datasets in every real on-disk format (ARCHITECTURE §5, §7).
 
     python tools/make_fixtures.py --out /tmp/facefix
 
@@ -54,7 +54,7 @@ def encode(rgb: np.ndarray, ext: str = ".jpg") -> bytes:
 
 
 def make_verification_pack(path: Path, rng: np.random.Generator, pairs: int = 40, identities: int = 12) -> None:
-    """``pairs`` pairs, half positive, alternating; pair i = images 2i, 2i+1 (DESIGN §5)."""
+    """``pairs`` pairs, half positive, alternating; pair i = images 2i, 2i+1 (ARCHITECTURE §5)."""
     patterns = [identity_pattern(rng) for _ in range(identities)]
     encoded, issame = [], []
     for i in range(pairs):

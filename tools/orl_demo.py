@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-# Search budget sized for 2 CPU cores (DESIGN §3 rules, small preset, smaller numbers).
+# Search budget sized for 2 CPU cores (ARCHITECTURE §3 rules, small preset, smaller numbers).
 SEARCH_FLAGS = ["--size", "small", "--e-min", "4", "--d-min", "4", "--d-max", "6", "--w-min", "8", "--w-max", "16",
                 "--w-res", "4", "--micro-epochs", "2", "--max-trials", "8", "--holdout-ids", "6",
                 "--batch-size", "32", "--embedding-size", "128", "--workers", "0"]

@@ -1,5 +1,5 @@
 """facerec-data: pack image folders into InsightFace RecordIO, unpack, inspect, verify, rebuild a lost
-.idx, and build .bin verification packs (DESIGN §5).
+.idx, and build .bin verification packs (ARCHITECTURE §5).
 
     facerec-data pack IMAGE_FOLDER OUT [--image-size 112] [--quality 95] [--limit-ids N]
     facerec-data unpack DIR OUT

@@ -1,4 +1,4 @@
-"""facerec-search: search an IResNet backbone for a face data set (DESIGN §3, §4, §7).
+"""facerec-search: search an IResNet backbone for a face data set (ARCHITECTURE §3, §4, §7).
 
     facerec-search --size small --output runs/demo                 # built-in synthetic demo, CPU
     facerec-search --size small --data faces_webface_112x112 --subset-ids 2000 --macro-only --output RUN

@@ -1,4 +1,4 @@
-"""facerec-train: train a searched genotype or a fixed IResNet with the AdaFace recipe (DESIGN §4, §7).
+"""facerec-train: train a searched genotype or a fixed IResNet with the AdaFace recipe (ARCHITECTURE §4, §7).
 
     facerec-train --genotype RUN/result.json --data faces_webface_112x112 --epochs 26 --output OUT
     torchrun --nproc_per_node 8 -m facerec.cli.train --arch iresnet50 --data ... --output OUT

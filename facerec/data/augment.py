@@ -1,4 +1,4 @@
-"""AdaFace's training augmentations on RGB uint8 faces (DESIGN §4; Kim et al., CVPR 2022, and its code):
+"""AdaFace's training augmentations on RGB uint8 faces (ARCHITECTURE §4; Kim et al., CVPR 2022, and its code):
 each of crop, low-resolution and photometric applied with probability 0.2, then a horizontal flip (p 0.5).
 
 - crop: a RandomResizedCrop window (scale 0.2-1, ratio 3/4-4/3) is kept *in place* and everything

@@ -1,5 +1,5 @@
 """Face packs as users have them (InsightFace ``train.rec/.idx/property``), a torch Dataset over them,
-identity splits and verification pairs for the search's fitness (DESIGN §4, §5, §6)."""
+identity splits and verification pairs for the search's fitness (ARCHITECTURE §4, §5, §6)."""
 
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def _first_label(header) -> float:
 
 
 def normalize_image(rgb: np.ndarray) -> torch.Tensor:
-    """RGB uint8 HxWx3 -> float32 CHW (x/255 - 0.5)/0.5 (DESIGN §6). One OpenCV pass (x/127.5 - 1,
+    """RGB uint8 HxWx3 -> float32 CHW (x/255 - 0.5)/0.5 (ARCHITECTURE §6). One OpenCV pass (x/127.5 - 1,
     the same affine map, equal within one float32 ulp) is the cheapest way to the float tensor; the result is
     a CHW view of HWC memory (batches come out of collate contiguous)."""
     return torch.from_numpy(cv2.addWeighted(rgb, 1 / 127.5, rgb, 0.0, -1.0, dtype=cv2.CV_32F)).permute(2, 0, 1)
@@ -155,7 +155,7 @@ def normalize_batch(batch: torch.Tensor) -> torch.Tensor:
 
 
 class FaceDataset(torch.utils.data.Dataset):
-    """(image, label) over a FacePack: image float32 CHW RGB normalised per DESIGN §6 (or uint8 CHW when
+    """(image, label) over a FacePack: image float32 CHW RGB normalised per ARCHITECTURE §6 (or uint8 CHW when
     ``normalize=False``, to normalise on the GPU); label = position of the identity in ``identities``.
 
     ``transform`` runs on the decoded RGB uint8 HxWx3 array (e.g. AdaFaceAugment) before normalising.
@@ -198,7 +198,7 @@ class FaceDataset(torch.utils.data.Dataset):
 
 def split_identities(num_identities: int, holdout: int | float, seed: int) -> tuple[list[int], list[int]]:
     """Seeded split of identities into (train, held-out), both sorted. ``holdout``: a count, or a fraction
-    in (0, 1). Held-out identities give the verification pairs that rank trials (DESIGN §4)."""
+    in (0, 1). Held-out identities give the verification pairs that rank trials (ARCHITECTURE §4)."""
     count = round(holdout * num_identities) if isinstance(holdout, float) and holdout < 1 else int(holdout)
     if not 0 < count < num_identities:
         raise FaceRecError(f"holdout: expected between 1 and {num_identities - 1} identities, got {holdout}")

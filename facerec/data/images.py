@@ -1,5 +1,5 @@
 """Face images on disk: the image-folder layout (one sub-folder per identity), decoding and encoding with
-OpenCV, and fitting a face into the 112x112 frame the packs hold (DESIGN §5, §6)."""
+OpenCV, and fitting a face into the 112x112 frame the packs hold (ARCHITECTURE §5, §6)."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def fit_face(image: np.ndarray, size: tuple[int, int] = (112, 112)) -> np.ndarra
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
-    """RGB uint8 -> JPEG bytes of the BGR array, as InsightFace packs hold them (DESIGN §5)."""
+    """RGB uint8 -> JPEG bytes of the BGR array, as InsightFace packs hold them (ARCHITECTURE §5)."""
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise FaceRecError(f"image: OpenCV could not encode a {rgb.shape} array as JPEG")

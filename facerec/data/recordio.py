@@ -1,4 +1,4 @@
-"""MXNet RecordIO (.rec + .idx) with struct/numpy only, byte-compatible with mxnet/dmlc (DESIGN §5).
+"""MXNet RecordIO (.rec + .idx) with struct/numpy only, byte-compatible with mxnet/dmlc (ARCHITECTURE §5).
 
 A record on disk is ``[uint32 magic][uint32 lrec][payload][zero pad to 4 bytes]`` where
 ``lrec = cflag << 29 | length``. dmlc's writer looks for the magic word at every 4-byte aligned
@@ -356,7 +356,7 @@ def rebuild_index(rec_path: str | Path, idx_path: str | Path | None = None) -> P
     return idx_path
 
 
-# --- InsightFace face-set layout (DESIGN §5) ---------------------------------------------------------
+# --- InsightFace face-set layout (ARCHITECTURE §5) ---------------------------------------------------------
 
 def write_face_pack(out_dir: str | Path, identities, *, image_size: tuple[int, int] = (112, 112),
                     quality: int = 95, names: list[str] | None = None) -> dict:

@@ -2,7 +2,7 @@
 
 Readers: CIFAR-10/100 (python pickle batches), MNIST / FashionMNIST / KMNIST / EMNIST-balanced (IDX, gz or
 not) and scikit-learn's bundled 8x8 digits (the default, so ``nas-search`` runs anywhere). Normalisation and
-augmentation follow the authors' reference code (DESIGN §3): random crop 32 pad 4, h-flip for CIFAR and
+augmentation follow the authors' reference code (ARCHITECTURE §3): random crop 32 pad 4, h-flip for CIFAR and
 FashionMNIST only, cutout 16 after normalisation. Grayscale 28x28 sets train on 32x32 crops of the 4-padded
 image and test at 28x28, as the reference does (the FCN ends in global average pooling, so both sizes work).
 
@@ -35,7 +35,7 @@ _IDX_LABELS_MAGIC = 2049  # 0x00000801: uint8, 1 dim
 
 @dataclass(frozen=True)
 class Augment:
-    """Training-time augmentation of the reference (DESIGN §3); applied per batch."""
+    """Training-time augmentation of the reference (ARCHITECTURE §3); applied per batch."""
 
     crop: int | None = 32  # output side of the random crop (None: no crop)
     pad: int = 4
@@ -353,7 +353,7 @@ def load_dataset(name: str, root: str | Path | None = None, *, val_fraction: flo
                  rank_on: str = "val", split_seed: int = 0) -> ClassificationData:
     """Read a dataset and hold out a stratified, seeded validation split of its training set.
 
-    ``rank_on="test"`` reproduces the paper (DESIGN §3): no validation split, the search ranks on test.
+    ``rank_on="test"`` reproduces the paper (ARCHITECTURE §3): no validation split, the search ranks on test.
     """
     if rank_on not in ("val", "test"):
         raise NasError(f"rank_on: expected 'val' or 'test', got {rank_on!r}")

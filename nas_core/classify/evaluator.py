@@ -1,4 +1,4 @@
-"""Classification Evaluator: train a genotype of the FCN space for E epochs, score = best accuracy (DESIGN §3).
+"""Classification Evaluator: train a genotype of the FCN space for E epochs, score = best accuracy (ARCHITECTURE §3).
 
 Also the picklable ``TrialJob`` / ``run_trial`` pair that the executor ships to other processes (Ray) for
 independent trials (random baseline, ranking study): the data are loaded once per process.
@@ -54,7 +54,7 @@ class ClassificationEvaluator:
         extra: dict[str, Any] = {"rank_on": self.rank_on, "train_accuracies": result.train_accuracies}
         if "test" in result.accuracies:
             extra["test_accuracies"] = result.accuracies["test"]
-            extra["test_accuracy"] = result.accuracies["test"][-1]  # DESIGN §3: report the last epoch
+            extra["test_accuracy"] = result.accuracies["test"][-1]  # ARCHITECTURE §3: report the last epoch
         return TrialResult(accuracy=max(scores), params=self.space.count_params(genotype),
                            seconds=time.perf_counter() - tic, seed=seed, epoch_accuracies=list(scores),
                            extra=extra)

@@ -1,4 +1,4 @@
-"""The paper's classification FCN and its search space "fcn" (DESIGN §3).
+"""The paper's classification FCN and its search space "fcn" (ARCHITECTURE §3).
 
 stem conv3x3(in→2C) → BN (no ReLU); L layers ReLU → op → BN, where layer i is a reduction
 (stride 2, channels ×2) when i == L//3 or i == 2L//3 and layer 0 maps 2C → C; head global
@@ -83,7 +83,7 @@ class ClassifierSpace:
         return FCN(genotype, self.in_channels, self.num_classes)
 
     def count_params(self, genotype: Genotype) -> int:
-        # DESIGN §3 closed form; BN affine counts 2 per channel.
+        # ARCHITECTURE §3 closed form; BN affine counts 2 per channel.
         width = genotype.width
         total = self.in_channels * 2 * width * 9 + 2 * (2 * width)
         for (cin, cout, _), op, k in zip(layer_channels(genotype), genotype.ops, genotype.kernels):

@@ -1,4 +1,4 @@
-"""nas-search: search an image classifier with the macro-micro engine (DESIGN §3, §7).
+"""nas-search: search an image classifier with the macro-micro engine (ARCHITECTURE §3, §7).
 
     nas-search --size tiny --output runs/digits            # scikit-learn digits, runs anywhere
     nas-search --dataset cifar10 --data-root data --size tiny --output runs/c10

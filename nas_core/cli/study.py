@@ -148,7 +148,7 @@ def _random_study(args: argparse.Namespace, run: dict[str, Any], out: Path, log)
         "samples": count, "seed": args.seed,
         "found": {"genotype": found.to_dict(), **_row(found_result)},
         "random": [{"genotype": g.to_dict(), **_row(r)} for g, r in zip(randoms, random_results)],
-        # Ranking-split score (best epoch), and the headline: last-epoch test accuracy (DESIGN §3).
+        # Ranking-split score (best epoch), and the headline: last-epoch test accuracy (ARCHITECTURE §3).
         "val": summarize_random(found_result.accuracy, [r.accuracy for r in random_results]),
     }
     if found_result.extra.get("test_accuracy") is not None:

@@ -3,7 +3,7 @@
     nas-train --genotype runs/c10/result.json --dataset cifar10 --data-root data --epochs 600 --output out/c10
     nas-train --genotype runs/c10/result.json --dataset cifar10 --data-root data --epochs 600 --output out/c10 --resume
 
-DESIGN §3: trains the genotype the search returned (W_f); ``--final-width macro`` trains the macro width W_m
+ARCHITECTURE §3: trains the genotype the search returned (W_f); ``--final-width macro`` trains the macro width W_m
 with the micro ops/kernels, as the paper's final models did. Writes OUT/model.pt (weights + genotype + config),
 OUT/metrics.json, OUT/train.log; OUT/checkpoint.pt after every epoch for --resume.
 """
@@ -65,7 +65,7 @@ def _train(args: argparse.Namespace) -> int:
     from nas_core.train import TrainConfig, cpu_threads, resolve_device, seed_everything, train_classifier
 
     genotype = load_final_genotype(args.genotype, args.final_width)
-    # Final training uses the whole training set and reports test accuracy (DESIGN §3). Loaded before the
+    # Final training uses the whole training set and reports test accuracy (ARCHITECTURE §3). Loaded before the
     # output folder is made, so bad data leaves nothing behind.
     data = load_dataset(args.dataset, args.data_root, val_fraction=0.0)
     default_out = f"out/{args.dataset}-{genotype.key()}"
