@@ -28,7 +28,7 @@ def phase_name(phase: str | None) -> str:
     return PHASE_NAMES.get(phase, phase or "unknown")
 
 
-def _phase_legend(ax, phases) -> None:
+def _phase_legend(ax, phases, **where) -> None:
     from matplotlib.lines import Line2D
 
     handles = [
@@ -42,7 +42,7 @@ def _phase_legend(ax, phases) -> None:
         )
         for p in phases
     ]
-    ax.legend(handles=handles, loc="best", fontsize=8)
+    ax.legend(handles=handles, fontsize=8, **(where or {"loc": "best"}))
 
 
 def _integer_axis(axis) -> None:
@@ -102,10 +102,11 @@ def search_path(run: SearchRun) -> bytes:
     ax.set_ylabel("fitness (%)")
     ax.grid(alpha=0.3)
     _integer_axis(ax.xaxis)
-    _phase_legend(ax, _phases_in(path))
+    # Outside the axes: inside, a legend would hide the latest trials, where a live search's news is.
+    _phase_legend(ax, _phases_in(path), loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if steps or best is not None:
         ax.add_artist(ax.get_legend())
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="lower left", bbox_to_anchor=(1.01, 0.0), fontsize=8)
     return figure_png(fig)
 
 

@@ -164,7 +164,8 @@ TABLE_COLUMNS = ["line", "trial", "phase", "layer", "genotype", "epochs", "fitne
 # (figure name, title, caption) in report order
 _FIGURES = [
     ("search_path", "Search path", "Fitness of every trial in search order, coloured by phase; black-edged "
-     "points were accepted (or baselines) and are joined; the star is the search's answer."),
+     "points were accepted (or baselines) and are joined; the star is the search's answer. Micro trials "
+     "train for the few micro epochs, so their fitness sits on a lower scale than the macro trials'."),
     ("fitness_params", "Fitness vs parameters", "Every journaled trial; the step line is the Pareto front "
      "(fewest parameters for the fitness). Trials trained for different epochs are not strictly comparable."),
     ("macro", "Macro trajectory", "Depth and width of every trial (Grow raises the depth, Prune lowers the "
