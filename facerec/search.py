@@ -12,6 +12,7 @@ scores it and the TrialResult is broadcast, so every rank takes the same search 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +20,6 @@ from pathlib import Path
 import torch
 
 from facerec.dist import DistInfo, broadcast_object
-from facerec.runlog import get_logger
 from facerec.train import TrainConfig, train_model
 from facerec.validation import VerificationSet
 from nas_core.evaluator import TrialResult, trial_seed
@@ -78,7 +78,7 @@ class FaceEvaluator:
                             genotype=genotype, space=self.space.config(),
                             config={"train": replace(self.config, epochs=epochs, seed=seed).to_dict()},
                             epoch=outcome.best_epoch, fitness=result.accuracy, val=result.extra["val"])
-        get_logger().info(f"trial {genotype.key()} x{epochs} epochs: {result.accuracy:.2f}% "
+        logging.getLogger("facerec").info(f"trial {genotype.key()} x{epochs} epochs: {result.accuracy:.2f}% "
                           f"(epochs {', '.join(f'{s:.2f}' for s in scores)}), {result.params:,} params, "
                           f"{result.seconds:.1f} s")
         return result

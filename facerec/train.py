@@ -32,7 +32,6 @@ from tqdm import tqdm
 from facerec.data.datasets import normalize_batch
 from facerec.dist import DistInfo, all_ranks_true, broadcast_object
 from facerec.errors import FaceRecError
-from facerec.runlog import get_logger
 from facerec.validation import VerificationSet, mean_accuracy, verify
 from nas_core.io import atomic_write_json
 
@@ -234,7 +233,7 @@ def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config
     (genotype / arch / space) goes into every checkpoint so it rebuilds its model alone. Without
     ``output`` (search trials) it writes nothing.
     """
-    log = get_logger()
+    log = logging.getLogger("facerec")
     level = logging.INFO if verbose else logging.DEBUG
     device = torch.device(device)
     meta, run_config = dict(meta or {}), dict(run_config or {})

@@ -111,12 +111,12 @@ def _body(args: argparse.Namespace) -> int:
 
     from facerec.dist import barrier, broadcast_object, init_distributed, resolve_device
     from facerec.run_data import check_pack_dir, parse_names, prepare_data
-    from facerec.runlog import log_to
     from facerec.search import DistributedJournaledEvaluator, FaceEvaluator, trial_weights_path
     from facerec.space import IResNetSpace
     from facerec.train import TrainConfig
     from nas_core.io import atomic_write_json
     from nas_core.journal import Journal, JournaledEvaluator
+    from nas_core.runlog import log_to
     from nas_core.search import MacroMicroSearch, SearchSettings
 
     start = time.perf_counter()
@@ -128,7 +128,7 @@ def _body(args: argparse.Namespace) -> int:
     device = resolve_device(args.device, info)
     if info.is_main:
         atomic_write_json(run / "settings.json", saved)
-    with log_to(run / "search.log" if info.is_main else None, echo=info.is_main) as log:
+    with log_to(run / "search.log" if info.is_main else None, "facerec", echo=info.is_main) as log:
         log.info("facerec-search " + " ".join(sys.argv[1:] if args.argv is None else args.argv))
         if args.resume:
             log.info(f"resuming {run} with its saved settings (journaled trials are not retrained)")

@@ -137,8 +137,8 @@ def _body(args: argparse.Namespace) -> int:
     from facerec.dist import init_distributed, resolve_device
     from facerec.heads import create_head
     from facerec.run_data import check_pack_dir, parse_names, prepare_data
-    from facerec.runlog import log_to
     from facerec.train import TrainConfig, seed_everything, train_model
+    from nas_core.runlog import log_to
 
     output = Path(args.output)
     demo = args.data is None
@@ -156,7 +156,7 @@ def _body(args: argparse.Namespace) -> int:
     # A bad --init fails before the output folder is made; its weights do not depend on --seed.
     init = init_backbone(args.init, args.genotype, args.arch, args.embedding_size, args.dropout) if args.init else None
     output.mkdir(parents=True, exist_ok=True)
-    with log_to(output / "train.log" if info.is_main else None, echo=info.is_main) as log:
+    with log_to(output / "train.log" if info.is_main else None, "facerec", echo=info.is_main) as log:
         log.info("facerec-train " + " ".join(sys.argv[1:] if args.argv is None else args.argv))
         if demo:
             log.info("no --data: training on the built-in synthetic demo face set (facerec.demo, 20 identities "

@@ -1,18 +1,11 @@
-"""What the nas-* commands share: data flags, a run log that also prints above the tqdm bar."""
+"""What the nas-* commands share: data and run flags, fresh output folders."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
-from tqdm import tqdm
-
 from nas_core.errors import NasError
-
-LOGGER = logging.getLogger("nas_core")
 
 
 def add_data_args(parser: argparse.ArgumentParser, default_dataset: str | None = "digits") -> None:
@@ -38,33 +31,6 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads per trial (default 1 on CPU: tiny trials gain nothing from more)")
-
-
-class _TqdmHandler(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        tqdm.write(self.format(record))
-
-
-@contextlib.contextmanager
-def run_log(path: Path, console: bool = True) -> Iterator[logging.Logger]:
-    """Log nas_core's INFO lines to ``path`` (appending: a resumed run keeps its history) and the console."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handlers: list[logging.Handler] = [logging.FileHandler(path)]
-    handlers[0].setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    if console:
-        handlers.append(_TqdmHandler())
-        handlers[-1].setFormatter(logging.Formatter("%(message)s"))
-    old_level = LOGGER.level
-    LOGGER.setLevel(logging.INFO)
-    for handler in handlers:
-        LOGGER.addHandler(handler)
-    try:
-        yield LOGGER
-    finally:
-        for handler in handlers:
-            LOGGER.removeHandler(handler)
-            handler.close()
-        LOGGER.setLevel(old_level)
 
 
 def output_folder(path: str | Path, resumable_file: str) -> Path:

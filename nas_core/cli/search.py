@@ -20,9 +20,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from nas_core.cli._common import add_data_args, add_run_args, add_split_args, output_folder, positive, run_log
+from nas_core.cli._common import add_data_args, add_run_args, add_split_args, output_folder, positive
 from nas_core.errors import NasError, run_cli
 from nas_core.io import atomic_write_json, read_json_object
+from nas_core.runlog import log_to
 
 _SETTING_FLAGS = ("e_min", "d_min", "d_max", "w_min", "w_max", "w_res", "micro_epochs", "max_trials")
 
@@ -86,7 +87,7 @@ def _search(args: argparse.Namespace) -> int:
         atomic_write_json(run_dir / "settings.json", config)
     from nas_core.train import cpu_threads
 
-    with run_log(run_dir / "search.log") as log, cpu_threads(config.get("device"), config.get("threads")):
+    with log_to(run_dir / "search.log") as log, cpu_threads(config.get("device"), config.get("threads")):
         return _run_search(run_dir, config, log, resumed=bool(args.resume), data=data)
 
 
@@ -181,7 +182,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     run_dir = output_folder(args.output or f"runs/replay-{Path(args.replay).stem}", "result.json")
     output_folder(run_dir, "journal.jsonl")  # the replay journals its trials: never into another run's journal
-    with run_log(run_dir / "search.log") as log:
+    with log_to(run_dir / "search.log") as log:
         tic = time.perf_counter()
         settings, space, evaluator, meta = load_trace(args.replay)
         # Setting flags given with --replay re-decide the recorded search (no training happens).

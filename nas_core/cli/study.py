@@ -16,10 +16,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from nas_core.cli._common import add_data_args, add_run_args, add_split_args, positive, run_log
+from nas_core.cli._common import add_data_args, add_run_args, add_split_args, positive
 from nas_core.errors import NasError, run_cli
 from nas_core.genotype import Genotype
 from nas_core.io import atomic_write_json, read_json_object
+from nas_core.runlog import log_to
 
 _SETTING_FLAGS = ("e_min", "d_min", "d_max", "w_min", "w_max", "w_res")
 
@@ -73,7 +74,7 @@ def _study(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     run = _read_run(Path(args.run)) if args.study == "random" else None  # fail before OUT is made
-    with run_log(out / "study.log") as log, cpu_threads(args.device, args.threads):
+    with log_to(out / "study.log") as log, cpu_threads(args.device, args.threads):
         return _random_study(args, run, out, log) if run is not None else _ranking_study(args, out, log)
 
 

@@ -18,10 +18,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from nas_core.checkpoint import save_checkpoint
-from nas_core.cli._common import add_data_args, add_run_args, output_folder, positive, run_log
+from nas_core.cli._common import add_data_args, add_run_args, output_folder, positive
 from nas_core.errors import NasError, run_cli
 from nas_core.genotype import Genotype
 from nas_core.io import atomic_write_json
+from nas_core.runlog import log_to
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -75,7 +76,7 @@ def _train(args: argparse.Namespace) -> int:
     elif not (out / "checkpoint.pt").is_file():
         raise NasError(f"{out / 'checkpoint.pt'}: expected a checkpoint to resume; file not found")
     device = resolve_device(args.device)
-    with run_log(out / "train.log") as log, cpu_threads(device, args.threads):
+    with log_to(out / "train.log") as log, cpu_threads(device, args.threads):
         space = create_classifier_space(data)
         config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                              reference_schedule=args.reference_schedule)
