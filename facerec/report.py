@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from facerec.errors import FaceRecError
-from facerec.space import resnet_depth
+from facerec.space import IResNetSpace
 from nas_core.genotype import Genotype
 from nas_core.report import (
-    GENOTYPE_NAMES,
     Document,
     Facts,
     Figure,
@@ -28,12 +27,6 @@ from nas_core.report import (
 from nas_core.report.search import hms
 
 _STEP_TAGS = {"loss": "train/loss", "lr": "train/lr", "images_per_second": "train/images_per_second"}
-
-
-@GENOTYPE_NAMES.register("iresnet")
-def resnet_name(genotype: Genotype) -> str:
-    """R-<layers>-<8C>: 2 layers per block + stem + FC; final stage width 8C (R-58-256: 28 blocks, C 32)."""
-    return f"R-{resnet_depth(genotype)}-{8 * genotype.width}"
 
 
 def read_step_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -73,7 +66,7 @@ def _read_metrics(output: Path) -> dict[str, Any]:
 def _model_name(metrics: dict[str, Any]) -> str:
     if isinstance(metrics.get("genotype"), dict):
         genotype = Genotype.from_dict(metrics["genotype"])
-        return f"{resnet_name(genotype)} ({genotype.key()})"
+        return f"{IResNetSpace.paper_name(genotype)} ({genotype.key()})"
     return str(metrics.get("arch") or "?")
 
 

@@ -53,5 +53,10 @@ class IResNetSpace:
         model.facenas_arch = {"genotype": genotype.to_dict(), "space": self.config()}
         return model
 
+    @staticmethod
+    def paper_name(genotype: Genotype) -> str:
+        """R-<layers>-<8C>: 2 layers per block + stem + FC; final stage width 8C (R-58-256: 28 blocks, C 32)."""
+        return f"R-{resnet_depth(genotype)}-{8 * genotype.width}"
+
     def count_params(self, genotype: Genotype) -> int:
         return iresnet_params(genotype.width, stage_plan(genotype), self.embedding_size, self.input_size)

@@ -40,7 +40,7 @@ def match_width(space: SearchSpace, genotype: Genotype, reference_params: int, s
 SPACE_ENTRY_POINTS = "facenas.search_spaces"
 
 
-def _load_space_plugin(name: str) -> None:
+def load_space_plugin(name: str) -> None:
     from importlib.metadata import entry_points
 
     for entry in entry_points(group=SPACE_ENTRY_POINTS, name=name):
@@ -49,7 +49,7 @@ def _load_space_plugin(name: str) -> None:
 
 def create_space(name: str, **task) -> SearchSpace:
     if name not in SPACES:
-        _load_space_plugin(name)
+        load_space_plugin(name)
     return SPACES.create(name, **task)
 
 

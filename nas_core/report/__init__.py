@@ -3,10 +3,9 @@ embedded PNG figures, and a markdown twin with the PNGs next to it."""
 
 from nas_core.report.document import Document, Facts, Figure, Note, Table, figure_png, pyplot, write_document
 from nas_core.report.run import SearchRun, Trial, read_search_run
-from nas_core.report.search import GENOTYPE_NAMES, build_search_document, genotype_name, write_search_report
+from nas_core.report.search import build_search_document, genotype_name, write_search_report
 
 __all__ = [
-    "GENOTYPE_NAMES",
     "Document",
     "Facts",
     "Figure",

@@ -2,42 +2,34 @@
 
 from __future__ import annotations
 
-import importlib
+import functools
 from pathlib import Path
 from typing import Any
 
 from nas_core.genotype import Genotype
-from nas_core.registry import Registry
 from nas_core.report import figures
 from nas_core.report.document import Document, Facts, Figure, Note, Table, write_document
 from nas_core.report.run import SearchRun, Trial, describe_config, journal_summary, read_search_run
 
-# Space name -> function(genotype) -> the paper's name of a genotype of that space. Spaces without
-# one are named by Genotype.key() (e.g. d6-w12-ssscss-533353), the project's name for FCN genotypes.
-GENOTYPE_NAMES = Registry("genotype naming")
-
-
-# Only modules of this distribution are imported when a run folder names the module of its space.
-_NAMING_PACKAGES = ("nas_core", "facerec")
-
-
-def _load_naming(spec: dict[str, Any] | None) -> None:
-    """Import the module the run folder names for its space (its package may register a naming)."""
-    module = (spec or {}).get("module")
-    if not isinstance(module, str) or spec["name"] in GENOTYPE_NAMES:
-        return
-    if module.split(".")[0] in _NAMING_PACKAGES:
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            pass  # named by Genotype.key() instead
-
 
 def genotype_name(space: str | None, genotype: Genotype) -> str:
-    """The paper's name of ``genotype`` in ``space`` followed by its key, or the key alone."""
-    if space is not None and space in GENOTYPE_NAMES:
-        return f"{GENOTYPE_NAMES.get(space)(genotype)} ({genotype.key()})"
-    return genotype.key()
+    """The paper's name of ``genotype`` (the space class's optional ``paper_name``, e.g. R-58-256 for
+    faces) followed by its key, or the key alone (FCN genotypes: d6-w12-ssscss-533353)."""
+    namer = _paper_namer(space)
+    return f"{namer(genotype)} ({genotype.key()})" if namer is not None else genotype.key()
+
+
+@functools.cache
+def _paper_namer(space: str | None):
+    """The registered space class's ``paper_name``; spaces of other packages are found through the
+    registry's entry points, never by importing a module a run folder names."""
+    from nas_core.space import SPACES, load_space_plugin
+
+    if space is None:
+        return None
+    if space not in SPACES:
+        load_space_plugin(space)
+    return getattr(SPACES.get(space), "paper_name", None) if space in SPACES else None
 
 
 def space_spec_of(run: SearchRun) -> dict[str, Any] | None:
@@ -187,7 +179,6 @@ def _figures(run: SearchRun, result_key: str | None) -> list[Figure]:
 
 def build_search_document(run: SearchRun) -> Document:
     space = space_spec_of(run)
-    _load_naming(space)
     space_name = space.get("name") if space else None
     _, _, _, result_key = _answer(run, space_name)
     title = f"Search report: {run.folder.name}" + ("" if run.finished else " (partial)")
