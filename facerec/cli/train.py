@@ -19,6 +19,9 @@ from pathlib import Path
 from facerec.errors import FaceRecError
 from nas_core.errors import run_cli
 
+# Far above any face backbone (IResNet-100: 65M; the paper's searched nets: 15-37M), far below what would
+# exhaust memory the moment the net is built.
+MAX_PARAMS = 10**10
 _DEMO_DEFAULTS = {"epochs": 3, "batch_size": 32, "lr": 0.05, "workers": 0}
 _DEFAULTS = {"epochs": 26, "batch_size": 512, "lr": 0.1, "workers": 2}
 
@@ -79,21 +82,35 @@ def build_backbone(genotype_path: str | None, arch: str | None, embedding_size: 
         if resume is None:
             raise FaceRecError("facerec-train: expected --genotype RUN/result.json or --arch iresnet18")
         from facerec.checkpoint import build_from_checkpoint, read_checkpoint
+        from nas_core.checkpoint import load_weights
 
         ckpt = read_checkpoint(resume)
-        meta = {"genotype": Genotype.from_dict(ckpt["genotype"]) if ckpt.get("genotype") else None,
+        genotype = ckpt.get("genotype")
+        meta = {"genotype": Genotype.from_dict(genotype, where=f"{resume}: genotype") if genotype is not None else None,
                 "arch": ckpt.get("arch"), "space": ckpt.get("space")}
-        return build_from_checkpoint(ckpt, where=str(resume)), meta
+        model = build_from_checkpoint(ckpt, where=str(resume))
+        # Loaded here too (the trainer loads them again with the optimizer): a mismatch fails before the
+        # output folder is touched, in one line.
+        load_weights(model, ckpt["model"], str(resume), error=FaceRecError)
+        return model, meta
     if genotype_path is not None:
         path = Path(genotype_path)
         if not path.is_file():
             raise FaceRecError(f"{path}: expected a result.json or genotype JSON (file not found)")
         genotype = Genotype.load(path)
-        try:  # a search's result.json names its space settings (e.g. the demo's 128-d embedding)
-            searched = json.loads(path.read_text()).get("space") or {}
-        except (ValueError, AttributeError):
-            searched = {}
-        space = IResNetSpace(embedding_size=embedding_size or searched.get("embedding_size", 512), dropout=dropout)
+        document = json.loads(path.read_text())  # Genotype.load read it: it is JSON
+        # a search's result.json names its space settings (e.g. the demo's 128-d embedding)
+        searched = (document.get("space") if isinstance(document, dict) else None) or {}
+        if not isinstance(searched, dict):
+            raise FaceRecError(f"{path}: expected 'space' to be an object of space settings, got {searched!r:.40}")
+        size = embedding_size or searched.get("embedding_size", 512)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise FaceRecError(f"{path}: expected a positive integer embedding_size, got {size!r:.40}")
+        space = IResNetSpace(embedding_size=size, dropout=dropout)
+        params = space.count_params(genotype)
+        if params > MAX_PARAMS:
+            raise FaceRecError(f"{path}: genotype {genotype.key()[:40]}: expected a net under {MAX_PARAMS:.0e} "
+                               f"parameters, this one has {params:.3g}")
         return space.build(genotype), {"genotype": genotype, "space": space.config()}
     backbone = create_backbone(arch, dropout=dropout)
     return backbone, {"arch": arch}
@@ -121,16 +138,6 @@ def init_backbone(path: str, genotype_path: str | None, arch: str | None, embedd
         detail = lines[1] if len(lines) > 1 else lines[0]
         raise FaceRecError(f"{path}: expected the weights of the net to train ({detail[:160]})") from None
     return backbone, meta
-
-
-def _embedding_size(backbone) -> int:
-    import torch
-
-    with torch.no_grad():
-        was = backbone.training
-        out = backbone.eval()(torch.zeros(1, 3, 112, 112))
-        backbone.train(was)
-    return int(out.shape[1])
 
 
 def _body(args: argparse.Namespace) -> int:
@@ -168,7 +175,7 @@ def _body(args: argparse.Namespace) -> int:
         backbone, meta = init or build_backbone(args.genotype, args.arch, args.embedding_size, resume, args.dropout)
         if args.init:
             log.info(f"weights from {args.init}: a new run (epoch 0, fresh optimizer), not a resume")
-        head = create_head(args.head, _embedding_size(backbone), data.num_classes)
+        head = create_head(args.head, backbone.num_features, data.num_classes)
         config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, head=args.head,
                              seed=args.seed, workers=args.workers, checkpoint_every=args.checkpoint_every,
                              max_nan_steps=args.max_nan_steps)
