@@ -22,9 +22,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from facerec.errors import FaceRecError
+from nas_core.cli._common import SEARCH_SETTING_FLAGS, add_search_setting_args, search_setting_overrides
 from nas_core.errors import run_cli
 
-_SEARCH_FLAGS = ("e_min", "d_min", "d_max", "w_min", "w_max", "w_res", "micro_epochs", "max_trials", "seed")
+_SEARCH_FLAGS = (*SEARCH_SETTING_FLAGS, "seed")
 # Face training options of a search, and their defaults with real data / with the built-in demo.
 _OPTIONS = {"batch_size": (512, 32), "lr": (0.1, 0.05), "head": ("adaface", "adaface"), "workers": (2, 0),
             "holdout_ids": (None, 4), "subset_ids": (None, None), "embedding_size": (512, 128)}
@@ -46,12 +47,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--head", help="margin head: adaface (default), arcface, cosface")
     p.add_argument("--embedding-size", type=int, help="embedding size (default 512; demo 128)")
     p.add_argument("--workers", type=int, help="data loader workers (default 2; demo 0)")
-    for flag, what in (("--e-min", "epochs of the first trial"), ("--d-min", "first depth in blocks"),
-                       ("--d-max", "largest depth in blocks"), ("--w-min", "smallest stem width"),
-                       ("--w-max", "stem width of the macro search"), ("--w-res", "width step of Prune"),
-                       ("--micro-epochs", "epochs of a micro trial"), ("--max-trials", "stop after N trials"),
-                       ("--seed", "run seed (trial seeds derive from it)")):
-        p.add_argument(flag, type=int, help=what)
+    add_search_setting_args(p, _SEARCH_FLAGS)
     p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1 ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -65,7 +61,7 @@ def _new_run(args: argparse.Namespace) -> tuple[Path, dict]:
     run = Path(args.output or f"runs/face-search-{args.size}")
     if (run / "journal.jsonl").is_file() and (run / "journal.jsonl").stat().st_size > 0:
         raise FaceRecError(f"{run}: expected a new run folder (it holds a search; continue it with --resume {run})")
-    overrides = {k: getattr(args, k) for k in _SEARCH_FLAGS}
+    overrides = search_setting_overrides(args, _SEARCH_FLAGS)
     if demo:
         from facerec.demo import DEMO_SEARCH
 

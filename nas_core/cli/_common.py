@@ -33,6 +33,31 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
                         help="CPU threads per trial (default 1 on CPU: tiny trials gain nothing from more)")
 
 
+# Algorithm 1 settings a user may override on the command line; each flag's type and meaning come from
+# SearchSettings (nas_core.search), so every search command declares them the same way.
+SEARCH_SETTING_FLAGS = ("e_min", "d_min", "d_max", "w_min", "w_max", "w_res", "micro_epochs", "max_trials")
+_SETTING_HELP = {
+    "e_min": "epochs of the first trial (E_min)", "d_min": "first depth tried (D_min)",
+    "d_max": "largest depth (D_max)", "w_min": "smallest width Prune tries (W_min)",
+    "w_max": "width of the macro search (W_max)", "w_res": "width step of Prune (W_res)",
+    "micro_epochs": "epochs of a micro trial", "max_trials": "stop after N trials (best so far)",
+    "seed": "run seed (trial seeds derive from it)",
+}
+
+
+def add_search_setting_args(parser: argparse.ArgumentParser, names=SEARCH_SETTING_FLAGS) -> None:
+    """``--e-min`` ... for each SearchSettings field in ``names``: positive ints, default None (the preset's)."""
+    for name in names:
+        kind = int if name == "seed" else positive
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
+                            help=f"{_SETTING_HELP[name]}; default: the preset's")
+
+
+def search_setting_overrides(args: argparse.Namespace, names=SEARCH_SETTING_FLAGS) -> dict:
+    """The SearchSettings overrides the flags of ``add_search_setting_args`` carry (None = not given)."""
+    return {name: getattr(args, name) for name in names}
+
+
 def output_folder(path: str | Path, resumable_file: str) -> Path:
     """A fresh output folder: refuse to mix a new run into an old one (use --resume for that)."""
     path = Path(path)

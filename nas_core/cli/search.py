@@ -20,12 +20,17 @@ from typing import Any
 
 from tqdm import tqdm
 
-from nas_core.cli._common import add_data_args, add_run_args, add_split_args, output_folder, positive
+from nas_core.cli._common import (
+    add_data_args,
+    add_run_args,
+    add_search_setting_args,
+    add_split_args,
+    output_folder,
+    search_setting_overrides,
+)
 from nas_core.errors import NasError, run_cli
 from nas_core.io import atomic_write_json, read_json_object
 from nas_core.runlog import log_to
-
-_SETTING_FLAGS = ("e_min", "d_min", "d_max", "w_min", "w_max", "w_res", "micro_epochs", "max_trials")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -36,9 +41,7 @@ def get_parser() -> argparse.ArgumentParser:
     add_run_args(parser)
     parser.add_argument("--size", default="tiny", help="settings preset: tiny (W_max 64) or mobile (W_max 128)")
     parser.add_argument("--output", default=None, help="run folder (default runs/<dataset>-<size>-<time>)")
-    for name in _SETTING_FLAGS:
-        parser.add_argument("--" + name.replace("_", "-"), type=positive, default=None,
-                            help=f"override the preset's {name}")
+    add_search_setting_args(parser)
     parser.add_argument("--resume", metavar="RUN", default=None,
                         help="continue the search in RUN (reads RUN/settings.json; journaled trials are reused)")
     parser.add_argument("--replay", metavar="FILE", default=None,
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run_config(args: argparse.Namespace) -> dict[str, Any]:
     from nas_core.search import settings_for
 
-    overrides = {name: getattr(args, name) for name in _SETTING_FLAGS}
+    overrides = search_setting_overrides(args)
     settings = settings_for(args.size, seed=args.seed, **overrides)
     return {"size": args.size, "dataset": args.dataset, "data_root": args.data_root,
             "val_fraction": args.val_fraction, "rank_on": args.rank_on, "batch_size": args.batch_size,
@@ -186,7 +189,7 @@ def _replay(args: argparse.Namespace) -> int:
         tic = time.perf_counter()
         settings, space, evaluator, meta = load_trace(args.replay)
         # Setting flags given with --replay re-decide the recorded search (no training happens).
-        settings = with_overrides(settings, **{name: getattr(args, name) for name in _SETTING_FLAGS})
+        settings = with_overrides(settings, **search_setting_overrides(args))
         config = {"replay": str(args.replay), "dataset": meta.get("dataset") if isinstance(meta, dict) else None,
                   "search": settings.to_dict(), "space": space_spec(space)}
         atomic_write_json(run_dir / "settings.json", config)

@@ -16,13 +16,20 @@ from typing import Any
 
 from tqdm import tqdm
 
-from nas_core.cli._common import add_data_args, add_run_args, add_split_args, positive
+from nas_core.cli._common import (
+    add_data_args,
+    add_run_args,
+    add_search_setting_args,
+    add_split_args,
+    positive,
+    search_setting_overrides,
+)
 from nas_core.errors import NasError, run_cli
 from nas_core.genotype import Genotype
 from nas_core.io import atomic_write_json, read_json_object
 from nas_core.runlog import log_to
 
-_SETTING_FLAGS = ("e_min", "d_min", "d_max", "w_min", "w_max", "w_res")
+_SETTING_FLAGS = ("e_min", "d_min", "d_max", "w_min", "w_max", "w_res")  # what shapes the candidate list
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -47,8 +54,7 @@ def get_parser() -> argparse.ArgumentParser:
     add_data_args(rank)
     add_split_args(rank)
     rank.add_argument("--size", default="tiny")
-    for name in _SETTING_FLAGS:
-        rank.add_argument("--" + name.replace("_", "-"), type=positive, default=None)
+    add_search_setting_args(rank, _SETTING_FLAGS)
     rank.add_argument("--depth-steps", type=positive, default=4, help="Grow candidates (D_min, D_min+1, ...)")
     rank.add_argument("--width-steps", type=positive, default=3, help="Prune candidates after the deepest")
     rank.add_argument("--static-epochs", type=positive, default=None, help="default: E_min")
@@ -172,7 +178,7 @@ def _ranking_study(args: argparse.Namespace, out: Path, log) -> int:
     from nas_core.baselines import ranking_study, schedule_candidates
     from nas_core.search import settings_for
 
-    settings = settings_for(args.size, **{n: getattr(args, n) for n in _SETTING_FLAGS})
+    settings = settings_for(args.size, **search_setting_overrides(args, _SETTING_FLAGS))
     static_epochs = args.static_epochs or settings.e_min
     reference_epochs = args.reference_epochs or 4 * settings.e_min
     candidates = schedule_candidates(settings, args.depth_steps, args.width_steps)
