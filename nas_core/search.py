@@ -124,6 +124,16 @@ class SearchResult:
     settings: dict[str, Any] = field(default_factory=dict)
     space: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def producing_trial(self) -> TrialRecord:
+        """The trial whose score ``accuracy`` is: the last accepted (or baseline) trial of ``genotype``.
+        Its (genotype, epochs) name the weights an evaluator kept for the result."""
+        for decisions in (("baseline", "accept"), None):
+            for record in reversed(self.trials):
+                if record.genotype == self.genotype and (decisions is None or record.decision in decisions):
+                    return record
+        raise NasError(f"search: the returned genotype {self.genotype.key()} is not among its trials")
+
     def to_dict(self) -> dict[str, Any]:
         return {"genotype": self.genotype.to_dict(), "macro_genotype": self.macro_genotype.to_dict(),
                 "params": self.params, "accuracy": self.accuracy, "epochs_total": self.epochs_total,

@@ -158,8 +158,7 @@ def _trial_line(record) -> str:
 
 
 def _write_result(run_dir: Path, result, config: dict[str, Any], wall_seconds: float) -> None:
-    found = next((t for t in reversed(result.trials) if t.genotype == result.genotype), None)
-    extra = found.result.extra if found is not None else {}
+    extra = result.producing_trial.result.extra
     atomic_write_json(run_dir / "result.json", {
         "genotype": result.genotype.to_dict(),
         "params": result.params,
