@@ -1,5 +1,6 @@
 """The one user-facing error type of nas_core and the one place a CLI turns it into exit code 2."""
 
+import re
 import sys
 from collections.abc import Callable
 
@@ -17,7 +18,9 @@ def run_cli(body: Callable[[], int]) -> int:
     try:
         return body()
     except NasError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # One line whatever the message holds: a reason quoted from a library (torch's state-dict
+        # mismatch lists, a parser's context) may span several.
+        print("error: " + re.sub(r"\s*[\r\n]+\s*", " ", str(exc).strip()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
