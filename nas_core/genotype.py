@@ -37,12 +37,13 @@ class Genotype:
             raise NasError(f"{where}: expected {self.depth} ops (one per layer), got {len(self.ops)}")
         if len(self.kernels) != self.depth:
             raise NasError(f"{where}: expected {self.depth} kernels (one per layer), got {len(self.kernels)}")
-        bad_ops = sorted({o for o in self.ops if o not in OPS}, key=str)
+        # Compared by type first: an op read from a file may be a list or dict, which cannot be hashed.
+        bad_ops = [o for o in self.ops if not isinstance(o, str) or o not in OPS]
         if bad_ops:
-            raise NasError(f"{where}: expected ops in {OPS}, got {bad_ops}")
-        bad_k = sorted({k for k in self.kernels if k not in KERNELS}, key=str)
+            raise NasError(f"{where}: expected ops in {OPS}, got {_listed(bad_ops)}")
+        bad_k = [k for k in self.kernels if not isinstance(k, int) or isinstance(k, bool) or k not in KERNELS]
         if bad_k:
-            raise NasError(f"{where}: expected kernels in {KERNELS}, got {bad_k}")
+            raise NasError(f"{where}: expected kernels in {KERNELS}, got {_listed(bad_k)}")
 
     @classmethod
     def uniform(cls, depth: int, width: int, op: str = "sep", kernel: int = 3) -> Genotype:
@@ -82,8 +83,9 @@ class Genotype:
             raise NasError(f"{where}: expected ops and kernels to be lists")
         ops = [OPS[o] if isinstance(o, int) and not isinstance(o, bool) and o in (0, 1) else o for o in ops]
         try:
-            return cls(int(data["depth"]), int(data["width"]), tuple(ops), tuple(int(k) for k in kernels))
-        except (TypeError, ValueError) as exc:
+            depth, width = _integer(data["depth"], "depth"), _integer(data["width"], "width")
+            return cls(depth, width, tuple(ops), tuple(_integer(k, "kernels") for k in kernels))
+        except ValueError as exc:
             raise NasError(f"{where}: expected integer depth, width and kernels ({exc})") from None
         except NasError as exc:
             raise NasError(str(exc).replace("genotype", where, 1)) from None
@@ -104,7 +106,25 @@ class Genotype:
         path = Path(path)
         if not path.is_file():
             raise NasError(f"{path}: expected a genotype JSON file (result.json); file not found")
-        return cls.from_json(path.read_text(), where=str(path))
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise NasError(f"{path}: expected a genotype JSON file (result.json) ({reason})") from None
+        return cls.from_json(text, where=str(path))
 
     def __str__(self) -> str:
         return self.key()
+
+
+def _integer(value: Any, what: str) -> int:
+    """An integer read from JSON: an int, or a float holding one (64.0); never a bool, string or 1.5."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError(f"{what}: {json.dumps(value, default=str)[:40]}")
+
+
+def _listed(values: list) -> str:
+    return ", ".join(json.dumps(v, default=str)[:40] for v in values[:5])
