@@ -7,6 +7,9 @@ table lacks raises NasError naming it, since it would need training.
 
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +25,9 @@ from nas_core.space import SearchSpace, create_space
 class LookupEvaluator:
     """Evaluator over a table {(genotype.key(), epochs): TrialResult}; records what was asked."""
 
-    def __init__(self, table: dict[tuple[str, int], TrialResult]):
+    def __init__(self, table: dict[tuple[str, int], TrialResult], source: str | None = None):
         self.table = table
+        self.source = source  # the trace or journal the table was read from, named in errors
         self.requests: list[tuple[Genotype, int]] = []
 
     def evaluate(self, genotype: Genotype, epochs: int) -> TrialResult:
@@ -31,7 +35,9 @@ class LookupEvaluator:
         try:
             return self.table[(genotype.key(), int(epochs))]
         except KeyError:
-            raise NasError(f"{genotype.key()} at {epochs} epochs: not in the trace; it would need training") from None
+            where = f"{self.source}: " if self.source else ""
+            raise NasError(f"{where}{genotype.key()} at {epochs} epochs: not in the trace; it would need "
+                           "training") from None
 
 
 def load_trace(path: str | Path) -> tuple[SearchSettings, SearchSpace, LookupEvaluator, dict[str, Any]]:
@@ -65,38 +71,87 @@ def _load_authors_trace(path: Path, data: dict[str, Any]):
         logged, fixed = data["settings"], data["hard_coded"]
         if logged["dp_break_tolerance"] != logged["ch_break_tolerance"]:
             raise NasError(f"{path}: expected equal depth and width break tolerances (one max_strikes)")
-        settings = SearchSettings(
-            e_min=logged["E_min"], d_min=logged["D_min"], d_max=logged["D_max"], w_min=logged["W_min"],
-            w_max=logged["W_max"], w_res=logged["W_res"], depth_accept=logged["dp_add_tolerance"],
-            depth_tolerance=fixed["depth_drop_tolerance"],
+        settings = _checked_settings({
+            "e_min": logged["E_min"], "d_min": logged["D_min"], "d_max": logged["D_max"], "w_min": logged["W_min"],
+            "w_max": logged["W_max"], "w_res": logged["W_res"], "depth_accept": logged["dp_add_tolerance"],
+            "depth_tolerance": fixed["depth_drop_tolerance"],
             # the reference breaks when a strike arrives with the counter already at the tolerance
-            max_strikes=logged["dp_break_tolerance"] + 1,
-            micro_epochs=fixed["micro_epochs"], micro_kernels=tuple(fixed["micro_kernels"]),
-            param_slack=fixed["micro_param_slack"], seed=logged.get("seed", 0),
-            depth_epoch_step=logged.get("add_epochs", 1), width_epoch_step=logged.get("add_epochs_w", 2),
-        )
-        space = ClassifierSpace(in_channels=data["in_channels"], num_classes=data["num_classes"])
+            "max_strikes": _number(logged["dp_break_tolerance"], "dp_break_tolerance", integer=True) + 1,
+            "micro_epochs": fixed["micro_epochs"], "micro_kernels": fixed["micro_kernels"],
+            "param_slack": fixed["micro_param_slack"], "seed": logged.get("seed", 0),
+            "depth_epoch_step": logged.get("add_epochs", 1), "width_epoch_step": logged.get("add_epochs_w", 2),
+        }, f"{path}: settings")
+        space = ClassifierSpace(in_channels=_number(data["in_channels"], "in_channels", integer=True, minimum=1),
+                                num_classes=_number(data["num_classes"], "num_classes", integer=True, minimum=1))
         table: dict[tuple[str, int], TrialResult] = {}
         expected = []
+        if not isinstance(data["candidates"], list):
+            raise ValueError("'candidates' is not a list")
         for number, cand in enumerate(data["candidates"]):
             genotype = Genotype.from_dict(cand, where=f"{path}: candidate {number}")
-            epochs = int(cand["epochs"])
+            epochs = _number(cand["epochs"], f"candidate {number} epochs", integer=True, minimum=1)
             table[(genotype.key(), epochs)] = TrialResult(
-                accuracy=float(cand["test_acc"]), params=int(cand["params"]),
-                seconds=float(cand.get("train_seconds", 0.0)),
-                epoch_accuracies=[float(a) for a in cand.get("epoch_test_acc", [])],
+                accuracy=_number(cand["test_acc"], f"candidate {number} test_acc"),
+                params=_number(cand["params"], f"candidate {number} params", integer=True, minimum=0),
+                seconds=_number(cand.get("train_seconds", 0.0), f"candidate {number} train_seconds"),
+                epoch_accuracies=[_number(a, f"candidate {number} epoch_test_acc") for a in cand.get("epoch_test_acc", [])],
                 extra={"train_acc": cand.get("train_acc"), "phase": cand.get("phase")},
             )
             expected.append((genotype, epochs))
         result = data["result"]
         final = Genotype.from_dict({**result, "width": result["final_width"]}, where=f"{path}: result")
-        expected_result = {"genotype": final, "macro_width": int(result["macro_width"]),
-                           "params": int(result["params"])}
+        expected_result = {"genotype": final, "macro_width": _number(result["macro_width"], "macro_width", integer=True),
+                           "params": _number(result["params"], "result params", integer=True)}
     except KeyError as exc:
         raise NasError(f"{path}: expected key {exc} in the search trace") from None
+    except (TypeError, ValueError, AttributeError) as exc:  # a value of the wrong type or range somewhere
+        raise NasError(f"{path}: expected a search trace in the authors' format ({exc})") from None
     info = {"kind": "trace", "source": str(path), "dataset": data.get("dataset"),
             "expected_requests": expected, "expected_result": expected_result}
-    return settings, space, LookupEvaluator(table), info
+    return settings, space, LookupEvaluator(table, source=str(path)), info
+
+
+def _number(value: Any, what: str, *, integer: bool = False, minimum: float | None = None) -> Any:
+    """A finite JSON number (an integer when asked: 3 or 3.0, never true or "3"); ValueError otherwise."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and integer:
+        ok = float(value).is_integer()
+        value = int(value) if ok else value
+    if not ok or (minimum is not None and value < minimum):
+        kind = "an integer" if integer else "a finite number"
+        bound = f" >= {minimum}" if minimum is not None else ""
+        raise ValueError(f"{what}: expected {kind}{bound}, got {json.dumps(value, default=str)[:40]}")
+    return value
+
+
+def _checked_settings(values: dict[str, Any], where: str) -> SearchSettings:
+    """SearchSettings from a file's values, each checked against the type its field declares (the
+    dataclass checks ranges only), with errors naming the file."""
+    for f in fields(SearchSettings):
+        if f.name not in values:
+            continue
+        value, kind = values[f.name], str(f.type)
+        if kind == "bool":
+            ok = isinstance(value, bool)
+        elif kind == "tuple[int, ...]":
+            ok = isinstance(value, list | tuple) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value)
+        elif value is None:
+            ok = "None" in kind
+        else:
+            try:
+                values[f.name] = _number(value, f.name, integer=kind.startswith("int"))
+                ok = True
+            except ValueError:
+                ok = False
+        if not ok:
+            raise NasError(f"{where}: expected '{f.name}' of type {kind}, got {json.dumps(value, default=str)[:40]}")
+    try:
+        return SearchSettings(**values)
+    except NasError as exc:
+        raise NasError(f"{where}: {exc}") from None
+    except TypeError as exc:  # an unknown setting name
+        raise NasError(f"{where}: {exc}") from None
 
 
 def _load_run(path: Path):
@@ -112,7 +167,8 @@ def _load_run(path: Path):
             data = read_json_object(where)
             found = _settings_in(data)
             if settings is None and found is not None:
-                settings = SearchSettings.from_dict(found, where=f"{where}: settings")
+                SearchSettings.from_dict(found, where=f"{where}: settings")  # names unknown settings
+                settings = _checked_settings(dict(found), f"{where}: settings")
             if space is None and data.get("space") is not None:
                 space = _space_from_spec(data["space"], where)
     if settings is None:
@@ -126,7 +182,7 @@ def _load_run(path: Path):
         genotype = Genotype.from_dict(record["genotype"], where=str(journal_path))
         table[(genotype.key(), int(record["epochs"]))] = record_result(record)
     info = {"kind": "run", "source": str(run_dir), "trials": len(table)}
-    return settings, space, LookupEvaluator(table), info
+    return settings, space, LookupEvaluator(table, source=str(journal_path)), info
 
 
 def _settings_in(data: dict[str, Any]) -> dict[str, Any] | None:
@@ -147,4 +203,12 @@ def _space_from_spec(spec: Any, where: Path) -> SearchSpace:
         raise NasError(f"{where}: expected 'space': {{'name': ..., 'task': {{...}}}} describing the search space")
     # Spaces are found through the registry and its entry points (nas_core.space.create_space); the
     # "module" a run folder names is informative only: nothing is imported because a file says so.
-    return create_space(spec["name"], **dict(spec.get("task") or {}))
+    task = spec.get("task") or {}
+    if not isinstance(spec["name"], str) or not isinstance(task, dict):
+        raise NasError(f"{where}: expected 'space': {{'name': ..., 'task': {{...}}}} describing the search space")
+    try:
+        return create_space(spec["name"], **task)
+    except NasError as exc:
+        raise NasError(f"{where}: space: {exc}") from None
+    except (TypeError, ValueError) as exc:  # settings the space does not take
+        raise NasError(f"{where}: expected 'space' settings the {spec['name']} space takes ({exc})") from None

@@ -67,7 +67,8 @@ def test_fewer_strikes_re_decide_without_training(seed_traces_dir):
 def test_changed_threshold_hits_a_missing_candidate(seed_traces_dir):
     # +1.0 point to accept a deeper net: the depth phase never strikes out before depth 31,
     # which the authors never trained.
-    with pytest.raises(NasError, match=r"^d31-w64-s{31}-3{31} at 31 epochs: not in the trace; it would need training"):
+    with pytest.raises(NasError, match=r"^\S*cifar10_64.json: d31-w64-s{31}-3{31} at 31 epochs: not in the trace; "
+                                      r"it would need training"):
         replay(seed_traces_dir / "cifar10_64.json", depth_accept=1.0)
 
 
