@@ -8,6 +8,7 @@ return their stored result, so the (deterministic) search walks the same path to
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -41,7 +42,11 @@ class Journal:
     def _read(self) -> None:
         if not self.path.exists():
             return
-        data = self.path.read_bytes()
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise NasError(f"{self.path}: expected the journal of a search run, one JSON trial record per line "
+                           f"({exc.strerror})") from None
         lines = data.split(b"\n")
         offset = 0
         for number, line in enumerate(lines, start=1):
@@ -49,14 +54,15 @@ class Journal:
             if line.strip():
                 try:
                     record = json.loads(line)
-                    if not isinstance(record, dict):
-                        raise ValueError("not an object")
-                    self._add(record, number)
-                except (ValueError, NasError) as exc:
+                except ValueError as exc:
                     if is_last:  # torn by a crash mid-append: the trial simply did not finish
                         self._good_bytes = offset
                         break
                     raise NasError(f"{self.path}:{number}: expected one JSON trial record per line ({exc})") from None
+                # A complete JSON line is never torn: a bad record is an error wherever it stands.
+                if not isinstance(record, dict):
+                    raise NasError(f"{self.path}:{number}: expected one JSON trial record per line (not an object)")
+                self._add(record, number)
             offset += len(line) + 1
         if self._good_bytes is None and data and not data.endswith(b"\n"):
             self._good_bytes = len(data)  # complete record but no newline: add one before appending
@@ -66,8 +72,9 @@ class Journal:
         if "genotype" not in record or "epochs" not in record or "accuracy" not in record:
             raise NasError(f"{where}: expected a trial record with genotype, epochs and accuracy")
         genotype = Genotype.from_dict(record["genotype"], where=where)
+        _check_result_fields(record, where)
         self._records.append(record)
-        self._index[(genotype.key(), int(record["epochs"]))] = record
+        self._index[(genotype.key(), record["epochs"])] = record
 
     def records(self) -> list[dict[str, Any]]:
         return list(self._records)
@@ -98,6 +105,28 @@ class Journal:
         with open(self.path, "rb") as handle:
             handle.seek(-1, os.SEEK_END)
             return handle.read(1) == b"\n"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _check_result_fields(record: dict[str, Any], where: str) -> None:
+    """The fields a TrialResult is rebuilt from, each of the type the search computes with."""
+    checks = {"epochs": lambda v: _is_count(v, 1), "accuracy": _is_number, "params": lambda v: _is_count(v, 0),
+              "seconds": _is_number, "seed": lambda v: _is_count(v, 0),
+              "epoch_accuracies": lambda v: isinstance(v, list) and all(_is_number(a) for a in v),
+              "extra": lambda v: isinstance(v, dict)}
+    wanted = {"epochs": "a positive integer", "accuracy": "a finite number", "params": "a count",
+              "seconds": "a finite number", "seed": "a non-negative integer",
+              "epoch_accuracies": "a list of finite numbers", "extra": "an object"}
+    for name, check in checks.items():
+        if name in record and not check(record[name]):
+            raise NasError(f"{where}: expected '{name}' to be {wanted[name]}, got {json.dumps(record[name])[:40]}")
 
 
 def record_result(record: dict[str, Any]) -> TrialResult:
