@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -173,21 +174,43 @@ def _inspect(args) -> int:
 def _verify(args) -> int:
     pack = FacePack(args.pack)
     reader = pack.reader
-    key_at = {offset: key for key, offset in reader.index.items()}
+    key_at: dict[int, int] = {}
+    for key, offset in reader.index.items():
+        if offset in key_at:
+            raise FaceRecError(f"{reader.idx_path}: keys {key_at[offset]} and {key} both point at offset {offset}; "
+                               "expected one record per key")
+        key_at[offset] = key
     images = set(pack.image_keys())
+    if pack.is_face_set and len(images) != pack.num_images:
+        orphans = sorted(set(range(1, pack.num_images + 1)) - images)
+        raise FaceRecError(f"{reader.rec_path}: keys {orphans[:3]}: expected every image key 1..{pack.num_images} "
+                           "inside an identity record's range")
+    if pack.is_face_set and reader.idx_path is not None:
+        # Key 0, the images 1..a-1 and the identity records a..b-1, each once (ARCHITECTURE §5).
+        expected = set(range(pack.num_images + pack.num_identities + 1))
+        for key in sorted(expected.symmetric_difference(reader.index))[:1]:
+            what = "is missing" if key in expected else "is not a key of the pack's layout"
+            raise FaceRecError(f"{reader.idx_path}: key {key} {what}; expected keys 0..{max(expected)}")
     starts: set[int] = set()
     decoded = 0
     with tqdm(total=reader.size, unit="B", unit_scale=True, desc="verify", file=sys.stderr, disable=None) as bar:
         last = 0
         for offset, payload in reader.scan():
             key = key_at.get(offset)
-            where = f"{reader.rec_path}: offset {offset} (key {key})"
+            where = f"{reader.rec_path}: offset {offset}{reader.key_note(key)}"
+            if key is None and reader.idx_path is not None:
+                raise FaceRecError(f"{reader.idx_path}: no key for the record at offset {offset} of "
+                                   f"{reader.rec_path.name}; expected every record indexed")
             header, start = unpack_header(payload, where)
             if key in images:
-                decode_image(payload[start:], where)
-                if pack.is_face_set and int(_label(header)) != pack.label(key):
+                image = decode_image(payload[start:], where)
+                if image.shape[:2] != tuple(pack.image_size):
+                    raise FaceRecError(f"{where}: expected a {pack.image_size[0]}x{pack.image_size[1]} image (the "
+                                       f"size given by {pack.image_size_source}), got {image.shape[0]}x{image.shape[1]}")
+                label = _label(header)
+                if pack.is_face_set and not (math.isfinite(label) and int(label) == pack.label(key)):
                     raise FaceRecError(f"{where}: expected label {pack.label(key)} (its identity record), "
-                                       f"found {_label(header):g}")
+                                       f"found {label:g}")
                 decoded += 1
             starts.add(offset)
             bar.update(offset - last)

@@ -4,6 +4,7 @@ identity splits and verification pairs for the search's fitness (ARCHITECTURE §
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,9 +37,12 @@ class FacePack:
         self.root = root
         self.reader = RecordReader(rec, idx if idx.is_file() else None)
         index = self.reader.index
+        if not index and self.reader.idx_path is not None:
+            raise FaceRecError(f"{idx}: expected 'key<TAB>offset' lines, the index is empty")
         if not index:
             raise FaceRecError(f"{rec}: expected at least one record, the file is empty")
-        self.reader.read_at(max(index.values()))  # framing of the last record: catches truncation now
+        last = max(index, key=index.__getitem__)
+        self.reader.read_at(index[last], last)  # framing of the last record: catches truncation now
         header = self.header(min(index) if 0 not in index else 0)
         self.is_face_set = 0 in index and header.flag >= 2
         if self.is_face_set:
@@ -49,8 +53,8 @@ class FacePack:
 
     # --- layout ------------------------------------------------------------------------------
     def _read_identity_records(self, header) -> None:
-        first, end = int(header.label[0]), int(header.label[1])
         where = f"{self.reader.rec_path}: header record 0"
+        first, end = _key_label(header.label[0], where), _key_label(header.label[1], where)
         if not 1 < first < end:
             raise FaceRecError(f"{where}: expected labels (a, b) with 1 < a < b (images 1..a-1, identities "
                                f"a..b-1), got ({first}, {end})")
@@ -58,13 +62,14 @@ class FacePack:
         self._ends: list[int] = []
         for key in range(first, end):
             ident = self.header(key)
+            at = self._where(key)
             if ident.flag < 2:
-                raise FaceRecError(f"{self.reader.rec_path}: key {key}: expected an identity record "
-                                   f"(flag 2, labels [start, end)), found flag {ident.flag}")
-            start, stop = int(ident.label[0]), int(ident.label[1])
+                raise FaceRecError(f"{at}: expected an identity record (flag 2, labels [start, end)), found "
+                                   f"flag {ident.flag}")
+            start, stop = (_key_label(v, at) for v in ident.label[:2])
             if not (1 <= start < stop <= first) or (self._ends and start < self._ends[-1]):
-                raise FaceRecError(f"{self.reader.rec_path}: key {key}: expected an image-key range inside "
-                                   f"[1, {first}) after the previous one, got [{start}, {stop})")
+                raise FaceRecError(f"{at}: expected an image-key range inside [1, {first}) after the previous "
+                                   f"one, got [{start}, {stop})")
             self._starts.append(start)
             self._ends.append(stop)
         self.num_identities = len(self._starts)
@@ -82,12 +87,19 @@ class FacePack:
 
     def _image_size(self) -> tuple[int, int]:
         prop = self.root / "property" if self.root.is_dir() else self.root.with_name("property")
+        self.image_size_source = str(prop) if prop.is_file() else "its first image"
         if prop.is_file():
             try:
-                classes, height, width = (int(v) for v in prop.read_text().strip().split(","))
+                text = prop.read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not text"
+                raise FaceRecError(f"{prop}: expected 'num_classes,height,width' ({reason})") from None
+            try:
+                classes, height, width = (int(v) for v in text.strip().split(","))
             except ValueError:
-                raise FaceRecError(f"{prop}: expected 'num_classes,height,width', got "
-                                   f"{prop.read_text()[:40]!r}") from None
+                raise FaceRecError(f"{prop}: expected 'num_classes,height,width', got {text[:40]!r}") from None
+            if min(classes, height, width) < 1:
+                raise FaceRecError(f"{prop}: expected positive 'num_classes,height,width', got {text.strip()[:40]!r}")
             if self.is_face_set and classes != self.num_identities:
                 raise FaceRecError(f"{prop}: expected num_classes {self.num_identities} (identity records "
                                    f"in train.rec), got {classes}")
@@ -96,8 +108,13 @@ class FacePack:
         return self.image(first_key).shape[:2]
 
     # --- access ------------------------------------------------------------------------------
+    def _where(self, key: int) -> str:
+        """``<rec>: key K``, saying when its offset came from the ``.idx`` (a bad record may be a bad line there)."""
+        note = f" (offset from {self.reader.idx_path.name})" if self.reader.idx_path is not None else ""
+        return f"{self.reader.rec_path}: key {key}{note}"
+
     def header(self, key: int):
-        return unpack_header(self.reader.read(key), f"{self.reader.rec_path}: key {key}")[0]
+        return unpack_header(self.reader.read(key), self._where(key))[0]
 
     def identity_keys(self, identity: int) -> list[int]:
         if not 0 <= identity < self.num_identities:
@@ -120,11 +137,11 @@ class FacePack:
         return identity
 
     def image_bytes(self, key: int) -> bytes:
-        return self.reader.image_bytes_at(self.reader.offset(key), f"{self.reader.rec_path}: key {key}")
+        return self.reader.image_bytes_at(self.reader.offset(key), self._where(key), key)
 
     def image(self, key: int) -> np.ndarray:
         """RGB uint8 HxWx3."""
-        return decode_image(self.image_bytes(key), f"{self.reader.rec_path}: key {key}")
+        return decode_image(self.image_bytes(key), self._where(key))
 
     def names(self) -> list[str]:
         """Identity names from ``identities.txt`` when ``facerec-data pack`` wrote one, else the numbers."""
@@ -134,6 +151,13 @@ class FacePack:
             if len(names) == self.num_identities:
                 return names
         return [str(i) for i in range(self.num_identities)]
+
+
+def _key_label(value: float, where: str) -> int:
+    # Key ranges are stored as float32 labels (MXNet's IRHeader); a corrupt one may be NaN or infinite.
+    if not math.isfinite(value):
+        raise FaceRecError(f"{where}: expected record keys as labels, got {value}")
+    return int(value)
 
 
 def _first_label(header) -> float:

@@ -145,9 +145,12 @@ class RecordReader:
     # --- file access -------------------------------------------------------------------------
     def _data(self) -> mmap.mmap | bytes:
         if self._map is None:
-            with open(self.rec_path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+            try:
+                with open(self.rec_path, "rb") as f:
+                    size = os.fstat(f.fileno()).st_size
+                    self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+            except OSError as exc:
+                raise FaceRecError(f"{self.rec_path}: expected a readable RecordIO .rec file ({exc.strerror})") from None
             _MAPPED.add(self)
         return self._map
 
@@ -201,20 +204,26 @@ class RecordReader:
     # --- records -----------------------------------------------------------------------------
     def read(self, key: int) -> bytes:
         """The payload of record ``key`` (chunks joined, magic re-inserted)."""
-        return self.read_at(self.offset(key))[0]
+        return self.read_at(self.offset(key), key)[0]
 
-    def read_at(self, offset: int) -> tuple[bytes, int]:
-        """(payload, offset of the next record) of the record starting at ``offset``."""
+    def key_note(self, key: int | None) -> str:
+        """Where a key's offset came from, for errors: a bad record may be a bad ``.idx`` line instead."""
+        if key is None:
+            return ""
+        return f" (key {key}, offset from {self.idx_path.name})" if self.idx_path is not None else f" (key {key})"
+
+    def read_at(self, offset: int, key: int | None = None) -> tuple[bytes, int]:
+        """(payload, offset of the next record) of the record starting at ``offset`` (``key``: named in errors)."""
         data = self._data()
-        magic, lrec = self._frame(data, offset)
+        magic, lrec = self._frame(data, offset, key)
         cflag, length = lrec >> 29, lrec & _MAX_LENGTH
         if magic == MAGIC and cflag == 0:  # the common case, kept short: one chunk
             end = offset + 8 + length
             if end + (-length % 4) <= len(data):
                 return data[offset + 8:end], end + (-length % 4)
-        return self._read_chunks(data, offset)
+        return self._read_chunks(data, offset, key)
 
-    def image_bytes_at(self, offset: int, where: str = "record") -> bytes:
+    def image_bytes_at(self, offset: int, where: str = "record", key: int | None = None) -> bytes:
         """The encoded image of the record at ``offset`` (the bytes after the IRHeader and its labels).
         The data loader's hot path: one struct read and one slice for a whole record (cflag 0)."""
         data = self._map if self._map is not None else self._data()
@@ -224,33 +233,34 @@ class RecordReader:
             start = offset + 8 + IR_SIZE + 4 * flag
             if magic == MAGIC and lrec >> 29 == 0 and start <= end <= len(data) - (-lrec % 4):
                 return data[start:end]
-        payload = self.read_at(offset)[0]
+        payload = self.read_at(offset, key)[0]
         return payload[unpack_header(payload, where)[1]:]
 
-    def _frame(self, data, offset: int) -> tuple[int, int]:
+    def _frame(self, data, offset: int, key: int | None = None) -> tuple[int, int]:
         if offset + 8 > len(data):
-            raise FaceRecError(f"{self.rec_path}: offset {offset}: expected an 8-byte record header, the file "
-                               f"ends at {len(data)} (truncated?)")
+            raise FaceRecError(f"{self.rec_path}: offset {offset}{self.key_note(key)}: expected an 8-byte record "
+                               f"header, the file ends at {len(data)} (truncated?)")
         return _FRAME.unpack_from(data, offset)
 
-    def _read_chunks(self, data, offset: int) -> tuple[bytes, int]:
+    def _read_chunks(self, data, offset: int, key: int | None = None) -> tuple[bytes, int]:
         parts: list[bytes] = []
         pos = offset
+        note = self.key_note(key)
         while True:
-            magic, lrec = self._frame(data, pos)
+            magic, lrec = self._frame(data, pos, key)
             if magic != MAGIC:
-                raise FaceRecError(f"{self.rec_path}: offset {pos}: expected RecordIO magic 0x{MAGIC:08x}, "
+                raise FaceRecError(f"{self.rec_path}: offset {pos}{note}: expected RecordIO magic 0x{MAGIC:08x}, "
                                    f"found 0x{magic:08x}")
             cflag, length = lrec >> 29, lrec & _MAX_LENGTH
             expected = (0, 1) if not parts else (2, 3)
             if cflag not in expected:
                 what = "a record start (cflag 0 or 1)" if not parts else "a continuation chunk (cflag 2 or 3)"
-                raise FaceRecError(f"{self.rec_path}: offset {pos}: expected {what}, found cflag {cflag}")
+                raise FaceRecError(f"{self.rec_path}: offset {pos}{note}: expected {what}, found cflag {cflag}")
             end = pos + 8 + length
             padded = end + (-length % 4)
             if padded > len(data):
-                raise FaceRecError(f"{self.rec_path}: offset {pos}: expected {length} payload bytes (+ padding), "
-                                   f"the file ends after {len(data) - pos - 8} (truncated?)")
+                raise FaceRecError(f"{self.rec_path}: offset {pos}{note}: expected {length} payload bytes (+ "
+                                   f"padding), the file ends after {len(data) - pos - 8} (truncated?)")
             if parts:
                 parts.append(_MAGIC_BYTES)
             parts.append(data[pos + 8:end])
@@ -352,6 +362,8 @@ def rebuild_index(rec_path: str | Path, idx_path: str | Path | None = None) -> P
     reader = RecordReader(rec_path)
     lines = [f"{i}\t{offset}\n" for i, (offset, _) in enumerate(reader.scan())]
     reader.close()
+    if not lines:
+        raise FaceRecError(f"{rec_path}: expected at least one record, the file is empty")
     atomic_write_text(idx_path, "".join(lines))
     return idx_path
 
