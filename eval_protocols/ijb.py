@@ -142,6 +142,24 @@ def identification(
     return cmc(probe_feats, probe_subjects, gallery_feats, gallery_subjects, ranks=ranks, source=source)
 
 
+def _check_one_n(unique_templates: np.ndarray, gallery_paths: list[Path], gallery: list[tuple[np.ndarray, np.ndarray]],
+                 probe_path: Path, probe_templates: np.ndarray, probe_subjects: np.ndarray) -> None:
+    """The 1:N lists agree with the tid_mid list and with each other; errors name the list at fault."""
+    owner: dict[int, Path] = {}
+    for path, (templates, subjects) in zip(gallery_paths, gallery):
+        template_index(unique_templates, templates, str(path))
+        for subject in subjects.tolist():
+            if subject in owner:
+                raise EvalError(f"{path}: subject {subject} already has a gallery template (in {owner[subject].name}); "
+                                "expected one gallery template per subject")
+            owner[subject] = path
+    template_index(unique_templates, probe_templates, str(probe_path))
+    missing = sorted(set(probe_subjects.tolist()) - set(owner))
+    if missing:
+        raise EvalError(f"{probe_path}: probe subject {missing[0]} has no gallery template in "
+                        f"{' or '.join(p.name for p in gallery_paths)}; expected one")
+
+
 class IJBProtocol:
     """IJB-B or IJB-C in InsightFace's release layout: ``<DIR>/{loose_crop,meta}``."""
 
@@ -178,6 +196,7 @@ class IJBProtocol:
         if lists is not None:
             gallery = [read_template_subjects(g) for g in lists[0]]
             probe_t, probe_s = read_template_subjects(lists[1])
+            _check_one_n(unique, lists[0], gallery, lists[1], probe_t, probe_s)
             prepared["arrays"].update(
                 gallery_templates=np.concatenate([g[0] for g in gallery]),
                 gallery_subjects=np.concatenate([g[1] for g in gallery]),

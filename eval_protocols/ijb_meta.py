@@ -7,6 +7,7 @@ name the bad line.
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -18,7 +19,19 @@ from eval_protocols.errors import EvalError
 def _require(path: Path, expected: str) -> Path:
     if not path.is_file():
         raise EvalError(f"{path}: file not found; expected {expected}")
+    try:
+        path.open("rb").close()
+    except OSError as exc:
+        raise EvalError(f"{path}: expected {expected} ({exc.strerror})") from None
     return path
+
+
+def _int64(text: str) -> int:
+    """An id as the arrays hold it: ValueError for text that is not an integer or does not fit int64."""
+    value = int(text)
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(text)
+    return value
 
 
 def _text_lines(path: Path):
@@ -37,8 +50,8 @@ def read_template_media(path: str | Path) -> tuple[list[str], np.ndarray, np.nda
             if len(fields) != 3:
                 raise ValueError
             names.append(fields[0])
-            templates.append(int(fields[1]))
-            medias.append(int(fields[2]))
+            templates.append(_int64(fields[1]))
+            medias.append(_int64(fields[2]))
         except ValueError:
             raise EvalError(f"{path}: line {number}: expected 'name template_id media_id'") from None
     if not names:
@@ -55,8 +68,11 @@ def read_landmarks(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]
             if len(fields) != 12:
                 raise ValueError
             values = [float(v) for v in fields[1:]]
+            if not all(math.isfinite(v) for v in values):
+                raise ValueError
         except ValueError:
-            raise EvalError(f"{path}: line {number}: expected 'name x1 y1 ... x5 y5 detector_score'") from None
+            raise EvalError(f"{path}: line {number}: expected 'name x1 y1 ... x5 y5 detector_score' (finite "
+                            "numbers)") from None
         names.append(fields[0])
         points.append(values[:10])
         scores.append(values[10])
@@ -100,7 +116,7 @@ def _scan_int_rows(path: Path, ncols: int, expected: str) -> np.ndarray:
         try:
             if len(fields) != ncols:
                 raise ValueError
-            rows.append([int(v) for v in fields])
+            rows.append([_int64(v) for v in fields])
         except ValueError:
             raise EvalError(f"{path}: line {number}: expected {expected}") from None
     return np.asarray(rows, dtype=np.int64).reshape(-1)
@@ -120,8 +136,8 @@ def read_template_subjects(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
                 continue  # header
             fields = line.split(",")
             try:
-                templates.append(int(fields[0]))
-                subjects.append(int(fields[1]))
+                templates.append(_int64(fields[0]))
+                subjects.append(_int64(fields[1]))
             except (ValueError, IndexError):
                 raise EvalError(f"{path}: line {number}: expected 'TEMPLATE_ID,SUBJECT_ID,...'") from None
     if not templates:
