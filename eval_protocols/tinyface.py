@@ -6,6 +6,7 @@ never match. Features are flip-fused and L2-normalised; score = inner product.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +31,20 @@ def label_of(path: Path) -> str:
     if "_" not in path.name:
         raise EvalError(f"{path}: expected a TinyFace file name '<identity>_<n>.<ext>'")
     return path.name.split("_", 1)[0]
+
+
+def _images_in(folder: Path) -> list[Path]:
+    """Image paths under ``folder``, sorted. Unlike ``Path.rglob``, a folder that cannot be listed is an
+    error, not silently empty (a gallery missing its distractors would score too well)."""
+
+    def fail(exc: OSError) -> None:
+        raise EvalError(f"{exc.filename}: expected a readable TinyFace folder ({exc.strerror})")
+
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=fail):
+        # Folders named like images are kept so that reading them fails with their name.
+        found += [Path(dirpath) / n for n in filenames + dirnames if Path(n).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(found)
 
 
 class TinyFaceProtocol:
@@ -59,7 +74,7 @@ class TinyFaceProtocol:
         files, labels = {}, {}
         for group in GROUPS:
             folder = base / group
-            paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+            paths = _images_in(folder) if folder.is_dir() else []
             if not paths and group != "Gallery_Distractor":
                 raise EvalError(f"{folder}: expected TinyFace images (.jpg/.png), found none")
             files[group] = paths
