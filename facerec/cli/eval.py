@@ -55,6 +55,8 @@ def _run(args: argparse.Namespace) -> int:
             raise EvalError(f"{args.features_in}: expected features for {args.protocol}; it holds {', '.join(features)}")
         protocols = {name: create_protocol(name) for name in names}
         model_name = meta.get("model", str(args.features_in))
+        for name in names:
+            _check_finite(features[name], args.features_in, name)
     else:
         protocols, features, model_name = _extract(args)
     scored: dict[str, Scored] = {
@@ -113,7 +115,20 @@ def _extract(args: argparse.Namespace):
             bar.set_postfix_str(name)
             features[name] = protocols[name].extract(
                 prepared[name], embedder, flip=args.flip, batch_size=args.batch_size, progress=bar)
+            _check_finite(features[name], args.model, name)
     return protocols, features, str(args.model)
+
+
+def _check_finite(arrays: dict, source: str, protocol: str) -> None:
+    """Scores and ROC curves need finite numbers; NaN or inf features come from a broken model (or file)."""
+    import numpy as np
+
+    for key, values in arrays.items():
+        rows = np.asarray(values).reshape(len(values), -1) if np.ndim(values) else np.asarray(values).reshape(1, 1)
+        if rows.dtype.kind == "f" and not np.isfinite(rows).all():
+            bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+            raise EvalError(f"{source}: expected finite {protocol} {key}; NaN or inf in {len(bad)} of {len(rows)} "
+                            f"rows (first: row {bad[0]}), a corrupt model?")
 
 
 if __name__ == "__main__":
