@@ -81,7 +81,8 @@ def test_fp16_export_keeps_float32_io(checkpoint, check_bin, tmp_path, capsys):
     assert "fp16/fp32" in printed and "drop" in printed
 
 
-def test_fp16_that_cannot_run_here_is_written_and_says_so(checkpoint, check_bin, tmp_path, monkeypatch, capsys):
+def test_fp16_that_cannot_run_here_is_written_and_says_so(checkpoint, check_bin, tmp_path, monkeypatch,
+                                                          capsys):
     import facerec.quantize
 
     monkeypatch.setattr(facerec.quantize, "fp16_providers", lambda: (["CPUExecutionProvider"], "cpu"))
@@ -94,7 +95,7 @@ def test_fp16_that_cannot_run_here_is_written_and_says_so(checkpoint, check_bin,
     assert "fp16: not verified here: it runs only with onnxruntime's CUDA provider" in printed
 
 
-def test_accuracy_drop_over_max_drop_is_refused(checkpoint, check_bin, tiny_pack, tmp_path, monkeypatch, capsys):
+def test_accuracy_drop_over_max_drop_is_refused(checkpoint, check_bin, tmp_path, monkeypatch, capsys):
     import facerec.quantize
 
     real = facerec.quantize.verification_accuracy

@@ -124,7 +124,8 @@ def test_export_cli(tmp_path, capsys):
         broken.fc.weight[0, 0] = float("nan")
     save_checkpoint(tmp_path / "nan.pt", backbone=broken)
     failed = tmp_path / "failed.onnx"
-    assert export_cli.main(["--checkpoint", str(tmp_path / "nan.pt"), "--output", str(failed), "--batch", "2"]) == 1
+    rc = export_cli.main(["--checkpoint", str(tmp_path / "nan.pt"), "--output", str(failed), "--batch", "2"])
+    assert rc == 1
     assert "embeddings are not finite" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "nan.pt", "out"]
 
