@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from facerec.backbones import create_backbone
-from facerec.export import check_parity, export_onnx, measure_latency, measure_onnx_latency
+from facerec.export import check_parity, export_onnx, input_size, measure_latency, measure_onnx_latency
 from facerec.space import IResNetSpace
 from nas_core.genotype import Genotype
 
@@ -135,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         paths = torch_rows(models, Path(tmp), args, thread_counts)
         if args.checkpoint and args.check_bin:
             model = next(iter(models.values()))
-            precision_rows(next(iter(paths.values())), int(model.pretrained_cfg["input_size"][-1]), Path(tmp),
-                           args, thread_counts)
+            precision_rows(next(iter(paths.values())), input_size(model), Path(tmp), args, thread_counts)
         elif args.check_bin or args.calibration:
             print("--check-bin / --calibration need --checkpoint (a trained model): no fp16 / int8 rows",
                   file=sys.stderr)

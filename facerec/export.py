@@ -31,7 +31,8 @@ PARITY_TOLERANCE = 1e-4  # relative L2 error per sample; torch and onnxruntime a
 PARITY_FLOOR = 1e-6  # absolute L2 error always allowed, so near-zero embeddings do not fail on rounding
 
 
-def _input_size(backbone: nn.Module) -> int:
+def input_size(backbone: nn.Module) -> int:
+    """Side of the square images the net takes (timm's ``pretrained_cfg``; 112 when it has none)."""
     cfg = getattr(backbone, "pretrained_cfg", None) or {}
     return int(cfg.get("input_size", (3, 112, 112))[-1])
 
@@ -43,7 +44,7 @@ def _cpu_eval_copy(backbone: nn.Module) -> nn.Module:
 
 def sample_batch(backbone: nn.Module | int, batch: int, seed: int = 0) -> torch.Tensor:
     """Random images in the model's input range [−1, 1]; ``backbone``: the net or its input size."""
-    size = backbone if isinstance(backbone, int) else _input_size(backbone)
+    size = backbone if isinstance(backbone, int) else input_size(backbone)
     generator = torch.Generator().manual_seed(seed)
     return torch.rand(batch, 3, size, size, generator=generator) * 2 - 1
 

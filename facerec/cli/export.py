@@ -8,7 +8,9 @@ Parity: per sample, ‖onnxruntime − torch‖₂ ≤ tolerance·‖torch‖₂
 batch and on face images from --data / --calibration; exit 1 and nothing written when a sample fails.
 fp16 / int8: the verification accuracy on --check-bin of fp32 and of the reduced model (facerec-eval's
 numbers), exit 1 and nothing written when it drops by more than --max-drop points; and the onnxruntime
-latency of both.
+latency of both. fp16 is checked with onnxruntime's CUDA provider, else its CPU provider; where neither
+runs it, it is written unverified with a line saying so (it is made for GPUs, and its fp32 source
+passed the parity check).
 """
 
 from __future__ import annotations
@@ -38,13 +40,14 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", default="fp32", metavar="{fp32,fp16,int8}",
                         help="fp32 (default); fp16 (weights and activations, for onnxruntime CUDA); int8 "
                              "(static QDQ per-channel, needs --calibration); fp16/int8 need --check-bin")
-    parser.add_argument("--data", help="face images for the parity check: face pack folder, image folder "
-                                       "or .bin")
-    parser.add_argument("--calibration", help="int8 calibration images (face pack folder, image folder or "
-                                              ".bin); also checked for parity")
+    parser.add_argument("--data", help=f"face images for the parity check ({PARITY_IMAGES} of them): face "
+                                       "pack folder, image folder or .bin")
+    parser.add_argument("--calibration", help=f"int8 calibration images ({CALIBRATION_IMAGES} of them): face "
+                                              "pack folder, image folder or .bin; also checked for parity")
     parser.add_argument("--check-bin", help="verification .bin pack: 10-fold accuracy of fp32 and of "
                                             "--precision")
-    parser.add_argument("--max-drop", default="0.5", help="accuracy drop allowed for fp16/int8, in points")
+    parser.add_argument("--max-drop", default="0.5", help="accuracy drop allowed for fp16/int8, in points "
+                                                           "(default 0.5)")
     parser.add_argument("--tolerance", default=str(PARITY_TOLERANCE),
                         help="parity: relative L2 error allowed per sample (default 1e-4)")
     parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (≥ {MIN_OPSET})")
@@ -123,10 +126,11 @@ def _created_dirs(folder: Path) -> list[Path]:
 
 def _export(args: argparse.Namespace) -> int:
     from facerec.checkpoint import load_backbone
+    from facerec.export import input_size
 
     _check_flags(args)
     backbone, _ = load_backbone(args.checkpoint)
-    size = int(backbone.pretrained_cfg["input_size"][-1]) if hasattr(backbone, "pretrained_cfg") else 112
+    size = input_size(backbone)
     faces, calibration = _face_inputs(args, size)
     output = args.output
     made = _created_dirs(output.parent)
