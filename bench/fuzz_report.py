@@ -1,0 +1,94 @@
+"""The fuzz sweep as a table: seeded mutations of every input kind, each run through the command that reads
+it (tools/fuzzing; the slow part of tests/test_fuzz.py runs the same sweep).
+
+    python bench/fuzz_report.py                          # 140 cases per kind, seed 1 (2,100 cases)
+    python bench/fuzz_report.py --cases-per-kind 20 --seed 3 --kinds rec,journal --keep
+
+Per kind: cases, exit 0 (a correct, complete result), exit 2 (one `error:` line naming the mutated file),
+failures (a traceback, a hang, another exit code, a wrong or half-written output), of which known (listed in
+tools/fuzzing/known.py: in code this work may not change). Each failure is printed with its mutation.
+Exits 1 on any failure (with --allow-known: on any failure not known).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tools.fuzzing import sweep as fuzz  # noqa: E402
+from tools.fuzzing.known import known_issue  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cases-per-kind", type=int, default=140)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--kinds", default=None, help="comma-separated kinds (default: all)")
+    parser.add_argument(
+        "--seed-traces",
+        default="/work/shared/data/seed_traces",
+        help="the authors' traces (the trace kind is skipped without them)",
+    )
+    parser.add_argument(
+        "--workdir", default=None, help="where subjects and cases go (default: a new temp folder)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the folders of failing cases (and the workdir)"
+    )
+    parser.add_argument("--allow-known", action="store_true", help="exit 0 when every failure is a known one")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(1)  # the children inherit it: tiny cases gain nothing from more threads
+    started = time.perf_counter()
+    traces = Path(args.seed_traces) if Path(args.seed_traces).is_dir() else None
+    workspace = fuzz.prepare(args.workdir, traces)
+    kinds = args.kinds.split(",") if args.kinds else None
+
+    def progress(verdict) -> None:
+        if verdict.outcome == "failure":
+            known = known_issue(verdict)
+            label = f"known ({known.where})" if known else "FAILURE"
+            print(
+                f"{label}: {verdict.kind}#{verdict.index} {verdict.mutation}\n    -> {verdict.reason}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    try:
+        verdicts = fuzz.sweep(
+            workspace,
+            args.cases_per_kind,
+            seed=args.seed,
+            kinds=kinds,
+            keep_failures=args.keep,
+            on_case=progress,
+        )
+    finally:
+        if not args.keep and args.workdir is None:
+            shutil.rmtree(workspace.root, ignore_errors=True)
+    rows = fuzz.table(verdicts)
+    command = "python bench/fuzz_report.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    print(f"{command.strip()}\n")
+    print(fuzz.format_table(rows))
+    failures = [v for v in verdicts if v.outcome == "failure"]
+    unknown = [v for v in failures if known_issue(v) is None]
+    print(
+        f"\n{len(verdicts)} cases in {time.perf_counter() - started:.0f} s; {len(failures)} failures "
+        f"({len(failures) - len(unknown)} known)"
+    )
+    if args.keep and failures:
+        print(f"failing cases kept under {workspace.root / 'cases'}")
+    return 1 if (unknown if args.allow_known else failures) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
