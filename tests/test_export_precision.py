@@ -135,6 +135,7 @@ BAD_FLAGS = {
     "tolerance zero": (["--tolerance", "0"], "--tolerance 0: expected a relative L2 error between"),
     "tolerance nan": (["--tolerance", "nan"], "--tolerance nan: expected a relative L2 error"),
     "tolerance not a number": (["--tolerance", "tight"], "--tolerance tight: expected a relative L2 error"),
+    "output is a folder": (["--output", "{empty}"], "--output {empty}: expected an .onnx file name"),
 }
 
 

@@ -72,7 +72,9 @@ def _number(flag: str, text: str, low: float, high: float, what: str) -> float:
 
 
 def _check_flags(args: argparse.Namespace) -> None:
-    """Every flag checked before anything is read or written."""
+    """Every flag checked before the checkpoint is loaded or anything is written."""
+    if args.output.is_dir():
+        raise FaceRecError(f"--output {args.output}: expected an .onnx file name, found a folder")
     if args.opset < MIN_OPSET:
         raise FaceRecError(f"--opset {args.opset}: expected {MIN_OPSET} or newer")
     if args.batch < 1:
