@@ -243,6 +243,16 @@ def _returns(argv: list[str]) -> int:
     return int(argv[0])
 
 
+def _convolves(argv: list[str]) -> int:
+    import numpy as np
+    import torch
+
+    torch.nn.Conv2d(3, 16, 3)(torch.randn(8, 3, 112, 112)).sum().item()
+    cv2 = __import__("cv2")
+    cv2.resize(np.random.rand(1000, 1000, 3).astype(np.float32), (500, 500))
+    return 0
+
+
 def _child(target: str, argv: list[str], tmp_path: Path, timeout: float = 20) -> ChildResult:
     return run_child([Step(f"{__name__}:{target}", argv)], tmp_path / "_harness", timeout=timeout)
 
@@ -257,6 +267,20 @@ def test_harness_reports_hangs_exceptions_and_bad_exit_codes(tmp_path):
     clean = _child("_returns", ["2", f"error: {tmp_path}/in/lfw.bin: expected a pack"], tmp_path)
     assert fuzz.failure_of(clean) is None
     assert judge_error(clean, tmp_path / "in" / "lfw.bin", tmp_path) is None
+
+
+def test_children_run_after_the_parent_used_thread_pools(tmp_path):
+    # The rest of a pytest session runs torch and OpenCV in this process before the fuzz cases fork.
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _convolves([])
+        result = _child("_convolves", [], tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+    assert fuzz.failure_of(result) is None and result.rc == 0
 
 
 def test_error_line_must_name_the_mutated_file(tmp_path):

@@ -108,6 +108,16 @@ def _vm_size() -> int:
     return 0
 
 
+def _one_thread() -> None:
+    """A forked child inherits the parent's thread pools without their threads: torch's OpenMP team hangs
+    the child's first parallel op if the parent ever ran one (the rest of a pytest session does). One
+    thread each, set before any op, never touches the inherited pools."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    if "cv2" in sys.modules:
+        sys.modules["cv2"].setNumThreads(1)
+
+
 def resolve(target: str) -> Callable:
     module, name = target.split(":")
     return getattr(importlib.import_module(module), name)
@@ -126,6 +136,7 @@ def _child(steps: list[Step], harness: Path, drop_dac: bool, stubs: dict[str, Ca
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         limit = _vm_size() + MEMORY_HEADROOM
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        _one_thread()
         for target, stub in stubs.items():
             module, name = target.split(":")
             setattr(importlib.import_module(module), name, stub)
