@@ -70,12 +70,13 @@ def pool_templates(
     return normalize(pooled), unique_templates
 
 
-def template_index(unique_templates: np.ndarray, ids: np.ndarray, source: str) -> np.ndarray:
+def template_index(unique_templates: np.ndarray, ids: np.ndarray, source: str,
+                   tid_mid: str = "the tid_mid list") -> np.ndarray:
     pos = np.searchsorted(unique_templates, ids)
     pos = np.minimum(pos, len(unique_templates) - 1)
     missing = unique_templates[pos] != ids
     if missing.any():
-        raise EvalError(f"{source}: template {int(ids[np.flatnonzero(missing)[0]])} has no image in the tid_mid list")
+        raise EvalError(f"{source}: template {int(ids[np.flatnonzero(missing)[0]])} has no image in {tid_mid}")
     return pos
 
 
@@ -142,18 +143,19 @@ def identification(
     return cmc(probe_feats, probe_subjects, gallery_feats, gallery_subjects, ranks=ranks, source=source)
 
 
-def _check_one_n(unique_templates: np.ndarray, gallery_paths: list[Path], gallery: list[tuple[np.ndarray, np.ndarray]],
-                 probe_path: Path, probe_templates: np.ndarray, probe_subjects: np.ndarray) -> None:
+def _check_one_n(unique_templates: np.ndarray, tid_mid: str, gallery_paths: list[Path],
+                 gallery: list[tuple[np.ndarray, np.ndarray]], probe_path: Path, probe_templates: np.ndarray,
+                 probe_subjects: np.ndarray) -> None:
     """The 1:N lists agree with the tid_mid list and with each other; errors name the list at fault."""
     owner: dict[int, Path] = {}
     for path, (templates, subjects) in zip(gallery_paths, gallery):
-        template_index(unique_templates, templates, str(path))
+        template_index(unique_templates, templates, str(path), tid_mid)
         for subject in subjects.tolist():
             if subject in owner:
                 raise EvalError(f"{path}: subject {subject} already has a gallery template (in {owner[subject].name}); "
                                 "expected one gallery template per subject")
             owner[subject] = path
-    template_index(unique_templates, probe_templates, str(probe_path))
+    template_index(unique_templates, probe_templates, str(probe_path), tid_mid)
     missing = sorted(set(probe_subjects.tolist()) - set(owner))
     if missing:
         raise EvalError(f"{probe_path}: probe subject {missing[0]} has no gallery template in "
@@ -188,15 +190,16 @@ class IJBProtocol:
         pair_path = meta / f"{self.name}_template_pair_label.txt"
         t1, t2, labels = read_template_pairs(pair_path)
         unique = np.unique(templates)
-        template_index(unique, t1, str(pair_path))
-        template_index(unique, t2, str(pair_path))
+        tid_mid = f"{self.name}_face_tid_mid.txt"  # named too: a template missing there may be its fault
+        template_index(unique, t1, str(pair_path), tid_mid)
+        template_index(unique, t2, str(pair_path), tid_mid)
         prepared = dict(root=root, names=names, landmarks=landmarks, arrays=dict(
             detector_scores=det_scores, templates=templates, medias=medias, t1=t1, t2=t2, labels=labels))
         lists = one_n_files(meta, self.name)
         if lists is not None:
             gallery = [read_template_subjects(g) for g in lists[0]]
             probe_t, probe_s = read_template_subjects(lists[1])
-            _check_one_n(unique, lists[0], gallery, lists[1], probe_t, probe_s)
+            _check_one_n(unique, tid_mid, lists[0], gallery, lists[1], probe_t, probe_s)
             prepared["arrays"].update(
                 gallery_templates=np.concatenate([g[0] for g in gallery]),
                 gallery_subjects=np.concatenate([g[1] for g in gallery]),

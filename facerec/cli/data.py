@@ -135,7 +135,7 @@ def _unpack(args) -> int:
                 folder.mkdir()
                 for key in pack.identity_keys(identity):
                     data = pack.image_bytes(key)
-                    decode_image(data, f"{pack.reader.rec_path}: key {key}")  # never unpack a corrupt image
+                    decode_image(data, pack.where(key))  # never unpack a corrupt image
                     (folder / f"{key}.jpg").write_bytes(data)
                     bar.update()
         if out.exists():

@@ -62,7 +62,7 @@ class FacePack:
         self._ends: list[int] = []
         for key in range(first, end):
             ident = self.header(key)
-            at = self._where(key)
+            at = self.where(key)
             if ident.flag < 2:
                 raise FaceRecError(f"{at}: expected an identity record (flag 2, labels [start, end)), found "
                                    f"flag {ident.flag}")
@@ -108,13 +108,13 @@ class FacePack:
         return self.image(first_key).shape[:2]
 
     # --- access ------------------------------------------------------------------------------
-    def _where(self, key: int) -> str:
+    def where(self, key: int) -> str:
         """``<rec>: key K``, saying when its offset came from the ``.idx`` (a bad record may be a bad line there)."""
         note = f" (offset from {self.reader.idx_path.name})" if self.reader.idx_path is not None else ""
         return f"{self.reader.rec_path}: key {key}{note}"
 
     def header(self, key: int):
-        return unpack_header(self.reader.read(key), self._where(key))[0]
+        return unpack_header(self.reader.read(key), self.where(key))[0]
 
     def identity_keys(self, identity: int) -> list[int]:
         if not 0 <= identity < self.num_identities:
@@ -137,11 +137,11 @@ class FacePack:
         return identity
 
     def image_bytes(self, key: int) -> bytes:
-        return self.reader.image_bytes_at(self.reader.offset(key), self._where(key), key)
+        return self.reader.image_bytes_at(self.reader.offset(key), self.where(key), key)
 
     def image(self, key: int) -> np.ndarray:
         """RGB uint8 HxWx3."""
-        return decode_image(self.image_bytes(key), self._where(key))
+        return decode_image(self.image_bytes(key), self.where(key))
 
     def names(self) -> list[str]:
         """Identity names from ``identities.txt`` when ``facerec-data pack`` wrote one, else the numbers."""
