@@ -1,4 +1,4 @@
-"""The face issue's "Done when" on real faces (AT&T/ORL), end to end with the facenas CLIs.
+"""Search, train, export and evaluate on real faces (AT&T/ORL), end to end with the facenas CLIs.
 
     python tools/orl_demo.py --orl /work/shared/data/orl_faces --work runs/orl_demo
 
