@@ -19,6 +19,9 @@ from facerec.errors import FaceRecError
 StagePlan = Sequence[Sequence[tuple[str, int]]]
 
 _BN_EPS = 1e-5  # arcface_torch passes eps=1e-05 explicitly everywhere
+# Far above any face backbone (IResNet-100: 65M; the paper's searched nets: 15-37M), far below what would
+# exhaust memory the moment the net is built: widths and embedding sizes come from files.
+MAX_PARAMS = 10**10
 
 
 def make_conv(cin: int, cout: int, op: str, kernel: int, stride: int = 1) -> nn.Module:
@@ -79,6 +82,15 @@ def _feature_size(input_size: int) -> int:
     return input_size // 16
 
 
+def _check_settings(width, embedding_size, input_size, dropout) -> None:
+    # A checkpoint's space settings reach here as read: wrong types and ranges are user errors.
+    for name, value in (("width", width), ("embedding_size", embedding_size), ("input_size", input_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise FaceRecError(f"IResNet: expected a positive integer {name}, got {value!r:.40}")
+    if not isinstance(dropout, int | float) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+        raise FaceRecError(f"IResNet: expected a dropout probability in [0, 1), got {dropout!r:.40}")
+
+
 class IResNet(nn.Module):
     """Stem conv3x3 → BN → PReLU at C; four stages C, 2C, 4C, 8C, each opening with a stride-2 block;
     embedding head BN2d → Dropout → flatten → Linear(8C·s·s → d) → BN1d. Output: raw embedding."""
@@ -94,6 +106,11 @@ class IResNet(nn.Module):
         super().__init__()
         if len(stages) != 4 or any(len(stage) == 0 for stage in stages):
             raise FaceRecError("IResNet: expected four stages of at least one block each")
+        _check_settings(width, embedding_size, input_size, dropout)
+        params = iresnet_params(width, stages, embedding_size, input_size)
+        if params > MAX_PARAMS:
+            raise FaceRecError(f"IResNet: expected a net under {MAX_PARAMS:.0e} parameters, width {width} and "
+                               f"embedding size {embedding_size} give {params:.3g}")
         side = _feature_size(input_size)
         self.embedding_size = self.num_features = embedding_size
         self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
