@@ -19,9 +19,6 @@ from pathlib import Path
 from facerec.errors import FaceRecError
 from nas_core.errors import run_cli
 
-# Far above any face backbone (IResNet-100: 65M; the paper's searched nets: 15-37M), far below what would
-# exhaust memory the moment the net is built.
-MAX_PARAMS = 10**10
 _DEMO_DEFAULTS = {"epochs": 3, "batch_size": 32, "lr": 0.05, "workers": 0}
 _DEFAULTS = {"epochs": 26, "batch_size": 512, "lr": 0.1, "workers": 2}
 
@@ -75,6 +72,7 @@ def build_backbone(genotype_path: str | None, arch: str | None, embedding_size: 
                    dropout: float = 0.0):
     """The net to train and what its checkpoints store to rebuild it (genotype/arch + space)."""
     from facerec.backbones import create_backbone
+    from facerec.blocks import MAX_PARAMS
     from facerec.space import IResNetSpace
     from nas_core.genotype import Genotype
 
