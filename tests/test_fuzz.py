@@ -192,6 +192,16 @@ SCENARIOS = {
         _set_json("in/result.json", lambda d: d["genotype"].update(width=10**12)),
     ),
     "model.pt inf weights": ("model_pt", None, _edit_checkpoint("in/model.pt", _inf_weight)),
+    "model.pt embedding size -1": (
+        "model_pt",
+        None,
+        _edit_checkpoint("in/model.pt", lambda c: c["space"].update(embedding_size=-1)),
+    ),
+    "model.pt width 10**12": (
+        "model_pt",
+        None,
+        _edit_checkpoint("in/model.pt", lambda c: c["genotype"].update(width=10**12)),
+    ),
     "last.pt genotype op a dict": (
         "last_pt",
         None,

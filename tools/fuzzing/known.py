@@ -1,4 +1,4 @@
-"""Failures the sweep finds in code this work may not change, each with where it is and a reproducer.
+"""Failures the sweep finds in code this work may not change, each with where it is and how to reproduce it.
 
 A known failure is still a failure: bench/fuzz_report.py counts it (and exits 1 unless --allow-known);
 the tests let only these through. Remove an entry once its owner fixes it.
@@ -14,23 +14,32 @@ from tools.fuzzing.runner import Verdict
 @dataclass(frozen=True)
 class KnownIssue:
     kind: str
-    marker: str  # text of the case's mutation that identifies the issue
+    frames: tuple[str, ...]  # a traceback through one of these is this issue
     where: str
     what: str
 
     def matches(self, verdict: Verdict) -> bool:
-        return verdict.kind == self.kind and self.marker in verdict.mutation
+        trace = verdict.detail.get("exception") or ""
+        return verdict.kind == self.kind and any(f in trace for f in self.frames)
 
 
 KNOWN: list[KnownIssue] = [
     KnownIssue(
         "last_pt",
-        "last.pt: /optimizer",
-        "facerec/train_state.py load_state (facerec/train.py's resume path)",
-        "torch's Optimizer.load_state_dict accepts a last.pt 'optimizer' entry of the wrong structure (an "
-        "int or string, a state entry that is not a dict) or momentum buffers of the wrong shape; the first "
-        "training step then raises AttributeError/RuntimeError (a traceback). Reproduce: python "
+        ("facerec/train_state.py", "facerec/train.py"),
+        "facerec/train_state.py load_state (the resume path of facerec/train.py)",
+        "the resume state is used as read: torch's Optimizer.load_state_dict accepts an 'optimizer' entry "
+        "of the wrong structure or momentum buffers of the wrong shape, 'train_state' values of the wrong "
+        "type, and set_rng_state runs outside the try (a missing or out-of-range 'rng' entry); each fails "
+        "later with an AttributeError/RuntimeError/TypeError/KeyError traceback. Reproduce: python "
         "bench/fuzz_report.py --kinds last_pt --cases-per-kind 12 --seed 0 (cases 0 and 11)",
+    ),
+    KnownIssue(
+        "last_pt",
+        ("_check_resume_flags",),
+        "facerec/cli/train.py _check_resume_flags (uncommitted work of another engineer)",
+        "a last.pt whose config 'flags' is not an object (e.g. a number) raises AttributeError: "
+        "'int' object has no attribute 'items'",
     ),
 ]
 
