@@ -29,17 +29,23 @@ def collapse_stats(embeddings: np.ndarray) -> dict[str, float]:
     x = np.asarray(embeddings, dtype=np.float64)
     if x.ndim != 2 or len(x) < 2:
         raise ValueError(f"embeddings: expected [N >= 2, d], got shape {x.shape}")
+    if not np.isfinite(x).all():  # a diverged model: nothing to measure (the warning says so)
+        return {"mean_norm": math.nan, "effective_rank": math.nan, "dim": int(x.shape[1])}
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     singular = np.linalg.svd(x, compute_uv=False)
     p = singular / max(float(singular.sum()), 1e-300)
     p = p[p > 0]
     entropy = float(-(p * np.log(p)).sum())
-    return {"mean_norm": float(np.linalg.norm(x.mean(axis=0))), "effective_rank": math.exp(entropy)}
+    return {"mean_norm": float(np.linalg.norm(x.mean(axis=0))), "effective_rank": math.exp(entropy),
+            "dim": int(x.shape[1])}
 
 
-def collapse_warning(stats: dict[str, float], dim: int) -> str | None:
-    """A one-line warning when ``stats`` (from ``collapse_stats`` of d=``dim`` embeddings) show collapse."""
+def collapse_warning(stats: dict[str, float], dim: int | None = None) -> str | None:
+    """A one-line warning when ``stats`` (from ``collapse_stats``; d = ``dim`` or stats["dim"]) show collapse."""
+    dim = int(dim if dim is not None else stats["dim"])
     min_rank = max(MIN_RANK, MIN_RANK_FRACTION * dim)
+    if not (math.isfinite(stats["mean_norm"]) and math.isfinite(stats["effective_rank"])):
+        return "embeddings collapsed: they are not finite (NaN or inf)"
     reasons = []
     if stats["mean_norm"] > MAX_MEAN_NORM:
         reasons.append(f"norm of the mean normalised embedding {stats['mean_norm']:.2f} > {MAX_MEAN_NORM}")
@@ -48,3 +54,49 @@ def collapse_warning(stats: dict[str, float], dim: int) -> str | None:
     if not reasons:
         return None
     return "embeddings collapsed: " + "; ".join(reasons)
+
+
+SAMPLE_IMAGES = 512  # training images embedded when a run has no verification sets
+
+
+def epoch_diagnostics(backbone, results: dict[str, dict], train_set, device, batch_size: int = 128) -> dict:
+    """Collapse numbers of an epoch's model: from the verification sets' embeddings (``results`` of
+    facerec.validation.verify carry them), else from SAMPLE_IMAGES un-augmented training images (a fixed,
+    seeded choice: every epoch sees the same faces). ``{"on", "mean_norm", "effective_rank", "dim",
+    "warning"}``; the worst set (largest mean norm) speaks for several."""
+    if results:
+        on, worst = max(results.items(), key=lambda item: item[1].get("mean_norm", 0.0))
+        if "mean_norm" in worst:
+            stats = {k: worst[k] for k in ("mean_norm", "effective_rank", "dim")}
+            return {"on": on, **stats, "warning": collapse_warning(stats)}
+    embeddings = _sample_embeddings(backbone, train_set, device, batch_size)
+    stats = collapse_stats(embeddings)
+    return {"on": f"{len(embeddings)} training images", **stats, "warning": collapse_warning(stats)}
+
+
+def _sample_embeddings(backbone, train_set, device, batch_size: int) -> np.ndarray:
+    import copy
+
+    import torch
+
+    from facerec.data.datasets import normalize_batch
+
+    plain = copy.copy(train_set)
+    if getattr(plain, "transform", None) is not None:
+        plain.transform = None  # the faces as they are, not as augmented
+    count = min(SAMPLE_IMAGES, len(plain))
+    indices = np.sort(np.random.default_rng(0).choice(len(plain), count, replace=False))
+    was_training = backbone.training
+    backbone.eval()
+    chunks = []
+    try:
+        with torch.no_grad():
+            for start in range(0, count, batch_size):
+                images = torch.stack([torch.as_tensor(plain[int(i)][0]) for i in indices[start:start + batch_size]])
+                images = images.to(device)
+                if images.dtype == torch.uint8:  # FaceDataset(normalize=False)
+                    images = normalize_batch(images)
+                chunks.append(backbone(images).float().cpu().numpy())
+    finally:
+        backbone.train(was_training)
+    return np.concatenate(chunks)

@@ -92,9 +92,11 @@ def holdout_set(pack, identities: list[int], seed: int, max_pairs: int = 3000) -
 @torch.no_grad()
 def verify(backbone: nn.Module, sets: list[VerificationSet], device: torch.device | str,
            batch_size: int = 128) -> dict[str, dict]:
-    """10-fold verification of ``backbone`` on every set: {name: evaluate_verification dict (fractions)}."""
+    """10-fold verification of ``backbone`` on every set: {name: evaluate_verification dict (fractions) plus
+    the collapse numbers of facerec.diagnostics.collapse_stats}."""
     from eval_protocols.embed import Embedder
     from eval_protocols.verification import evaluate_verification
+    from facerec.diagnostics import collapse_stats
 
     was_training = backbone.training
     backbone.eval()
@@ -103,9 +105,10 @@ def verify(backbone: nn.Module, sets: list[VerificationSet], device: torch.devic
         results = {}
         for vs in sets:
             embeddings = embedder.embed(vs.images, flip=True)
+            health = collapse_stats(embeddings)  # each distinct face once (facerec.diagnostics)
             if vs.index is not None:
                 embeddings = embeddings[vs.index]
-            results[vs.name] = evaluate_verification(np.asarray(embeddings, np.float64), vs.issame)
+            results[vs.name] = {**evaluate_verification(np.asarray(embeddings, np.float64), vs.issame), **health}
         return results
     finally:
         backbone.train(was_training)
