@@ -42,11 +42,12 @@ def init_distributed() -> DistInfo:
     return info
 
 
-def resolve_device(name: str | None, info: DistInfo) -> torch.device:
-    """``auto``/None: this rank's GPU when there is one, else the CPU."""
-    if name in (None, "", "auto"):
-        return torch.device(f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+def resolve_device(name: str | None, info: DistInfo = DistInfo()) -> torch.device:
+    """nas_core's device rule (``auto``/None: a GPU when there is one, else the CPU; a bad or missing device
+    is a user error); under torchrun an unindexed GPU is this rank's own."""
+    from nas_core.train import resolve_device as resolve_one
+
+    device = resolve_one(name)
     if device.type == "cuda" and device.index is None and info.enabled:
         device = torch.device(f"cuda:{info.local_rank}")
     return device

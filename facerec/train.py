@@ -2,38 +2,36 @@
 trials (facerec.search.FaceEvaluator).
 
 SGD lr 0.1, momentum 0.9, wd 5e-4 with none on BN/bias/PReLU, lr ×0.1 at 12/20/24 of 26 epochs
-(scaled to the run's length), AMP and channels_last on CUDA, DDP under torchrun. OUT/last.pt holds
-the full state (model, head, optimizer, scheduler, scaler, epoch, step, RNG) and is written
-atomically each epoch and every ``checkpoint_every`` steps, so a job killed mid-epoch resumes from
-the saved step. Non-finite losses skip the step; too many in a row stop with a FaceRecError.
+(scaled to the run's length), AMP and channels_last on CUDA, DDP under torchrun. The pieces: a step
+(with the NaN guard: non-finite losses skip the step, too many in a row stop with a FaceRecError), an
+epoch, the validation, the run's files (facerec.train_state: OUT/last.pt with the full resume state,
+OUT/model.pt, OUT/metrics.json) and the logging sinks (facerec.train_log: log, TensorBoard, progress bar).
+
+last.pt is written atomically each epoch and every ``checkpoint_every`` steps, so a job killed
+mid-epoch resumes from the saved step.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import math
-import pickle
-import random
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
-from tqdm import tqdm
 
 from facerec.data.datasets import normalize_batch
 from facerec.dist import DistInfo, all_ranks_true, broadcast_object
 from facerec.errors import FaceRecError
+from facerec.train_log import TrainSinks
 from facerec.validation import VerificationSet, mean_accuracy, verify
-from nas_core.io import atomic_write_json
+from nas_core.train import amp_step, seed_everything
 
 ADAFACE_EPOCHS = 26
 
@@ -110,31 +108,59 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+def _fresh_state() -> dict[str, Any]:
+    """The training state that OUT/last.pt carries besides the weights, optimizer and RNGs."""
+    return {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "best_epoch": None,
+            "best_score": None, "nan_steps": [], "seconds": 0.0, "epoch_loss": [0.0, 0]}
 
 
-def _rng_state() -> dict:
-    # Plain types only: checkpoints load with weights_only=True (facerec.checkpoint).
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    numpy_state = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                   "has_gauss": int(has_gauss), "gauss": float(gauss)}
-    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+@dataclass
+class TrainRun:
+    """What one training carries from step to step, and what its resume state is made of."""
+
+    model: _FaceModel
+    net: nn.Module  # the model, or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.MultiStepLR
+    scaler: torch.amp.GradScaler
+    config: TrainConfig
+    device: torch.device
+    info: DistInfo
+    batch: int  # per rank
+    steps_per_epoch: int
+    state: dict[str, Any] = field(default_factory=_fresh_state)
+    nan_run: int = 0  # non-finite losses in a row
+    best_state: dict | None = None
+    seconds_before: float = 0.0  # of the jobs this one resumes
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def amp(self) -> bool:
+        return self.config.amp and self.device.type == "cuda"
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.started
 
 
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def _start(backbone: nn.Module, head: nn.Module, train_set: Dataset, config: TrainConfig, device: torch.device,
+           info: DistInfo) -> TrainRun:
+    cuda = device.type == "cuda"
+    backbone.to(device)
+    head.to(device)
+    if cuda:
+        backbone.to(memory_format=torch.channels_last)
+    model = _FaceModel(backbone, head)
+    net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None) \
+        if info.enabled else model
+    optimizer = torch.optim.SGD(param_groups(model, config.weight_decay), lr=config.lr, momentum=config.momentum)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.lr_milestones(), gamma=0.1)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp and cuda)
+    batch = _per_rank_batch(config, train_set, info)
+    return TrainRun(model, net, optimizer, scheduler, scaler, config, device, info, batch,
+                    steps_per_epoch=len(train_set) // info.world_size // batch)
 
+
+# -- data ---------------------------------------------------------------------------------------------
 
 def _with_fresh_transform(dataset: Dataset) -> Dataset:
     """A view of ``dataset`` whose augmentation RNG starts afresh from this run's seed: a transform
@@ -155,71 +181,100 @@ def _per_rank_batch(config: TrainConfig, dataset: Dataset, info: DistInfo) -> in
     return batch
 
 
-def _epoch_loader(dataset: Dataset, config: TrainConfig, info: DistInfo, epoch: int, start_step: int,
-                  batch: int, device: torch.device) -> DataLoader:
-    """This rank's batches of ``epoch`` from ``start_step`` on: the order depends only on (seed, epoch),
-    so a resumed epoch sees the batches it had not seen yet."""
+def _epoch_loader(run: TrainRun, dataset: Dataset, epoch: int) -> DataLoader:
+    """This rank's batches of ``epoch`` from the saved step on: the order depends only on (seed, epoch), so a
+    resumed epoch sees the batches it had not seen yet."""
+    config, info = run.config, run.info
     sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
                                  seed=config.seed, drop_last=True)
     sampler.set_epoch(epoch)
     indices = list(sampler)
-    indices = indices[start_step * batch : len(indices) // batch * batch]
-    return DataLoader(dataset, batch_size=batch, sampler=indices, num_workers=config.workers,
-                      pin_memory=device.type == "cuda", drop_last=True)
+    indices = indices[run.state["step_in_epoch"] * run.batch : len(indices) // run.batch * run.batch]
+    return DataLoader(dataset, batch_size=run.batch, sampler=indices, num_workers=config.workers,
+                      pin_memory=run.device.type == "cuda", drop_last=True)
 
 
-def _plain_scheduler_state(scheduler) -> dict:
-    state = scheduler.state_dict()
-    state["milestones"] = {int(k): int(v) for k, v in state["milestones"].items()}  # a Counter: not weights_only-safe
-    return state
+# -- step, epoch, validation ----------------------------------------------------------------------------
+
+def _step(run: TrainRun, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, bool]:
+    """One optimizer step; (loss, stepped). The NaN guard: a loss that is not finite on every rank skips the
+    step on all of them (gradients cleared, weights untouched)."""
+    images = images.to(run.device, non_blocking=True)
+    labels = labels.to(run.device, non_blocking=True)
+    if images.dtype == torch.uint8:  # FaceDataset(normalize=False): ARCHITECTURE §6 input on the device
+        images = normalize_batch(images)
+    if run.device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(run.device.type, dtype=torch.float16, enabled=run.amp):
+        logits = run.net(images, labels)
+    loss = F.cross_entropy(logits.float(), labels)
+    state = run.state
+    state["step_in_epoch"] += 1
+    state["global_step"] += 1
+    finite = all_ranks_true(bool(torch.isfinite(loss)), run.info, run.device)
+    stepped = amp_step(loss, run.optimizer, run.scaler, run.model.parameters(), loss_is_finite=finite)
+    value = loss.item()
+    if stepped:
+        run.nan_run = 0
+        state["epoch_loss"][0] += value
+        state["epoch_loss"][1] += 1
+    else:
+        run.nan_run += 1
+        state["nan_steps"].append(state["global_step"])
+    return value, stepped
 
 
-def _save_state(path: Path, model: _FaceModel, optimizer, scheduler, scaler, state: dict, meta: dict) -> None:
-    from facerec.checkpoint import save_checkpoint
-
-    save_checkpoint(path, backbone=model.backbone, **meta, head=model.head.state_dict(),
-                    optimizer=optimizer.state_dict(), scheduler=_plain_scheduler_state(scheduler),
-                    scaler=scaler.state_dict(), train_state=dict(state), rng=_rng_state())
-
-
-def _load_state(path: str | Path, model: _FaceModel, optimizer, scheduler, scaler) -> dict:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        model.backbone.load_state_dict(ckpt["model"])
-        model.head.load_state_dict(ckpt["head"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scheduler.milestones = Counter(scheduler.milestones)  # MultiStepLR looks up missing epochs as 0
-        if ckpt["scaler"]:  # empty when saved without AMP (CPU)
-            scaler.load_state_dict(ckpt["scaler"])
-        state = dict(ckpt["train_state"])
-    except FileNotFoundError as exc:
-        raise FaceRecError(f"{path}: expected a last.pt written by facerec-train (file not found)") from exc
-    except (KeyError, RuntimeError, TypeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-        raise FaceRecError(f"{path}: expected a last.pt resume state of the same model and head ({exc})") from exc
-    _set_rng_state(ckpt["rng"])
-    return state
+def _train_epoch(run: TrainRun, dataset: Dataset, epoch: int, sinks: TrainSinks, files) -> tuple[int, float]:
+    """The steps of ``epoch`` from the saved one on; returns (images seen by all ranks, seconds)."""
+    loader = _epoch_loader(run, dataset, epoch)
+    sinks.start_epoch(run, epoch)
+    tic, images = time.perf_counter(), 0
+    for batch_images, labels in loader:
+        loss, stepped = _step(run, batch_images, labels)
+        images += labels.shape[0] * run.info.world_size
+        if stepped:
+            sinks.step(run, loss, images / max(time.perf_counter() - tic, 1e-9))
+        else:
+            sinks.skipped(run, loss)
+            if run.nan_run >= run.config.max_nan_steps:
+                raise FaceRecError(
+                    f"training: loss was not finite for {run.nan_run} steps in a row (last at step "
+                    f"{run.state['global_step']}); expected finite losses: lower --lr or check the data")
+        every = run.config.checkpoint_every
+        if files is not None and every and run.state["global_step"] % every == 0 \
+                and run.state["step_in_epoch"] < run.steps_per_epoch:
+            files.save_last(run)
+    sinks.end_steps()
+    return images, time.perf_counter() - tic
 
 
-def _write_metrics(output: Path, state: dict, config: TrainConfig, meta: dict, run_config: dict) -> None:
-    history = state["history"]
-    speeds = [h["images_per_second"] for h in history if h.get("images_per_second")]
-    metrics = {
-        "epochs": history,
-        "best_epoch": state["best_epoch"],
-        "best_score": state["best_score"],
-        "final": history[-1] if history else None,
-        "global_step": state["global_step"],
-        "nan_steps": state["nan_steps"],
-        "images_per_second": float(np.mean(speeds)) if speeds else None,
-        "seconds": state["seconds"],
-        "train": config.to_dict(),
-        "run": run_config,
-        "genotype": meta.get("genotype").to_dict() if meta.get("genotype") is not None else None,
-        "arch": meta.get("arch"),
-    }
-    atomic_write_json(output / "metrics.json", metrics)
+def _validate(run: TrainRun, val_sets: list[VerificationSet]) -> tuple[dict, float | None]:
+    """Verification results of the backbone (scored on the main rank, shared with all) and their mean."""
+    results = verify(run.model.backbone, list(val_sets), run.device, run.config.val_batch_size) \
+        if val_sets and run.info.is_main else {}
+    results = broadcast_object(results, run.info)
+    return results, mean_accuracy(results) if results else None
 
+
+def _end_epoch(run: TrainRun, epoch: int, images: int, seconds: float, lr: float, results: dict,
+               score: float | None, keep_best: bool) -> tuple[dict, bool]:
+    """Record the epoch in the state's history; (record, whether it is the best so far)."""
+    state = run.state
+    loss_sum, loss_n = state["epoch_loss"]
+    record = {"epoch": epoch + 1, "step": state["global_step"], "loss": loss_sum / loss_n if loss_n else float("nan"),
+              "lr": lr, "images_per_second": images / max(seconds, 1e-9), "train_seconds": seconds,
+              "val": results, "score": score}
+    state["history"].append(record)
+    state.update(epoch=epoch + 1, step_in_epoch=0, epoch_loss=[0.0, 0])
+    is_best = score is not None and (state["best_score"] is None or score > state["best_score"])
+    if is_best:
+        state["best_epoch"], state["best_score"] = epoch + 1, score
+        if keep_best:
+            run.best_state = {k: v.detach().to("cpu", copy=True) for k, v in run.model.backbone.state_dict().items()}
+    return record, is_best
+
+
+# -- the loop ---------------------------------------------------------------------------------------------
 
 def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config: TrainConfig, *,
                 device: torch.device | str = "cpu", val_sets: list[VerificationSet] = (),
@@ -233,157 +288,34 @@ def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config
     (genotype / arch / space) goes into every checkpoint so it rebuilds its model alone. Without
     ``output`` (search trials) it writes nothing.
     """
-    log = logging.getLogger("facerec")
-    level = logging.INFO if verbose else logging.DEBUG
-    device = torch.device(device)
-    meta, run_config = dict(meta or {}), dict(run_config or {})
+    from facerec.train_state import RunFiles, load_state
+
     output = Path(output) if output is not None else None
     seed_everything(config.seed)
     train_set = _with_fresh_transform(train_set)
-    cuda = device.type == "cuda"
-    backbone.to(device)
-    head.to(device)
-    if cuda:
-        backbone.to(memory_format=torch.channels_last)
-    model = _FaceModel(backbone, head)
-    net = model
-    if info.enabled:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
-    optimizer = torch.optim.SGD(param_groups(model, config.weight_decay), lr=config.lr, momentum=config.momentum)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.lr_milestones(), gamma=0.1)
-    amp = config.amp and cuda
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    batch = _per_rank_batch(config, train_set, info)
-    steps_per_epoch = len(train_set) // info.world_size // batch
-    state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "best_epoch": None,
-                             "best_score": None, "nan_steps": [], "seconds": 0.0, "epoch_loss": [0.0, 0]}
+    run = _start(backbone, head, train_set, config, torch.device(device), info)
     if resume is not None:
-        state = _load_state(resume, model, optimizer, scheduler, scaler)
-        log.info(f"resumed from {resume}: epoch {state['epoch'] + 1}, step {state['global_step']} "
-                 f"({state['step_in_epoch']}/{steps_per_epoch} of the epoch done)")
-    writer = None
-    if output is not None and info.is_main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(output / "tb"))
-    best_state = None
-    nan_run = 0
-    total_steps = config.epochs * steps_per_epoch
-    job_start, job_steps = time.perf_counter(), 0
-
-    seconds_before = state["seconds"]
-
-    def save_last() -> None:
-        state["seconds"] = seconds_before + time.perf_counter() - job_start
-        if output is not None and info.is_main:
-            _save_state(output / "last.pt", model, optimizer, scheduler, scaler, state, meta)
-
+        load_state(resume, run)
+        logging.getLogger("facerec").info(
+            f"resumed from {resume}: epoch {run.state['epoch'] + 1}, step {run.state['global_step']} "
+            f"({run.state['step_in_epoch']}/{run.steps_per_epoch} of the epoch done)")
+    files = RunFiles(output, meta, run_config) if output is not None and info.is_main else None
+    sinks = TrainSinks(run, output, progress, verbose)
     try:
-        for epoch in range(state["epoch"], config.epochs):
-            start_step = state["step_in_epoch"]
-            loader = _epoch_loader(train_set, config, info, epoch, start_step, batch, device)
-            bar = tqdm(total=steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{config.epochs}",
-                       disable=not (progress and info.is_main), leave=False, dynamic_ncols=True, unit="step")
-            epoch_start, epoch_images = time.perf_counter(), 0
-            for images, labels in loader:
-                images = images.to(device, non_blocking=True)
-                labels = labels.to(device, non_blocking=True)
-                if images.dtype == torch.uint8:  # FaceDataset(normalize=False): ARCHITECTURE §6 input on the device
-                    images = normalize_batch(images)
-                if cuda:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                    logits = net(images, labels)
-                loss = F.cross_entropy(logits.float(), labels)
-                state["step_in_epoch"] += 1
-                state["global_step"] += 1
-                job_steps += 1
-                epoch_images += images.shape[0] * info.world_size
-                if not all_ranks_true(bool(torch.isfinite(loss)), info, device):
-                    optimizer.zero_grad(set_to_none=True)
-                    nan_run += 1
-                    state["nan_steps"].append(state["global_step"])
-                    log.warning(f"step {state['global_step']}: non-finite loss ({loss.item()}), step skipped "
-                                f"({nan_run} in a row, stop at {config.max_nan_steps})")
-                    if nan_run >= config.max_nan_steps:
-                        raise FaceRecError(
-                            f"training: loss was not finite for {nan_run} steps in a row (last at step "
-                            f"{state['global_step']}); expected finite losses: lower --lr or check the data")
-                    bar.update(1)
-                    continue
-                nan_run = 0
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                loss_value = loss.item()
-                state["epoch_loss"][0] += loss_value
-                state["epoch_loss"][1] += 1
-                bar.update(1)
-                elapsed = time.perf_counter() - epoch_start
-                speed = epoch_images / max(elapsed, 1e-9)
-                eta = (total_steps - state["global_step"]) * (time.perf_counter() - job_start) / job_steps
-                bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{speed:.0f}", eta=_hms(eta), refresh=False)
-                if writer is not None and state["global_step"] % 10 == 0:
-                    writer.add_scalar("train/loss", loss_value, state["global_step"])
-                    writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], state["global_step"])
-                    writer.add_scalar("train/images_per_second", speed, state["global_step"])
-                if (config.checkpoint_every and state["global_step"] % config.checkpoint_every == 0
-                        and state["step_in_epoch"] < steps_per_epoch):
-                    save_last()
-            bar.close()
-            train_seconds = time.perf_counter() - epoch_start
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
-            results = verify(model.backbone, list(val_sets), device, config.val_batch_size) \
-                if val_sets and info.is_main else {}
-            results = broadcast_object(results, info)
-            score = mean_accuracy(results) if results else None
-            loss_sum, loss_n = state["epoch_loss"]
-            record = {"epoch": epoch + 1, "step": state["global_step"],
-                      "loss": loss_sum / loss_n if loss_n else float("nan"), "lr": lr,
-                      "images_per_second": epoch_images / max(train_seconds, 1e-9),
-                      "train_seconds": train_seconds, "val": results, "score": score}
-            state["history"].append(record)
-            state.update(epoch=epoch + 1, step_in_epoch=0, epoch_loss=[0.0, 0])
-            is_best = score is not None and (state["best_score"] is None or score > state["best_score"])
-            if is_best:
-                state["best_epoch"], state["best_score"] = epoch + 1, score
-                if keep_best:
-                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.backbone.state_dict().items()}
-            val_text = ", ".join(f"{k} {v['accuracy']:.4f}" for k, v in results.items())
-            log.log(level, f"epoch {epoch + 1}/{config.epochs} step {state['global_step']}: loss {record['loss']:.4f}, "
-                           f"lr {lr:.4g}, {epoch_images / max(train_seconds, 1e-9):.0f} img/s, {train_seconds:.1f} s"
-                           + (f"; {val_text}" + (" (best)" if is_best else "") if results else ""))
-            if writer is not None:
-                writer.add_scalar("epoch/loss", record["loss"], epoch + 1)
-                for name, r in results.items():
-                    writer.add_scalar(f"val/{name}/accuracy", r["accuracy"], epoch + 1)
-            if output is not None and info.is_main:
-                if is_best or (score is None and state["best_score"] is None):
-                    from facerec.checkpoint import save_checkpoint
-
-                    save_checkpoint(output / "model.pt", backbone=model.backbone, **meta,
-                                    config={**run_config, "train": config.to_dict()},
-                                    epoch=epoch + 1, val=results)
-                save_last()
-                _write_metrics(output, state, config, meta, run_config)
+        for epoch in range(run.state["epoch"], config.epochs):
+            images, seconds = _train_epoch(run, train_set, epoch, sinks, files)
+            lr = run.optimizer.param_groups[0]["lr"]
+            run.scheduler.step()
+            results, score = _validate(run, list(val_sets))
+            record, is_best = _end_epoch(run, epoch, images, seconds, lr, results, score, keep_best)
+            sinks.end_epoch(run, record, is_best)
+            if files is not None:
+                files.end_epoch(run, is_best, results)
     finally:
-        if writer is not None:
-            writer.close()
-    if writer is not None:  # the main rank of a run with an output folder: OUT/report.html
-        from facerec.report import write_train_report
-
-        write_train_report(output)
-    state["seconds"] = seconds_before + time.perf_counter() - job_start
-    if keep_best and best_state is None:  # no verification sets: the last weights are the result
-        best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.backbone.state_dict().items()})
-    return TrainOutcome(state["history"], state["best_epoch"], state["best_score"], best_state,
-                        state["global_step"], state["seconds"], list(state["nan_steps"]))
-
-
-def _hms(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+        sinks.close()
+    if files is not None:
+        files.write_report()
+    if keep_best and run.best_state is None:  # no verification sets: the last weights are the result
+        run.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in backbone.state_dict().items()})
+    return TrainOutcome(run.state["history"], run.state["best_epoch"], run.state["best_score"], run.best_state,
+                        run.state["global_step"], run.seconds(), list(run.state["nan_steps"]))

@@ -65,6 +65,30 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def rng_state() -> dict:
+    """The global RNG states seed_everything sets (torch, CUDA, numpy, random), as a resume state holds them.
+
+    Plain types only: checkpoints load with ``weights_only=True`` (ARCHITECTURE §10, §11).
+    """
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "gauss": float(gauss)}
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what ``rng_state`` returned."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def resolve_device(device: str | None = None) -> torch.device:
     """``None`` / "auto" → cuda when available, else cpu; an unavailable device is a user error."""
     if device in (None, "", "auto"):
@@ -131,15 +155,22 @@ def _batches(n: int, batch_size: int, device: torch.device) -> list[torch.Tensor
 
 
 def amp_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-             parameters, grad_clip: float | None = None) -> None:
-    """One optimizer step under a GradScaler (a no-op scaler without AMP), clipping the true gradients."""
+             parameters, grad_clip: float | None = None, loss_is_finite: bool = True) -> bool:
+    """One optimizer step under a GradScaler (a no-op scaler without AMP), clipping the true gradients.
+
+    ``loss_is_finite=False`` (a NaN guard's verdict, agreed over DDP ranks) skips the step: no backward, the
+    gradients cleared. Returns whether the step was taken.
+    """
     optimizer.zero_grad(set_to_none=True)
+    if not loss_is_finite:
+        return False
     scaler.scale(loss).backward()
     if grad_clip:
         scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
         nn.utils.clip_grad_norm_(parameters, grad_clip)
     scaler.step(optimizer)
     scaler.update()
+    return True
 
 
 @dataclass

@@ -17,6 +17,7 @@ import argparse
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from tqdm import tqdm
@@ -103,23 +104,15 @@ def _producing_trial(result) -> tuple[object, int]:
 
 
 def _body(args: argparse.Namespace) -> int:
-    import time
-
-    from facerec.dist import barrier, broadcast_object, init_distributed, resolve_device
-    from facerec.run_data import check_pack_dir, parse_names, prepare_data
-    from facerec.search import DistributedJournaledEvaluator, FaceEvaluator, trial_weights_path
-    from facerec.space import IResNetSpace
-    from facerec.train import TrainConfig
+    from facerec.dist import init_distributed, resolve_device
+    from facerec.run_data import check_pack_dir
     from nas_core.io import atomic_write_json
-    from nas_core.journal import Journal, JournaledEvaluator
     from nas_core.runlog import log_to
-    from nas_core.search import MacroMicroSearch, SearchSettings
 
     start = time.perf_counter()
     if not args.resume and args.data is not None:
         check_pack_dir(args.data)
     run, saved = _resumed_run(args) if args.resume else _new_run(args)
-    settings, options = SearchSettings.from_dict(saved["search"]), saved["options"]
     info = init_distributed()
     device = resolve_device(args.device, info)
     if info.is_main:
@@ -128,65 +121,100 @@ def _body(args: argparse.Namespace) -> int:
         log.info("facerec-search " + " ".join(sys.argv[1:] if args.argv is None else args.argv))
         if args.resume:
             log.info(f"resuming {run} with its saved settings (journaled trials are not retrained)")
-        if options["data"] is None:
-            log.info("no --data: searching on the built-in synthetic demo face set (facerec.demo, 20 identities x "
-                     "12 images, 112x112) with a CPU-sized budget: " + ", ".join(
-                         f"{k} {settings.to_dict()[k]}" for k in ("e_min", "d_min", "d_max", "w_min", "w_max",
-                                                                  "micro_epochs", "max_trials")))
-        data = prepare_data(options["data"], run, subset_ids=options["subset_ids"], holdout_ids=options["holdout_ids"],
-                            val_bins=parse_names(options["val_bins"]), seed=settings.seed)
-        space = IResNetSpace(embedding_size=options["embedding_size"])
-        config = TrainConfig(epochs=1, batch_size=options["batch_size"], lr=options["lr"], head=options["head"],
-                             seed=settings.seed, workers=options["workers"])
-        log.info(f"data {data.source}: {data.info['train_images']} training images of {data.num_classes} "
-                 f"identities; fitness = 10-fold accuracy on {data.info['val_sets']} (pairs); device {device}, "
-                 f"world size {info.world_size}; settings {settings.to_dict()}")
-        trials_dir = run / "trials"
-        evaluator = FaceEvaluator(space, data.train_set, data.val_sets, config, run_seed=settings.seed,
-                                  device=device, info=info, trials_dir=trials_dir, progress=not args.no_progress)
-        journal = Journal(run / "journal.jsonl")
-        journaled = DistributedJournaledEvaluator(evaluator, journal, info) if info.enabled \
-            else JournaledEvaluator(evaluator, journal)
-
-        if len(journal):
-            log.info(f"journal: {len(journal)} finished trial(s) will be reused")
-        bar = tqdm(total=settings.max_trials, unit="trial", desc="search", dynamic_ncols=True,
-                   disable=args.no_progress or not info.is_main)
-
-        def on_trial(record) -> None:
-            bar.update(1)
-            layer = "" if record.layer is None else f" layer {record.layer}"
-            hit = " (journal)" if getattr(journaled, "last_was_hit", False) else ""
-            log.info(f"trial {record.index:3d} {record.phase}{layer}: {record.genotype.key()} E={record.epochs} "
-                     f"params={record.result.params:,} acc={record.result.accuracy:.2f} -> {record.decision}{hit}")
-            if info.is_main and record.decision not in ("baseline", "accept"):  # can no longer be the answer
-                trial_weights_path(trials_dir, record.genotype, record.epochs).unlink(missing_ok=True)
-
-        with bar:
-            result = MacroMicroSearch(space, journaled, settings, on_trial=on_trial).run()
-        genotype, epochs = _producing_trial(result)
-        weights = trial_weights_path(trials_dir, genotype, epochs)
-        missing = broadcast_object(not weights.is_file(), info)  # rank 0 writes the file: its view decides
-        if missing:  # e.g. journaled before a crash that lost the file: retrain (same seed)
-            log.info(f"retraining {genotype.key()} x{epochs} for RUN/model.pt (its trial weights are missing)")
-            evaluator.evaluate(genotype, epochs)
-        barrier(info)
-        if info.is_main:
-            shutil.copyfile(weights, run / ".model.pt.tmp")
-            (run / ".model.pt.tmp").replace(run / "model.pt")
-            shutil.rmtree(trials_dir, ignore_errors=True)
-            payload = result.to_dict()
-            # search_seconds: summed train+eval time of all trials, journaled ones included (as nas-search)
-            payload.update(genotype=result.genotype.to_dict(), params=result.params, fitness=result.accuracy,
-                           trial_epochs=epochs, num_trials=len(result.trials), search_seconds=result.seconds,
-                           wall_seconds=time.perf_counter() - start, settings=settings.to_dict(),
-                           options=options, space=space.config(), data=data.info, model="model.pt")
-            atomic_write_json(run / "result.json", payload)
-            _write_report(run, log)
-        log.info(f"result {result.genotype.key()}: {result.params:,} params, fitness {result.accuracy:.2f}% after "
-                 f"{len(result.trials)} trials ({result.epochs_total} epochs) in "
-                 f"{time.perf_counter() - start:.1f} s; wrote {run / 'result.json'} and {run / 'model.pt'}")
+        _search(args, run, saved, info, device, log, start)
     return 0
+
+
+def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log, start: float) -> None:
+    from facerec.run_data import parse_names, prepare_data
+    from facerec.search import FaceEvaluator
+    from facerec.space import IResNetSpace
+    from facerec.train import TrainConfig
+    from nas_core.io import atomic_write_json
+    from nas_core.search import MacroMicroSearch, SearchSettings
+
+    settings, options = SearchSettings.from_dict(saved["search"]), saved["options"]
+    if options["data"] is None:
+        log.info("no --data: searching on the built-in synthetic demo face set (facerec.demo, 20 identities x "
+                 "12 images, 112x112) with a CPU-sized budget: " + ", ".join(
+                     f"{k} {settings.to_dict()[k]}" for k in ("e_min", "d_min", "d_max", "w_min", "w_max",
+                                                              "micro_epochs", "max_trials")))
+    data = prepare_data(options["data"], run, subset_ids=options["subset_ids"], holdout_ids=options["holdout_ids"],
+                        val_bins=parse_names(options["val_bins"]), seed=settings.seed)
+    space = IResNetSpace(embedding_size=options["embedding_size"])
+    config = TrainConfig(epochs=1, batch_size=options["batch_size"], lr=options["lr"], head=options["head"],
+                         seed=settings.seed, workers=options["workers"])
+    log.info(f"data {data.source}: {data.info['train_images']} training images of {data.num_classes} "
+             f"identities; fitness = 10-fold accuracy on {data.info['val_sets']} (pairs); device {device}, "
+             f"world size {info.world_size}; settings {settings.to_dict()}")
+    evaluator = FaceEvaluator(space, data.train_set, data.val_sets, config, run_seed=settings.seed,
+                              device=device, info=info, trials_dir=run / "trials", progress=not args.no_progress)
+    journaled = _journaled(evaluator, run, info, log)
+    bar = tqdm(total=settings.max_trials, unit="trial", desc="search", dynamic_ncols=True,
+               disable=args.no_progress or not info.is_main)
+    with bar:
+        result = MacroMicroSearch(space, journaled, settings,
+                                  on_trial=_trial_reporter(bar, journaled, run / "trials", info, log)).run()
+    _write_model(run, result, evaluator, info, log)
+    if info.is_main:
+        payload = result.to_dict()
+        # search_seconds: summed train+eval time of all trials, journaled ones included (as nas-search)
+        payload.update(genotype=result.genotype.to_dict(), params=result.params, fitness=result.accuracy,
+                       trial_epochs=_producing_trial(result)[1], num_trials=len(result.trials),
+                       search_seconds=result.seconds, wall_seconds=time.perf_counter() - start,
+                       settings=settings.to_dict(), options=options, space=space.config(), data=data.info,
+                       model="model.pt")
+        atomic_write_json(run / "result.json", payload)
+        _write_report(run, log)
+    log.info(f"result {result.genotype.key()}: {result.params:,} params, fitness {result.accuracy:.2f}% after "
+             f"{len(result.trials)} trials ({result.epochs_total} epochs) in "
+             f"{time.perf_counter() - start:.1f} s; wrote {run / 'result.json'} and {run / 'model.pt'}")
+
+
+def _journaled(evaluator, run: Path, info, log):
+    """The evaluator behind RUN/journal.jsonl: journaled trials are answered from it, new ones appended."""
+    from facerec.search import DistributedJournaledEvaluator
+    from nas_core.journal import Journal, JournaledEvaluator
+
+    journal = Journal(run / "journal.jsonl")
+    if len(journal):
+        log.info(f"journal: {len(journal)} finished trial(s) will be reused")
+    return DistributedJournaledEvaluator(evaluator, journal, info) if info.enabled \
+        else JournaledEvaluator(evaluator, journal)
+
+
+def _trial_reporter(bar, journaled, trials_dir: Path, info, log):
+    """on_trial: a log line per trial; the weights of a trial that can no longer be the answer are dropped."""
+    from facerec.search import trial_weights_path
+
+    def on_trial(record) -> None:
+        bar.update(1)
+        layer = "" if record.layer is None else f" layer {record.layer}"
+        hit = " (journal)" if getattr(journaled, "last_was_hit", False) else ""
+        log.info(f"trial {record.index:3d} {record.phase}{layer}: {record.genotype.key()} E={record.epochs} "
+                 f"params={record.result.params:,} acc={record.result.accuracy:.2f} -> {record.decision}{hit}")
+        if info.is_main and record.decision not in ("baseline", "accept"):
+            trial_weights_path(trials_dir, record.genotype, record.epochs).unlink(missing_ok=True)
+
+    return on_trial
+
+
+def _write_model(run: Path, result, evaluator, info, log) -> None:
+    """RUN/model.pt: the weights of the trial that produced the result (retrained if a crash lost them)."""
+    from facerec.dist import barrier, broadcast_object
+    from facerec.search import trial_weights_path
+
+    genotype, epochs = _producing_trial(result)
+    weights = trial_weights_path(run / "trials", genotype, epochs)
+    missing = broadcast_object(not weights.is_file(), info)  # rank 0 writes the file: its view decides
+    if missing:  # e.g. journaled before a crash that lost the file: retrain (same seed)
+        log.info(f"retraining {genotype.key()} x{epochs} for RUN/model.pt (its trial weights are missing)")
+        evaluator.evaluate(genotype, epochs)
+    barrier(info)
+    if info.is_main:
+        shutil.copyfile(weights, run / ".model.pt.tmp")
+        (run / ".model.pt.tmp").replace(run / "model.pt")
+        shutil.rmtree(run / "trials", ignore_errors=True)
 
 
 def _write_report(run: Path, log) -> None:

@@ -140,15 +140,10 @@ def init_backbone(path: str, genotype_path: str | None, arch: str | None, embedd
 
 def _body(args: argparse.Namespace) -> int:
     from facerec.dist import init_distributed, resolve_device
-    from facerec.heads import create_head
-    from facerec.run_data import check_pack_dir, parse_names, prepare_data
-    from facerec.train import TrainConfig, seed_everything, train_model
-    from nas_core.runlog import log_to
+    from facerec.run_data import check_pack_dir
 
     output = Path(args.output)
-    demo = args.data is None
-    defaults = _DEMO_DEFAULTS if demo else _DEFAULTS
-    for key, value in defaults.items():
+    for key, value in (_DEMO_DEFAULTS if args.data is None else _DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.epochs < 1:
@@ -161,9 +156,19 @@ def _body(args: argparse.Namespace) -> int:
     # A bad --init fails before the output folder is made; its weights do not depend on --seed.
     init = init_backbone(args.init, args.genotype, args.arch, args.embedding_size, args.dropout) if args.init else None
     output.mkdir(parents=True, exist_ok=True)
+    return _train(args, output, resume, info, device, init)
+
+
+def _train(args: argparse.Namespace, output: Path, resume: Path | None, info, device, init) -> int:
+    from facerec.heads import create_head
+    from facerec.run_data import parse_names, prepare_data
+    from facerec.train import TrainConfig, train_model
+    from nas_core.runlog import log_to
+    from nas_core.train import seed_everything
+
     with log_to(output / "train.log" if info.is_main else None, "facerec", echo=info.is_main) as log:
         log.info("facerec-train " + " ".join(sys.argv[1:] if args.argv is None else args.argv))
-        if demo:
+        if args.data is None:
             log.info("no --data: training on the built-in synthetic demo face set (facerec.demo, 20 identities "
                      f"x 12 images, 112x112) with a CPU-sized budget ({args.epochs} epochs, batch {args.batch_size})")
         data = prepare_data(args.data, output, subset_ids=args.subset_ids, holdout_ids=args.holdout_ids,

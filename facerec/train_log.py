@@ -1,0 +1,83 @@
+"""Where a face training reports (facerec.train): the "facerec" log, TensorBoard scalars under OUT/tb and
+a progress bar per epoch with loss, images/s and the job's ETA."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from facerec.train import TrainRun
+
+
+class TrainSinks:
+    """Where a training reports: the "facerec" log (INFO; DEBUG for search trials), TensorBoard scalars under
+    OUT/tb (main rank, with an output folder) and a progress bar per epoch with loss, img/s and ETA."""
+
+    def __init__(self, run: TrainRun, output: Path | None, progress: bool, verbose: bool):
+        self.log = logging.getLogger("facerec")
+        self.level = logging.INFO if verbose else logging.DEBUG
+        self.writer = None
+        if output is not None and run.info.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(output / "tb"))
+        self.show_bar = progress and run.info.is_main
+        self.bar: tqdm | None = None
+        self.total_steps = run.config.epochs * run.steps_per_epoch
+        self.started, self.steps = time.perf_counter(), 0
+
+    def start_epoch(self, run: TrainRun, epoch: int) -> None:
+        self.bar = tqdm(total=run.steps_per_epoch, initial=run.state["step_in_epoch"], unit="step",
+                        desc=f"epoch {epoch + 1}/{run.config.epochs}", disable=not self.show_bar, leave=False,
+                        dynamic_ncols=True)
+
+    def step(self, run: TrainRun, loss: float, speed: float) -> None:
+        self.steps += 1
+        self.bar.update(1)
+        step = run.state["global_step"]
+        eta = (self.total_steps - step) * (time.perf_counter() - self.started) / self.steps
+        self.bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{speed:.0f}", eta=_hms(eta), refresh=False)
+        if self.writer is not None and step % 10 == 0:
+            self.writer.add_scalar("train/loss", loss, step)
+            self.writer.add_scalar("train/lr", run.optimizer.param_groups[0]["lr"], step)
+            self.writer.add_scalar("train/images_per_second", speed, step)
+
+    def skipped(self, run: TrainRun, loss: float) -> None:
+        self.steps += 1
+        self.bar.update(1)
+        self.log.warning(f"step {run.state['global_step']}: non-finite loss ({loss}), step skipped "
+                         f"({run.nan_run} in a row, stop at {run.config.max_nan_steps})")
+
+    def end_steps(self) -> None:
+        self.bar.close()
+
+    def end_epoch(self, run: TrainRun, record: dict, is_best: bool) -> None:
+        results, epoch = record["val"], record["epoch"]
+        val_text = ", ".join(f"{k} {v['accuracy']:.4f}" for k, v in results.items())
+        self.log.log(self.level, f"epoch {epoch}/{run.config.epochs} step {record['step']}: loss {record['loss']:.4f}, "
+                                 f"lr {record['lr']:.4g}, {record['images_per_second']:.0f} img/s, "
+                                 f"{record['train_seconds']:.1f} s"
+                     + (f"; {val_text}" + (" (best)" if is_best else "") if results else ""))
+        if self.writer is not None:
+            self.writer.add_scalar("epoch/loss", record["loss"], epoch)
+            for name, r in results.items():
+                self.writer.add_scalar(f"val/{name}/accuracy", r["accuracy"], epoch)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _hms(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -1,0 +1,95 @@
+"""The files of a face training with an output folder, and the resume state (ARCHITECTURE §9, §10).
+
+OUT/last.pt: the full resume state (backbone, head, optimizer, scheduler, scaler, the training state
+of facerec.train, the global RNGs). OUT/model.pt: the best epoch's weights (the last ones without
+verification sets). OUT/metrics.json: the history so far. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from facerec.checkpoint import save_checkpoint
+from facerec.errors import FaceRecError
+from nas_core.io import atomic_write_json
+from nas_core.train import rng_state, set_rng_state
+
+if TYPE_CHECKING:
+    from facerec.train import TrainRun
+
+
+class RunFiles:
+    """What the main rank of a training with an output folder writes there."""
+
+    def __init__(self, output: Path, meta: dict | None, run_config: dict | None):
+        self.output = Path(output)
+        self.meta = dict(meta or {})  # genotype / arch / space: every checkpoint rebuilds its model alone
+        self.run_config = dict(run_config or {})
+
+    def _config(self, run: TrainRun) -> dict:
+        return {**self.run_config, "train": run.config.to_dict()}
+
+    def save_last(self, run: TrainRun) -> None:
+        run.state["seconds"] = run.seconds()
+        save_checkpoint(self.output / "last.pt", backbone=run.model.backbone, **self.meta,
+                        head=run.model.head.state_dict(), optimizer=run.optimizer.state_dict(),
+                        scheduler=_plain_scheduler_state(run.scheduler), scaler=run.scaler.state_dict(),
+                        train_state=dict(run.state), rng=rng_state())
+
+    def end_epoch(self, run: TrainRun, is_best: bool, results: dict) -> None:
+        """model.pt when the epoch is the best (or there is nothing to score), then last.pt and metrics.json."""
+        if is_best or (run.state["best_score"] is None and not results):
+            save_checkpoint(self.output / "model.pt", backbone=run.model.backbone, **self.meta,
+                            config=self._config(run), epoch=run.state["epoch"], val=results)
+        self.save_last(run)
+        self.write_metrics(run)
+
+    def write_metrics(self, run: TrainRun) -> None:
+        state = run.state
+        history = state["history"]
+        speeds = [h["images_per_second"] for h in history if h.get("images_per_second")]
+        genotype = self.meta.get("genotype")
+        atomic_write_json(self.output / "metrics.json", {
+            "epochs": history, "best_epoch": state["best_epoch"], "best_score": state["best_score"],
+            "final": history[-1] if history else None, "global_step": state["global_step"],
+            "nan_steps": state["nan_steps"], "images_per_second": float(np.mean(speeds)) if speeds else None,
+            "seconds": state["seconds"], "train": run.config.to_dict(), "run": self.run_config,
+            "genotype": genotype.to_dict() if genotype is not None else None, "arch": self.meta.get("arch"),
+        })
+
+    def write_report(self) -> None:
+        from facerec.report import write_train_report
+
+        write_train_report(self.output)
+
+
+def _plain_scheduler_state(scheduler) -> dict:
+    state = scheduler.state_dict()
+    state["milestones"] = {int(k): int(v) for k, v in state["milestones"].items()}  # a Counter: not weights_only-safe
+    return state
+
+
+def load_state(path: str | Path, run: TrainRun) -> None:
+    """Put ``run`` (model, head, optimizer, scheduler, scaler, training state, RNGs) where last.pt left it."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        run.model.backbone.load_state_dict(ckpt["model"])
+        run.model.head.load_state_dict(ckpt["head"])
+        run.optimizer.load_state_dict(ckpt["optimizer"])
+        run.scheduler.load_state_dict(ckpt["scheduler"])
+        run.scheduler.milestones = Counter(run.scheduler.milestones)  # MultiStepLR looks up missing epochs as 0
+        if ckpt["scaler"]:  # empty when saved without AMP (CPU)
+            run.scaler.load_state_dict(ckpt["scaler"])
+        state = dict(ckpt["train_state"])
+    except FileNotFoundError as exc:
+        raise FaceRecError(f"{path}: expected a last.pt written by facerec-train (file not found)") from exc
+    except (KeyError, RuntimeError, TypeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise FaceRecError(f"{path}: expected a last.pt resume state of the same model and head ({exc})") from exc
+    set_rng_state(ckpt["rng"])
+    run.state, run.seconds_before = state, state["seconds"]
