@@ -31,6 +31,7 @@ from facerec.dist import DistInfo, all_ranks_true, broadcast_object
 from facerec.errors import FaceRecError
 from facerec.train_log import TrainSinks
 from facerec.validation import VerificationSet, mean_accuracy, verify
+from nas_core import faults
 from nas_core.train import amp_step, seed_everything
 
 ADAFACE_EPOCHS = 26
@@ -244,6 +245,7 @@ def _train_epoch(run: TrainRun, dataset: Dataset, epoch: int, sinks: TrainSinks,
         if files is not None and every and run.state["global_step"] % every == 0 \
                 and run.state["step_in_epoch"] < run.steps_per_epoch:
             files.save_last(run)
+        faults.step()
     sinks.end_steps()
     return images, time.perf_counter() - tic
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nas_core import faults
 from nas_core.errors import NasError
 from nas_core.evaluator import Evaluator, TrialResult
 from nas_core.genotype import Genotype
@@ -161,5 +162,6 @@ class JournaledEvaluator:
             return stored
         result = self.evaluator.evaluate(genotype, epochs)
         self.journal.append(genotype, epochs, result, **self._context)
+        faults.trial()
         self._context = {}
         return result

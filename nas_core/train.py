@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nas_core import faults
 from nas_core.classify.datasets import ClassificationData
 from nas_core.errors import NasError
 from nas_core.io import atomic_torch_save
@@ -262,6 +263,7 @@ def _train_epoch(run: _Run, data: ClassificationData, images: torch.Tensor, labe
             logits = run.model(x)
             loss = criterion(logits, y)
         amp_step(loss, run.optimizer, run.scaler, run.model.parameters(), config.grad_clip)
+        faults.step()
         # Accumulate on the device: no per-step host sync.
         loss_sum += loss.detach().float() * len(y)
         correct += (logits.argmax(1) == y).sum()

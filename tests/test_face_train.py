@@ -1,13 +1,12 @@
-"""facerec-train and the trainer: learning, kill + resume at the saved step, NaN guard, bad input."""
+"""facerec-train and the trainer: learning, kill (at an exact step, through nas_core.faults) + resume at the
+saved step, NaN guard, bad input."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -117,42 +116,29 @@ def test_train_writes_model_metrics_log_and_tensorboard(tiny_pack, tiny_genotype
     assert "epoch 2/2" in (out / "train.log").read_text()
 
 
-def _saved_step(path: Path) -> tuple[int, int] | None:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)["train_state"]
-    except (OSError, RuntimeError, EOFError, KeyError):
-        return None
-    return state["global_step"], state["step_in_epoch"]
+def run_with_fault(args: list[str], **fault: str) -> subprocess.CompletedProcess:
+    """facerec-train in a subprocess that a fault-injection point (nas_core.faults) ends at an exact place."""
+    return subprocess.run([sys.executable, "-m", "facerec.cli.train", *args], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1", **fault})
 
 
-def test_sigkill_mid_epoch_then_resume_continues_from_the_saved_step(tiny_pack, tiny_genotype, tmp_path):
+def _load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_killed_training_resumes_from_the_saved_step(tiny_pack, tiny_genotype, tmp_path):
     out = tmp_path / "killed"
-    args = _train_args(tiny_pack, tiny_genotype, out, "--epochs", "4", "--checkpoint-every", "3")
-    proc = subprocess.Popen([sys.executable, "-m", "facerec.cli.train", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            saved = _saved_step(out / "last.pt") if (out / "last.pt").exists() else None
-            if saved is not None and saved[0] > 0 and saved[1] > 0:  # a mid-epoch checkpoint exists
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, "training ended before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    saved_step, in_epoch = _saved_step(out / "last.pt")
-    assert saved_step > 0 and in_epoch > 0
+    # 48 training images, batch 8: 6 steps an epoch; last.pt after steps 4, 6, 8, ...
+    args = _train_args(tiny_pack, tiny_genotype, out, "--epochs", "3", "--checkpoint-every", "4")
+    proc = run_with_fault(args, FACENAS_FAIL_AFTER_STEPS="10")  # dies as by SIGKILL after step 10
+    assert proc.returncode == 137 and "fault injection: killed after step 10" in proc.stderr, proc.stderr[-2000:]
+    state = _load(out / "last.pt")["train_state"]
+    assert (state["global_step"], state["step_in_epoch"]) == (8, 2)
     assert train_main(args + ["--resume", str(out / "last.pt")]) == 0
     log = (out / "train.log").read_text()
-    assert f"resumed from {out / 'last.pt'}: epoch" in log and f"step {saved_step} ({in_epoch}/" in log
+    assert f"resumed from {out / 'last.pt'}: epoch 2, step 8 (2/6 of the epoch done)" in log
     metrics = json.loads((out / "metrics.json").read_text())
-    steps_per_epoch = metrics["epochs"][0]["step"]
-    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3, 4]
-    assert [e["step"] for e in metrics["epochs"]] == [steps_per_epoch * k for k in (1, 2, 3, 4)]
-    assert metrics["global_step"] == 4 * steps_per_epoch
+    assert [e["step"] for e in metrics["epochs"]] == [6, 12, 18] and metrics["global_step"] == 18
 
 
 @pytest.mark.parametrize("bad", ["missing", "empty"])

@@ -203,6 +203,7 @@ def _write_model(run: Path, result, evaluator, info, log) -> None:
     """RUN/model.pt: the weights of the trial that produced the result (retrained if a crash lost them)."""
     from facerec.dist import barrier, broadcast_object
     from facerec.search import trial_weights_path
+    from nas_core.io import atomic_write
 
     genotype, epochs = _producing_trial(result)
     weights = trial_weights_path(run / "trials", genotype, epochs)
@@ -212,8 +213,8 @@ def _write_model(run: Path, result, evaluator, info, log) -> None:
         evaluator.evaluate(genotype, epochs)
     barrier(info)
     if info.is_main:
-        shutil.copyfile(weights, run / ".model.pt.tmp")
-        (run / ".model.pt.tmp").replace(run / "model.pt")
+        with open(weights, "rb") as source:
+            atomic_write(run / "model.pt", lambda f: shutil.copyfileobj(source, f))
         shutil.rmtree(run / "trials", ignore_errors=True)
 
 
