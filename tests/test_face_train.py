@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -126,6 +127,24 @@ def _load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+# 48 training images, batch 8: 6 steps an epoch, 18 in all; last.pt after steps 4, 6, 8, 12, 16 and 18.
+_RESUMABLE = ("--epochs", "3", "--checkpoint-every", "4")
+
+
+@pytest.fixture(scope="module")
+def straight(tiny_pack, tiny_genotype, tmp_path_factory) -> Path:
+    """The uninterrupted run the killed ones must match, on one thread as they run (a module fixture is set up
+    before conftest's function-scoped one-thread fixture; float sums depend on the thread count)."""
+    out = tmp_path_factory.mktemp("straight") / "out"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert train_main(_train_args(tiny_pack, tiny_genotype, out, *_RESUMABLE)) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
 def test_killed_training_resumes_from_the_saved_step(tiny_pack, tiny_genotype, tmp_path):
     out = tmp_path / "killed"
     # 48 training images, batch 8: 6 steps an epoch; last.pt after steps 4, 6, 8, ...
@@ -139,6 +158,21 @@ def test_killed_training_resumes_from_the_saved_step(tiny_pack, tiny_genotype, t
     assert f"resumed from {out / 'last.pt'}: epoch 2, step 8 (2/6 of the epoch done)" in log
     metrics = json.loads((out / "metrics.json").read_text())
     assert [e["step"] for e in metrics["epochs"]] == [6, 12, 18] and metrics["global_step"] == 18
+
+
+def test_new_run_refuses_a_folder_holding_files(straight, tiny_pack, tiny_genotype, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(straight, out)
+    before = _listing(out)
+    assert train_main(_train_args(tiny_pack, tiny_genotype, out, *_RESUMABLE)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0] == (f"error: {out}: expected a new or empty output folder; it holds files of an "
+                                        f"earlier run (continue that run with --resume {out}, or choose another --output)")
+    assert _listing(out) == before
+
+
+def _listing(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
 
 
 @pytest.mark.parametrize("bad", ["missing", "empty"])

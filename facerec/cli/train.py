@@ -7,6 +7,8 @@
 Writes OUT/model.pt (best epoch: weights + genotype/arch + config), OUT/last.pt (full resume state,
 every epoch and every --checkpoint-every steps), OUT/metrics.json, OUT/train.log, OUT/tb/.
 With no --data it trains on the built-in synthetic demo set with a CPU-sized budget.
+
+A new run needs a new or empty OUT; `--resume OUT` continues one.
 """
 
 from __future__ import annotations
@@ -58,10 +60,14 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def _resume_path(text: str | None) -> Path | None:
+    """The last.pt to resume from; None when there is none, also for a run folder killed before its first one
+    was written (it then starts again from step 0, which is where it was)."""
     if text is None:
         return None
     path = Path(text)
     if path.is_dir():
+        if not (path / "last.pt").is_file() and (path / "train.log").is_file():
+            return None
         path = path / "last.pt"
     if not path.is_file():
         raise FaceRecError(f"{path}: expected a last.pt written by facerec-train (file not found)")
@@ -138,6 +144,12 @@ def init_backbone(path: str, genotype_path: str | None, arch: str | None, embedd
     return backbone, meta
 
 
+def _check_new_output(output: Path, resuming: bool) -> None:
+    if not resuming and output.is_dir() and any(output.iterdir()):
+        raise FaceRecError(f"{output}: expected a new or empty output folder; it holds files of an earlier run "
+                           f"(continue that run with --resume {output}, or choose another --output)")
+
+
 def _body(args: argparse.Namespace) -> int:
     from facerec.dist import init_distributed, resolve_device
     from facerec.run_data import check_pack_dir
@@ -155,6 +167,7 @@ def _body(args: argparse.Namespace) -> int:
         check_pack_dir(args.data)
     # A bad --init fails before the output folder is made; its weights do not depend on --seed.
     init = init_backbone(args.init, args.genotype, args.arch, args.embedding_size, args.dropout) if args.init else None
+    _check_new_output(output, resuming=args.resume is not None)
     output.mkdir(parents=True, exist_ok=True)
     return _train(args, output, resume, info, device, init)
 
@@ -168,6 +181,8 @@ def _train(args: argparse.Namespace, output: Path, resume: Path | None, info, de
 
     with log_to(output / "train.log" if info.is_main else None, "facerec", echo=info.is_main) as log:
         log.info("facerec-train " + " ".join(sys.argv[1:] if args.argv is None else args.argv))
+        if args.resume is not None and resume is None:
+            log.info(f"{args.resume} holds no last.pt (stopped before its first checkpoint): starting at step 0")
         if args.data is None:
             log.info("no --data: training on the built-in synthetic demo face set (facerec.demo, 20 identities "
                      f"x 12 images, 112x112) with a CPU-sized budget ({args.epochs} epochs, batch {args.batch_size})")
