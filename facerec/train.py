@@ -8,14 +8,18 @@ epoch, the validation, the run's files (facerec.train_state: OUT/last.pt with th
 OUT/model.pt, OUT/metrics.json) and the logging sinks (facerec.train_log: log, TensorBoard, progress bar).
 
 last.pt is written atomically each epoch and every ``checkpoint_every`` steps, so a job killed
-mid-epoch resumes from the saved step.
+mid-epoch resumes from the saved step. SIGTERM or Ctrl-C (with an output folder) stops after the current step and writes last.pt first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +88,14 @@ class TrainOutcome:
     @property
     def epoch_scores(self) -> list[float]:
         return [h["score"] for h in self.history if h.get("score") is not None]
+
+
+class TrainingStopped(Exception):
+    """SIGTERM or Ctrl-C stopped a training that has an output folder; its last.pt holds ``global_step``."""
+
+    def __init__(self, signum: int, global_step: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name} after step {global_step}")
+        self.signum, self.global_step = signum, global_step
 
 
 class _FaceModel(nn.Module):
@@ -182,6 +194,13 @@ def _per_rank_batch(config: TrainConfig, dataset: Dataset, info: DistInfo) -> in
     return batch
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Loader workers leave Ctrl-C and SIGTERM to the main process, which stops after the current step
+    (a worker dying first would break the batch the main process is waiting for)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _epoch_loader(run: TrainRun, dataset: Dataset, epoch: int) -> DataLoader:
     """This rank's batches of ``epoch`` from the saved step on: the order depends only on (seed, epoch), so a
     resumed epoch sees the batches it had not seen yet."""
@@ -192,7 +211,7 @@ def _epoch_loader(run: TrainRun, dataset: Dataset, epoch: int) -> DataLoader:
     indices = list(sampler)
     indices = indices[run.state["step_in_epoch"] * run.batch : len(indices) // run.batch * run.batch]
     return DataLoader(dataset, batch_size=run.batch, sampler=indices, num_workers=config.workers,
-                      pin_memory=run.device.type == "cuda", drop_last=True)
+                      pin_memory=run.device.type == "cuda", drop_last=True, worker_init_fn=_ignore_stop_signals)
 
 
 # -- step, epoch, validation ----------------------------------------------------------------------------
@@ -225,7 +244,8 @@ def _step(run: TrainRun, images: torch.Tensor, labels: torch.Tensor) -> tuple[fl
     return value, stepped
 
 
-def _train_epoch(run: TrainRun, dataset: Dataset, epoch: int, sinks: TrainSinks, files) -> tuple[int, float]:
+def _train_epoch(run: TrainRun, dataset: Dataset, epoch: int, sinks: TrainSinks, files, stop: _StopRequest
+                 ) -> tuple[int, float]:
     """The steps of ``epoch`` from the saved one on; returns (images seen by all ranks, seconds)."""
     loader = _epoch_loader(run, dataset, epoch)
     sinks.start_epoch(run, epoch)
@@ -246,6 +266,7 @@ def _train_epoch(run: TrainRun, dataset: Dataset, epoch: int, sinks: TrainSinks,
                 and run.state["step_in_epoch"] < run.steps_per_epoch:
             files.save_last(run)
         faults.step()
+        stop.check(run, files)
     sinks.end_steps()
     return images, time.perf_counter() - tic
 
@@ -276,6 +297,47 @@ def _end_epoch(run: TrainRun, epoch: int, images: int, seconds: float, lr: float
     return record, is_best
 
 
+# -- stopping on SIGTERM / Ctrl-C -------------------------------------------------------------------------
+
+class _StopRequest:
+    """Set by SIGTERM or a first Ctrl-C; the step loop then writes last.pt and raises TrainingStopped."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    def check(self, run: TrainRun, files) -> None:
+        # Every rank stops after the same step, or DDP would wait forever for the ones that went on.
+        if all_ranks_true(self.signum is None, run.info, run.device):
+            return
+        if files is not None:
+            files.save_last(run)
+        raise TrainingStopped(self.signum or signal.SIGTERM, run.state["global_step"])
+
+
+@contextlib.contextmanager
+def _stop_on_signals(enabled: bool) -> Iterator[_StopRequest]:
+    """While training with an output folder, SIGTERM or Ctrl-C asks for a stop after the current step (so
+    last.pt holds a whole step); a second Ctrl-C interrupts at once."""
+    request = _StopRequest()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handle(signum, frame):
+        if request.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        request.signum = signum
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in previous:
+        signal.signal(s, handle)
+    try:
+        yield request
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+
 # -- the loop ---------------------------------------------------------------------------------------------
 
 def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config: TrainConfig, *,
@@ -287,8 +349,9 @@ def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config
 
     With ``output`` it writes last.pt (resume state), model.pt (best epoch, or last without val sets),
     metrics.json, TensorBoard scalars under tb/ and, at the end, report.html + report.md; ``meta``
-    (genotype / arch / space) goes into every checkpoint so it rebuilds its model alone. Without
-    ``output`` (search trials) it writes nothing.
+    (genotype / arch / space) goes into every checkpoint so it rebuilds its model alone; SIGTERM or
+    Ctrl-C then raises TrainingStopped once last.pt holds the last step. Without ``output`` (search
+    trials) it writes nothing.
     """
     from facerec.train_state import RunFiles, load_state
 
@@ -304,15 +367,18 @@ def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config
     files = RunFiles(output, meta, run_config) if output is not None and info.is_main else None
     sinks = TrainSinks(run, output, progress, verbose)
     try:
-        for epoch in range(run.state["epoch"], config.epochs):
-            images, seconds = _train_epoch(run, train_set, epoch, sinks, files)
-            lr = run.optimizer.param_groups[0]["lr"]
-            run.scheduler.step()
-            results, score = _validate(run, list(val_sets))
-            record, is_best = _end_epoch(run, epoch, images, seconds, lr, results, score, keep_best)
-            sinks.end_epoch(run, record, is_best)
-            if files is not None:
-                files.end_epoch(run, is_best, results)
+        with _stop_on_signals(enabled=output is not None) as stop:
+            for epoch in range(run.state["epoch"], config.epochs):
+                images, seconds = _train_epoch(run, train_set, epoch, sinks, files, stop)
+                lr = run.optimizer.param_groups[0]["lr"]
+                run.scheduler.step()
+                results, score = _validate(run, list(val_sets))
+                record, is_best = _end_epoch(run, epoch, images, seconds, lr, results, score, keep_best)
+                sinks.end_epoch(run, record, is_best)
+                if files is not None:
+                    files.end_epoch(run, is_best, results)
+                if epoch + 1 < config.epochs:
+                    stop.check(run, files=None)  # last.pt was just written
     finally:
         sinks.close()
     if files is not None:

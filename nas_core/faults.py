@@ -5,6 +5,8 @@
     FACENAS_FAIL_IN_WRITE=N       in this process's N-th atomic write (nas_core.io), after its temporary
                                   file is written and fsynced, before the rename; NAME:N counts only the
                                   writes of files named NAME (e.g. last.pt:2)
+    FACENAS_SIGNAL_AFTER_STEPS=N  raise SIGTERM in this process after its N-th training step (N:INT: SIGINT),
+                                  to test the trainer's stop-and-save path at an exact step
 
 A kill is ``os._exit(137)``: no cleanup, no ``finally``, no atexit, no buffered output flushed; 137 is
 what a shell reports for a SIGKILLed process. Counts are per process, so a resumed run (without the
@@ -14,6 +16,7 @@ variable) runs to the end. With the variables unset each point costs one environ
 from __future__ import annotations
 
 import os
+import signal
 from collections import Counter
 from pathlib import Path
 
@@ -39,6 +42,9 @@ def step() -> None:
     """A training step just finished (optimizer stepped, or a non-finite loss skipped)."""
     if _due("FACENAS_FAIL_AFTER_STEPS", "steps"):
         _die(f"after step {_counts['steps']}")
+    if _due("FACENAS_SIGNAL_AFTER_STEPS", "signal steps"):
+        name = os.environ["FACENAS_SIGNAL_AFTER_STEPS"].partition(":")[2] or "TERM"
+        signal.raise_signal(signal.Signals["SIG" + name])  # runs the Python handler before returning
 
 
 def trial() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -12,6 +13,10 @@ from typing import Any, BinaryIO
 from nas_core import faults
 from nas_core.errors import NasError
 
+# A full disk or a folder the user may not write to is the user's to fix: one line naming the file.
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -20,10 +25,16 @@ def _umask() -> int:
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename it into place."""
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename it into place.
+
+    A full disk or a read-only folder is a NasError naming ``path``; the previous file stays as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as f:
@@ -32,9 +43,32 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
             os.fsync(f.fileno())
         faults.in_write(path)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        cause = _os_error(exc)
+        if cause is not None and cause.errno in _NO_SPACE + _NOT_WRITABLE:
+            raise _write_error(path, cause) from None
         raise
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc``: torch.save turns a failed write into a RuntimeError raised while the
+    OSError unwinds (its __context__)."""
+    for _ in range(4):
+        if exc is None or isinstance(exc, OSError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _write_error(path: Path, exc: OSError) -> OSError | NasError:
+    if exc.errno in _NO_SPACE:
+        return NasError(f"{path}: expected free space on the disk of {path.parent} ({exc.strerror}); "
+                        "the previous file, if any, is unchanged")
+    if exc.errno in _NOT_WRITABLE:
+        return NasError(f"{path}: expected a folder this user can write to ({exc.strerror}); "
+                        "the previous file, if any, is unchanged")
+    return exc
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

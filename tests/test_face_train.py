@@ -1,11 +1,12 @@
-"""facerec-train and the trainer: learning, kill (at an exact step, through nas_core.faults) + resume at the
-saved step, NaN guard, bad input."""
+"""facerec-train and the trainer: learning, NaN guard, bad input; killed (at an exact step, through
+nas_core.faults), stopped (SIGTERM) or refused (a used folder, a second writer, a read-only or full disk) runs."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -160,6 +161,19 @@ def test_killed_training_resumes_from_the_saved_step(tiny_pack, tiny_genotype, t
     assert [e["step"] for e in metrics["epochs"]] == [6, 12, 18] and metrics["global_step"] == 18
 
 
+def test_sigterm_writes_last_pt_and_says_how_to_resume(tiny_pack, tiny_genotype, tmp_path):
+    out = tmp_path / "stopped"
+    args = _train_args(tiny_pack, tiny_genotype, out, *_RESUMABLE)
+    proc = run_with_fault(args, FACENAS_SIGNAL_AFTER_STEPS="9")  # SIGTERM raised in the process after step 9
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"stopped by SIGTERM after step 9: wrote {out / 'last.pt'}; resume with --resume {out}" in proc.stdout
+    state = _load(out / "last.pt")["train_state"]
+    assert (state["global_step"], state["step_in_epoch"]) == (9, 3)
+    assert not list(out.glob(".*.tmp")) and not (out / ".facenas.lock").exists()
+    assert train_main(args + ["--resume", str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == 18
+
+
 def test_new_run_refuses_a_folder_holding_files(straight, tiny_pack, tiny_genotype, tmp_path, capsys):
     out = tmp_path / "out"
     shutil.copytree(straight, out)
@@ -169,6 +183,54 @@ def test_new_run_refuses_a_folder_holding_files(straight, tiny_pack, tiny_genoty
     assert len(err) == 1 and err[0] == (f"error: {out}: expected a new or empty output folder; it holds files of an "
                                         f"earlier run (continue that run with --resume {out}, or choose another --output)")
     assert _listing(out) == before
+
+
+def test_a_second_writer_refuses_and_a_killed_ones_lock_is_no_obstacle(straight, tiny_pack, tiny_genotype, tmp_path,
+                                                                       capsys):
+    from nas_core.runlock import run_lock
+
+    out = tmp_path / "out"
+    shutil.copytree(straight, out)
+    args = _train_args(tiny_pack, tiny_genotype, out, *_RESUMABLE, "--resume", str(out))
+    with run_lock(out, "facerec-train"):  # another writer (its own open file: flock tells them apart)
+        assert train_main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"error: {out}: expected no other process writing into this folder; facerec-train " \
+        f"(pid {os.getpid()} on " in err[0]
+    # A writer killed while holding the lock leaves the file behind, with its pid; the lock went with it.
+    code = f"import os\nfrom nas_core.runlock import run_lock\nlock = run_lock({str(out)!r}, 'killed')\nlock.__enter__()\nos._exit(137)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 137
+    assert '"command": "killed"' in (out / ".facenas.lock").read_text()
+    assert train_main(args) == 0  # a finished run resumed: nothing left to train
+    assert not (out / ".facenas.lock").exists()
+
+
+def test_read_only_output_exits_2_naming_it(straight, tiny_pack, tiny_genotype, tmp_path, capsys):
+    from test_reliability import read_only
+
+    out = tmp_path / "out"
+    shutil.copytree(straight, out)
+    before = _listing(out)
+    with read_only(out):
+        assert train_main(_train_args(tiny_pack, tiny_genotype, out, *_RESUMABLE, "--resume", str(out))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {out / '.facenas.lock'}: expected a folder this user can "
+                                               "write to (")
+    assert _listing(out) == before
+
+
+def test_full_disk_exits_2_naming_the_file_and_keeps_the_last_checkpoint(straight, tiny_pack, tiny_genotype,
+                                                                         tmp_path, capsys):
+    from test_reliability import tiny_disk
+
+    # Room for the first last.pt (step 4) and the small files, not for model.pt at the end of epoch 1.
+    size_kb = ((straight / "last.pt").stat().st_size + (straight / "model.pt").stat().st_size // 2) // 1024 + 64
+    with tiny_disk(tmp_path / "disk", size_kb) as out:
+        assert train_main(_train_args(tiny_pack, tiny_genotype, out, *_RESUMABLE)) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {out / 'model.pt'}: expected free space on the disk of ")
+        assert _load(out / "last.pt")["train_state"]["global_step"] == 4  # the previous checkpoint, whole
+        assert not (out / "model.pt").exists() and not list(out.glob(".*.tmp"))
 
 
 def _listing(folder: Path) -> dict[str, tuple[int, int]]:

@@ -8,7 +8,8 @@ Writes RUN/settings.json, RUN/journal.jsonl (one line per finished trial), RUN/s
 RUN/result.json (genotype, params, fitness, trials, search_seconds, settings), RUN/model.pt, the
 best trial's weights as a facerec checkpoint (facerec-eval / facerec-export take it), and
 RUN/report.html + RUN/report.md (`nas-report RUN` writes them at any time, also mid-search). --d-min/--d-max
-count IResNet blocks (R-10 = 4 blocks, R-100 = 49).
+count IResNet blocks (R-10 = 4 blocks, R-100 = 49). One process writes into RUN at a time
+(RUN/.facenas.lock); a second one exits 2 naming it.
 """
 
 from __future__ import annotations
@@ -104,9 +105,12 @@ def _producing_trial(result) -> tuple[object, int]:
 
 
 def _body(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
     from facerec.dist import init_distributed, resolve_device
     from facerec.run_data import check_pack_dir
     from nas_core.io import atomic_write_json
+    from nas_core.runlock import run_lock
     from nas_core.runlog import log_to
 
     start = time.perf_counter()
@@ -115,13 +119,15 @@ def _body(args: argparse.Namespace) -> int:
     run, saved = _resumed_run(args) if args.resume else _new_run(args)
     info = init_distributed()
     device = resolve_device(args.device, info)
-    if info.is_main:
-        atomic_write_json(run / "settings.json", saved)
-    with log_to(run / "search.log" if info.is_main else None, "facerec", echo=info.is_main) as log:
-        log.info("facerec-search " + " ".join(sys.argv[1:] if args.argv is None else args.argv))
-        if args.resume:
-            log.info(f"resuming {run} with its saved settings (journaled trials are not retrained)")
-        _search(args, run, saved, info, device, log, start)
+    # One process writes into RUN (rank 0 for torchrun): a second one refuses instead of mixing journals.
+    with run_lock(run, "facerec-search") if info.is_main else nullcontext():
+        if info.is_main:
+            atomic_write_json(run / "settings.json", saved)
+        with log_to(run / "search.log" if info.is_main else None, "facerec", echo=info.is_main) as log:
+            log.info("facerec-search " + " ".join(sys.argv[1:] if args.argv is None else args.argv))
+            if args.resume:
+                log.info(f"resuming {run} with its saved settings (journaled trials are not retrained)")
+            _search(args, run, saved, info, device, log, start)
     return 0
 
 

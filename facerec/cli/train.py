@@ -8,7 +8,9 @@ Writes OUT/model.pt (best epoch: weights + genotype/arch + config), OUT/last.pt 
 every epoch and every --checkpoint-every steps), OUT/metrics.json, OUT/train.log, OUT/tb/.
 With no --data it trains on the built-in synthetic demo set with a CPU-sized budget.
 
-A new run needs a new or empty OUT; `--resume OUT` continues one.
+A new run needs a new or empty OUT; `--resume OUT` continues one. One process writes into OUT at a time
+(OUT/.facenas.lock). SIGTERM or Ctrl-C stops after the current step, writes last.pt and prints how to
+resume.
 """
 
 from __future__ import annotations
@@ -145,14 +147,19 @@ def init_backbone(path: str, genotype_path: str | None, arch: str | None, embedd
 
 
 def _check_new_output(output: Path, resuming: bool) -> None:
-    if not resuming and output.is_dir() and any(output.iterdir()):
+    from nas_core.runlock import LOCK_NAME
+
+    if not resuming and output.is_dir() and any(p.name != LOCK_NAME for p in output.iterdir()):
         raise FaceRecError(f"{output}: expected a new or empty output folder; it holds files of an earlier run "
                            f"(continue that run with --resume {output}, or choose another --output)")
 
 
 def _body(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
     from facerec.dist import init_distributed, resolve_device
     from facerec.run_data import check_pack_dir
+    from nas_core.runlock import run_lock
 
     output = Path(args.output)
     for key, value in (_DEMO_DEFAULTS if args.data is None else _DEFAULTS).items():
@@ -167,15 +174,16 @@ def _body(args: argparse.Namespace) -> int:
         check_pack_dir(args.data)
     # A bad --init fails before the output folder is made; its weights do not depend on --seed.
     init = init_backbone(args.init, args.genotype, args.arch, args.embedding_size, args.dropout) if args.init else None
-    _check_new_output(output, resuming=args.resume is not None)
-    output.mkdir(parents=True, exist_ok=True)
-    return _train(args, output, resume, info, device, init)
+    # One process writes into OUT (rank 0 for torchrun): a second one refuses instead of mixing files.
+    with run_lock(output, "facerec-train") if info.is_main else nullcontext():
+        _check_new_output(output, resuming=args.resume is not None)
+        return _train(args, output, resume, info, device, init)
 
 
 def _train(args: argparse.Namespace, output: Path, resume: Path | None, info, device, init) -> int:
     from facerec.heads import create_head
     from facerec.run_data import parse_names, prepare_data
-    from facerec.train import TrainConfig, train_model
+    from facerec.train import TrainConfig, TrainingStopped, train_model
     from nas_core.runlog import log_to
     from nas_core.train import seed_everything
 
@@ -203,9 +211,13 @@ def _train(args: argparse.Namespace, output: Path, resume: Path | None, info, de
                  f"{data.num_classes} identities; verification {data.info['val_sets'] or 'none'}; "
                  f"device {device}, world size {info.world_size}; lr milestones {config.lr_milestones()}")
         run_config = {**data.info, "head": args.head, "params": params, "world_size": info.world_size}
-        outcome = train_model(backbone, head, data.train_set, config, device=device, val_sets=data.val_sets,
-                              info=info, output=output, resume=resume, meta=meta, run_config=run_config,
-                              progress=not args.no_progress)
+        try:
+            outcome = train_model(backbone, head, data.train_set, config, device=device, val_sets=data.val_sets,
+                                  info=info, output=output, resume=resume, meta=meta, run_config=run_config,
+                                  progress=not args.no_progress)
+        except TrainingStopped as stopped:
+            log.info(f"{stopped}: wrote {output / 'last.pt'}; resume with --resume {output}")
+            return 128 + stopped.signum
         best = f"best epoch {outcome.best_epoch} (score {outcome.best_score:.4f})" \
             if outcome.best_score is not None else "no verification sets: model.pt holds the last epoch"
         log.info(f"done: {outcome.global_step} steps in {outcome.seconds:.1f} s; {best}; wrote {output / 'model.pt'}")

@@ -8,6 +8,7 @@
 RUN/settings.json (everything that defines the run), RUN/journal.jsonl (one line per finished trial),
 RUN/search.log, RUN/result.json (written atomically at the end), RUN/report.html + RUN/report.md (nas-report).
 A replay journals the trials it replays too, so `nas-report RUN` works on it like on a search.
+One process writes into RUN at a time (RUN/.facenas.lock); a second one exits 2 naming it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from nas_core.cli._common import (
 )
 from nas_core.errors import NasError, run_cli
 from nas_core.io import atomic_write_json, read_json_object
+from nas_core.runlock import run_lock
 from nas_core.runlog import log_to
 
 
@@ -87,11 +89,13 @@ def _search(args: argparse.Namespace) -> int:
         data = _load_data(config)  # bad data fails before a run folder is made: nothing written half-way
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = output_folder(args.output or f"runs/{args.dataset}-{args.size}-{stamp}", "journal.jsonl")
-        atomic_write_json(run_dir / "settings.json", config)
     from nas_core.train import cpu_threads
 
-    with log_to(run_dir / "search.log") as log, cpu_threads(config.get("device"), config.get("threads")):
-        return _run_search(run_dir, config, log, resumed=bool(args.resume), data=data)
+    with run_lock(run_dir, "nas-search"):  # one process writes into RUN: a second one refuses
+        if not args.resume:
+            atomic_write_json(run_dir / "settings.json", config)
+        with log_to(run_dir / "search.log") as log, cpu_threads(config.get("device"), config.get("threads")):
+            return _run_search(run_dir, config, log, resumed=bool(args.resume), data=data)
 
 
 def _load_data(config: dict[str, Any]):
@@ -184,7 +188,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     run_dir = output_folder(args.output or f"runs/replay-{Path(args.replay).stem}", "result.json")
     output_folder(run_dir, "journal.jsonl")  # the replay journals its trials: never into another run's journal
-    with log_to(run_dir / "search.log") as log:
+    with run_lock(run_dir, "nas-search"), log_to(run_dir / "search.log") as log:
         tic = time.perf_counter()
         settings, space, evaluator, meta = load_trace(args.replay)
         # Setting flags given with --replay re-decide the recorded search (no training happens).
