@@ -7,8 +7,10 @@ SGD lr 0.1, momentum 0.9, wd 5e-4 with none on BN/bias/PReLU, lr ×0.1 at 12/20/
 epoch, the validation, the run's files (facerec.train_state: OUT/last.pt with the full resume state,
 OUT/model.pt, OUT/metrics.json) and the logging sinks (facerec.train_log: log, TensorBoard, progress bar).
 
-last.pt is written atomically each epoch and every ``checkpoint_every`` steps, so a job killed
-mid-epoch resumes from the saved step. SIGTERM or Ctrl-C (with an output folder) stops after the current step and writes last.pt first.
+Resuming is exact: last.pt is written atomically each epoch and every ``checkpoint_every`` steps, the
+batch order depends only on (seed, epoch) and an image's augmentation only on (seed, epoch, index), so
+a job killed anywhere and resumed ends with the weights of an uninterrupted run, bit for bit.
+SIGTERM or Ctrl-C (with an output folder) stops after the current step and writes last.pt first.
 """
 
 from __future__ import annotations
@@ -176,9 +178,9 @@ def _start(backbone: nn.Module, head: nn.Module, train_set: Dataset, config: Tra
 # -- data ---------------------------------------------------------------------------------------------
 
 def _with_fresh_transform(dataset: Dataset) -> Dataset:
-    """A view of ``dataset`` whose augmentation RNG starts afresh from this run's seed: a transform
-    used in-process (workers=0) keeps its RNG across runs, which would make a search trial depend on
-    the trials before it."""
+    """A view of ``dataset`` with its own copy of the transform: the trainer reseeds the augmentation per
+    item, and a transform used in-process (workers=0) would otherwise carry RNG state from run to run
+    (making a search trial depend on the trials before it)."""
     if getattr(dataset, "transform", None) is None:
         return dataset
     view = copy.copy(dataset)
@@ -192,6 +194,24 @@ def _per_rank_batch(config: TrainConfig, dataset: Dataset, info: DistInfo) -> in
     if batch < 2:  # BatchNorm needs two samples per batch
         raise FaceRecError(f"training data: expected at least {2 * info.world_size} images, got {len(dataset)}")
     return batch
+
+
+class _EpochItems(Dataset):
+    """Item i of ``dataset`` in ``epoch`` with its augmentation drawn from (seed, epoch, i) when the transform
+    can be reseeded (facerec.data.augment.AdaFaceAugment): the same draws whichever worker loads the
+    item and whatever was loaded before it, so a resumed epoch sees exactly the images it would have."""
+
+    def __init__(self, dataset: Dataset, seed: int, epoch: int):
+        self.dataset, self.entropy = dataset, (seed % 2**64, epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        reseed = getattr(getattr(self.dataset, "transform", None), "reseed", None)
+        if reseed is not None:
+            reseed((*self.entropy, i))
+        return self.dataset[i]
 
 
 def _ignore_stop_signals(worker_id: int) -> None:
@@ -210,8 +230,12 @@ def _epoch_loader(run: TrainRun, dataset: Dataset, epoch: int) -> DataLoader:
     sampler.set_epoch(epoch)
     indices = list(sampler)
     indices = indices[run.state["step_in_epoch"] * run.batch : len(indices) // run.batch * run.batch]
-    return DataLoader(dataset, batch_size=run.batch, sampler=indices, num_workers=config.workers,
-                      pin_memory=run.device.type == "cuda", drop_last=True, worker_init_fn=_ignore_stop_signals)
+    # The loader draws its worker seeds from a generator of its own, not from the global RNG the resume
+    # state holds (a resumed epoch makes one loader more than the uninterrupted run did).
+    generator = torch.Generator().manual_seed((config.seed * 1_000_003 + epoch) % 2**63)
+    return DataLoader(_EpochItems(dataset, config.seed, epoch), batch_size=run.batch, sampler=indices,
+                      num_workers=config.workers, pin_memory=run.device.type == "cuda", drop_last=True,
+                      generator=generator, worker_init_fn=_ignore_stop_signals)
 
 
 # -- step, epoch, validation ----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The files of a face training with an output folder, and the resume state (ARCHITECTURE §9, §10).
 
 OUT/last.pt: the full resume state (backbone, head, optimizer, scheduler, scaler, the training state
-of facerec.train, the global RNGs). OUT/model.pt: the best epoch's weights (the last ones without
+of facerec.train, the global RNGs) and, in ``config``, the settings that define the run, so a resume
+that changes them is refused. OUT/model.pt: the best epoch's weights (the last ones without
 verification sets). OUT/metrics.json: the history so far. Every file is written atomically.
 """
 
@@ -37,7 +38,7 @@ class RunFiles:
 
     def save_last(self, run: TrainRun) -> None:
         run.state["seconds"] = run.seconds()
-        save_checkpoint(self.output / "last.pt", backbone=run.model.backbone, **self.meta,
+        save_checkpoint(self.output / "last.pt", backbone=run.model.backbone, **self.meta, config=self._config(run),
                         head=run.model.head.state_dict(), optimizer=run.optimizer.state_dict(),
                         scheduler=_plain_scheduler_state(run.scheduler), scaler=run.scaler.state_dict(),
                         train_state=dict(run.state), rng=rng_state())
@@ -76,20 +77,69 @@ def _plain_scheduler_state(scheduler) -> dict:
 
 
 def load_state(path: str | Path, run: TrainRun) -> None:
-    """Put ``run`` (model, head, optimizer, scheduler, scaler, training state, RNGs) where last.pt left it."""
+    """Put ``run`` (model, head, optimizer, scheduler, scaler, training state, RNGs) where last.pt left it.
+
+    Every part is checked as it is read: a last.pt of another net, or a damaged one, is a FaceRecError here
+    rather than a traceback some steps later.
+    """
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         run.model.backbone.load_state_dict(ckpt["model"])
         run.model.head.load_state_dict(ckpt["head"])
         run.optimizer.load_state_dict(ckpt["optimizer"])
+        _check_optimizer(run.optimizer)
         run.scheduler.load_state_dict(ckpt["scheduler"])
         run.scheduler.milestones = Counter(run.scheduler.milestones)  # MultiStepLR looks up missing epochs as 0
+        if not isinstance(run.scheduler.last_epoch, int):
+            raise ValueError("the scheduler's last_epoch is not an integer")
         if ckpt["scaler"]:  # empty when saved without AMP (CPU)
             run.scaler.load_state_dict(ckpt["scaler"])
-        state = dict(ckpt["train_state"])
-    except FileNotFoundError as exc:
-        raise FaceRecError(f"{path}: expected a last.pt written by facerec-train (file not found)") from exc
-    except (KeyError, RuntimeError, TypeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-        raise FaceRecError(f"{path}: expected a last.pt resume state of the same model and head ({exc})") from exc
-    set_rng_state(ckpt["rng"])
+        state = _checked_state(ckpt["train_state"])
+        set_rng_state(ckpt["rng"])
+    except FileNotFoundError:
+        raise FaceRecError(f"{path}: expected a last.pt written by facerec-train (file not found)") from None
+    except (AttributeError, IndexError, KeyError, RuntimeError, TypeError, ValueError, EOFError,
+            pickle.UnpicklingError) as exc:
+        raise FaceRecError(f"{path}: expected a last.pt resume state of the same model and head "
+                           f"({type(exc).__name__}: {str(exc)[:160]})") from None
     run.state, run.seconds_before = state, state["seconds"]
+
+
+def _check_optimizer(optimizer: torch.optim.Optimizer) -> None:
+    # Optimizer.load_state_dict checks the parameter counts only: the values must fit what SGD computes with.
+    for group in optimizer.param_groups:
+        if not all(_is_number(group.get(k)) for k in ("lr", "momentum", "weight_decay")):
+            raise ValueError("a parameter group's lr, momentum or weight_decay is not a number")
+        for p in group["params"]:
+            buffer = dict(optimizer.state.get(p, {})).get("momentum_buffer")
+            if buffer is not None and (not isinstance(buffer, torch.Tensor) or buffer.shape != p.shape):
+                raise ValueError("a momentum buffer does not match its parameter")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+_STATE_CHECKS = {
+    "epoch": _is_count, "step_in_epoch": _is_count, "global_step": _is_count, "seconds": _is_number,
+    "history": lambda v: isinstance(v, list) and all(isinstance(h, dict) for h in v),
+    "best_epoch": lambda v: v is None or _is_count(v), "best_score": lambda v: v is None or _is_number(v),
+    "nan_steps": lambda v: isinstance(v, list) and all(_is_count(s) for s in v),
+    "epoch_loss": lambda v: isinstance(v, list) and len(v) == 2 and _is_number(v[0]) and _is_count(v[1]),
+}
+
+
+def _checked_state(state) -> dict:
+    """last.pt's training state (facerec.train's counters and history), each entry of the type it is used as."""
+    if not isinstance(state, dict):
+        raise TypeError("'train_state' is not a dict")
+    for name, check in _STATE_CHECKS.items():
+        if name not in state:
+            raise KeyError(f"train_state: {name}")
+        if not check(state[name]):
+            raise ValueError(f"train_state: {name} is {state[name]!r:.40}")
+    return dict(state)

@@ -1,5 +1,5 @@
-"""facerec-train and the trainer: learning, NaN guard, bad input; killed (at an exact step, through
-nas_core.faults), stopped (SIGTERM) or refused (a used folder, a second writer, a read-only or full disk) runs."""
+"""facerec-train and the trainer: learning, NaN guard, bad input; killed (at exact points, through
+nas_core.faults), stopped (SIGTERM) or refused (changed settings, a used folder, a second writer) runs."""
 
 from __future__ import annotations
 
@@ -118,6 +118,10 @@ def test_train_writes_model_metrics_log_and_tensorboard(tiny_pack, tiny_genotype
     assert "epoch 2/2" in (out / "train.log").read_text()
 
 
+# 48 training images, batch 8: 6 steps an epoch, 18 in all; last.pt after steps 4, 6, 8, 12, 16 and 18.
+_RESUMABLE = ("--epochs", "3", "--checkpoint-every", "4")
+
+
 def run_with_fault(args: list[str], **fault: str) -> subprocess.CompletedProcess:
     """facerec-train in a subprocess that a fault-injection point (nas_core.faults) ends at an exact place."""
     return subprocess.run([sys.executable, "-m", "facerec.cli.train", *args], capture_output=True, text=True,
@@ -128,8 +132,30 @@ def _load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-# 48 training images, batch 8: 6 steps an epoch, 18 in all; last.pt after steps 4, 6, 8, 12, 16 and 18.
-_RESUMABLE = ("--epochs", "3", "--checkpoint-every", "4")
+def assert_same_weights(out: Path, reference: Path) -> None:
+    """Bit for bit: the best epoch's model.pt and the final backbone, head and optimizer of last.pt."""
+    for name, keys in (("model.pt", ("model",)), ("last.pt", ("model", "head", "optimizer"))):
+        got, want = _load(out / name), _load(reference / name)
+        for key in keys:
+            flat_got = dict(_flatten(got[key])), dict(_flatten(want[key]))
+            assert flat_got[0].keys() == flat_got[1].keys(), (name, key)
+            bad = [k for k, v in flat_got[0].items() if not _equal(v, flat_got[1][k])]
+            assert not bad, (name, key, bad[:5])
+
+
+def _flatten(value, prefix=""):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _flatten(v, f"{prefix}{k}.")
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            yield from _flatten(v, f"{prefix}{i}.")
+    else:
+        yield prefix, value
+
+
+def _equal(a, b) -> bool:
+    return torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
 
 
 @pytest.fixture(scope="module")
@@ -146,22 +172,27 @@ def straight(tiny_pack, tiny_genotype, tmp_path_factory) -> Path:
     return out
 
 
-def test_killed_training_resumes_from_the_saved_step(tiny_pack, tiny_genotype, tmp_path):
+@pytest.mark.parametrize("fault, saved", [
+    (("FACENAS_FAIL_AFTER_STEPS", "10"), (8, 2)),  # mid-epoch 2: resumes from the step-8 checkpoint
+    (("FACENAS_FAIL_IN_WRITE", "last.pt:3"), (6, 0)),  # dies writing step 8's last.pt: step 6's stays
+])
+def test_killed_training_resumes_to_the_uninterrupted_weights(fault, saved, straight, tiny_pack, tiny_genotype,
+                                                             tmp_path):
     out = tmp_path / "killed"
-    # 48 training images, batch 8: 6 steps an epoch; last.pt after steps 4, 6, 8, ...
-    args = _train_args(tiny_pack, tiny_genotype, out, "--epochs", "3", "--checkpoint-every", "4")
-    proc = run_with_fault(args, FACENAS_FAIL_AFTER_STEPS="10")  # dies as by SIGKILL after step 10
-    assert proc.returncode == 137 and "fault injection: killed after step 10" in proc.stderr, proc.stderr[-2000:]
+    args = _train_args(tiny_pack, tiny_genotype, out, *_RESUMABLE)
+    proc = run_with_fault(args, **dict([fault]))
+    assert proc.returncode == 137 and "fault injection: killed" in proc.stderr, proc.stderr[-2000:]
     state = _load(out / "last.pt")["train_state"]
-    assert (state["global_step"], state["step_in_epoch"]) == (8, 2)
-    assert train_main(args + ["--resume", str(out / "last.pt")]) == 0
+    assert (state["global_step"], state["step_in_epoch"]) == saved
+    assert train_main(args + ["--resume", str(out)]) == 0
     log = (out / "train.log").read_text()
-    assert f"resumed from {out / 'last.pt'}: epoch 2, step 8 (2/6 of the epoch done)" in log
+    assert f"resumed from {out / 'last.pt'}: epoch {saved[0] // 6 + 1}, step {saved[0]} ({saved[1]}/6 " in log
     metrics = json.loads((out / "metrics.json").read_text())
-    assert [e["step"] for e in metrics["epochs"]] == [6, 12, 18] and metrics["global_step"] == 18
+    assert [e["step"] for e in metrics["epochs"]] == [6, 12, 18]
+    assert_same_weights(out, straight)
 
 
-def test_sigterm_writes_last_pt_and_says_how_to_resume(tiny_pack, tiny_genotype, tmp_path):
+def test_sigterm_writes_last_pt_and_says_how_to_resume(straight, tiny_pack, tiny_genotype, tmp_path):
     out = tmp_path / "stopped"
     args = _train_args(tiny_pack, tiny_genotype, out, *_RESUMABLE)
     proc = run_with_fault(args, FACENAS_SIGNAL_AFTER_STEPS="9")  # SIGTERM raised in the process after step 9
@@ -171,7 +202,24 @@ def test_sigterm_writes_last_pt_and_says_how_to_resume(tiny_pack, tiny_genotype,
     assert (state["global_step"], state["step_in_epoch"]) == (9, 3)
     assert not list(out.glob(".*.tmp")) and not (out / ".facenas.lock").exists()
     assert train_main(args + ["--resume", str(out)]) == 0
-    assert json.loads((out / "metrics.json").read_text())["global_step"] == 18
+    assert_same_weights(out, straight)
+
+
+@pytest.mark.parametrize("flag, value", [("--epochs", "4"), ("--batch-size", "16"), ("--data", None)])
+def test_resume_with_a_changed_setting_exits_2_naming_it(flag, value, straight, tiny_pack, tiny_genotype, tmp_path,
+                                                        capsys):
+    out = tmp_path / "out"
+    shutil.copytree(straight, out)
+    before = _listing(out)
+    if flag == "--data":  # the same images in another folder are another --data
+        value = str(shutil.copytree(tiny_pack, tmp_path / "other_pack"))
+        args = _train_args(Path(value), tiny_genotype, out, *_RESUMABLE)
+    else:
+        args = _train_args(tiny_pack, tiny_genotype, out, *_RESUMABLE, flag, value)
+    assert train_main(args + ["--resume", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {out / 'last.pt'}: expected {flag} ") and value in err[0]
+    assert _listing(out) == before  # nothing written
 
 
 def test_new_run_refuses_a_folder_holding_files(straight, tiny_pack, tiny_genotype, tmp_path, capsys):

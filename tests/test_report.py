@@ -271,19 +271,20 @@ def test_pareto_front_keeps_the_undominated_trials():
 
 @pytest.fixture(scope="module")
 def face_demo_run(tmp_path_factory) -> Path:
-    """The built-in demo search at its smallest: Grow d4 -> d5 at width 4, then the micro baseline."""
+    """The built-in demo search at its smallest: d4-w4 (D_max = D_min, W_max = W_min: no Grow or Prune
+    candidate, whatever the accuracies), then the micro baseline and one micro trial."""
     from facerec.cli.search import main as face_search_main
 
     run = tmp_path_factory.mktemp("face") / "demo"
     assert face_search_main(["--size", "small", "--output", str(run), "--max-trials", "3", "--e-min", "1",
-                             "--micro-epochs", "1", "--w-max", "4", "--d-max", "5", "--no-progress"]) == 0
+                             "--micro-epochs", "1", "--w-max", "4", "--d-max", "4", "--no-progress"]) == 0
     return run
 
 
 def test_face_demo_search_writes_its_report(face_demo_run):
     report = parse_report(face_demo_run / "report.html", FIGURES)
     # The micro baseline retrains d4-w4 for 1 epoch, which trial 0 already did: the search took it from
-    # the journal, so 3 trials are 2 journal lines, and line 1 is trials 0 and 2.
+    # the journal, so 3 trials are 2 journal lines, and line 1 is trials 0 and 1.
     assert report.rows["trials"] == _journal_lines(face_demo_run) == 2
     assert "3 on the search path; 2 journal line(s)" in report.body
     assert "grow, micro baseline" in report.body and "baseline, baseline" in report.body

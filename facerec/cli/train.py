@@ -8,9 +8,10 @@ Writes OUT/model.pt (best epoch: weights + genotype/arch + config), OUT/last.pt 
 every epoch and every --checkpoint-every steps), OUT/metrics.json, OUT/train.log, OUT/tb/.
 With no --data it trains on the built-in synthetic demo set with a CPU-sized budget.
 
-A new run needs a new or empty OUT; `--resume OUT` continues one. One process writes into OUT at a time
-(OUT/.facenas.lock). SIGTERM or Ctrl-C stops after the current step, writes last.pt and prints how to
-resume.
+A new run needs a new or empty OUT; `--resume OUT` continues one (the same --epochs, --batch-size, --data
+... or exit 2 naming the flag that changed) and ends with the weights of an uninterrupted run. One process
+writes into OUT at a time (OUT/.facenas.lock). SIGTERM or Ctrl-C stops after the current step, writes
+last.pt and prints how to resume.
 """
 
 from __future__ import annotations
@@ -146,6 +147,33 @@ def init_backbone(path: str, genotype_path: str | None, arch: str | None, embedd
     return backbone, meta
 
 
+# The flags that define a training: OUT/last.pt keeps them, and a resume that changes one is refused (its
+# schedule, batches or data would no longer be the run being resumed). Workers, device and checkpoint cadence
+# may change: they do not change the weights.
+_RUN_FLAGS = ("epochs", "batch_size", "lr", "head", "seed", "data", "subset_ids", "holdout_ids", "val_bins",
+              "no_augment", "embedding_size", "dropout")
+
+
+def _run_flags(args: argparse.Namespace) -> dict:
+    flags = {"--" + name.replace("_", "-"): getattr(args, name) for name in _RUN_FLAGS}
+    flags["--data"] = str(Path(args.data).resolve()) if args.data is not None else None
+    return flags
+
+
+def _check_resume_flags(resume: Path, flags: dict) -> None:
+    from facerec.checkpoint import read_checkpoint
+
+    config = read_checkpoint(resume).get("config") or {}
+    saved = (config.get("flags") if isinstance(config, dict) else None) or {}  # none in older last.pt files
+    if not isinstance(saved, dict):
+        raise FaceRecError(f"{resume}: expected a last.pt written by facerec-train (its 'flags' are not an object)")
+    for flag, value in saved.items():
+        if flag in flags and flags[flag] != value:
+            shown = "(not given)" if flags[flag] is None else flags[flag]
+            raise FaceRecError(f"{resume}: expected {flag} {value} as in the run it resumes, got {shown} "
+                               "(a changed setting is a new run: give it another --output)")
+
+
 def _check_new_output(output: Path, resuming: bool) -> None:
     from nas_core.runlock import LOCK_NAME
 
@@ -168,6 +196,8 @@ def _body(args: argparse.Namespace) -> int:
     if args.epochs < 1:
         raise FaceRecError(f"--epochs: expected a positive number, got {args.epochs}")
     resume = _resume_path(args.resume)
+    if resume is not None:
+        _check_resume_flags(resume, _run_flags(args))
     info = init_distributed()
     device = resolve_device(args.device, info)
     if args.data is not None:
@@ -210,7 +240,8 @@ def _train(args: argparse.Namespace, output: Path, resume: Path | None, info, de
         log.info(f"model {what}: {params:,} parameters; data {data.source}: {data.info['train_images']} images of "
                  f"{data.num_classes} identities; verification {data.info['val_sets'] or 'none'}; "
                  f"device {device}, world size {info.world_size}; lr milestones {config.lr_milestones()}")
-        run_config = {**data.info, "head": args.head, "params": params, "world_size": info.world_size}
+        run_config = {**data.info, "head": args.head, "params": params, "world_size": info.world_size,
+                      "flags": _run_flags(args)}
         try:
             outcome = train_model(backbone, head, data.train_set, config, device=device, val_sets=data.val_sets,
                                   info=info, output=output, resume=resume, meta=meta, run_config=run_config,

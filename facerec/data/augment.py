@@ -8,7 +8,10 @@ each of crop, low-resolution and photometric applied with probability 0.2, then 
 - photometric: ColorJitter(brightness 0.5, contrast 0.5, saturation 0.5) in a random order.
 
 Randomness comes from a numpy Generator per process: seeded from (seed, DataLoader worker id) when a
-seed is given, else from the worker's torch seed, so workers never repeat each other's draws.
+seed is given, else from the worker's torch seed, so workers never repeat each other's draws. The
+trainer instead reseeds it per item from (run seed, epoch, index) (``reseed``), so an image's
+augmentation depends on neither the worker that loads it nor the images before it, and a resumed
+epoch draws exactly what the uninterrupted one did.
 """
 
 from __future__ import annotations
@@ -48,6 +51,11 @@ class AdaFaceAugment:
                 self._rng = np.random.default_rng(info.seed if info is not None else torch.initial_seed())
             self._pid = os.getpid()
         return self._rng
+
+    def reseed(self, entropy) -> None:
+        """Draw the next image's augmentation from ``np.random.default_rng(entropy)`` (non-negative ints)."""
+        self._rng = np.random.default_rng(entropy)
+        self._pid = os.getpid()
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         rng = self.rng
