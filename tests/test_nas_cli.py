@@ -36,7 +36,7 @@ def test_search_writes_the_result_contract(digits_run):
     assert 2 <= genotype.depth <= 4 and 4 <= genotype.width <= 8
     assert set(genotype.ops) <= {"sep", "conv"}
     assert result["params"] == ClassifierSpace(1, 10).count_params(genotype)
-    assert 0 < result["val_accuracy"] <= 100 and result["search_seconds"] > 0
+    assert 0 < result["fitness"] <= 100 and result["search_seconds"] > 0
     assert result["settings"]["search"]["w_max"] == 8 and result["settings"]["dataset"] == "digits"
     journal = (digits_run / "journal.jsonl").read_text().splitlines()
     assert result["trials"] == len(journal) >= 5
@@ -72,7 +72,7 @@ def test_killed_search_resumes_to_the_same_genotype(digits_run, tmp_path):
     resumed = json.loads((run / "result.json").read_text())
     straight = json.loads((digits_run / "result.json").read_text())
     assert resumed["genotype"] == straight["genotype"]
-    assert resumed["val_accuracy"] == straight["val_accuracy"] and resumed["trials"] == straight["trials"]
+    assert resumed["fitness"] == straight["fitness"] and resumed["trials"] == straight["trials"]
     assert _key_fields(run) == _key_fields(digits_run)
     assert "journal: 3 finished trial(s) will be reused" in (run / "search.log").read_text()
 

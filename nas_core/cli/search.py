@@ -166,7 +166,7 @@ def _write_result(run_dir: Path, result, config: dict[str, Any], wall_seconds: f
     atomic_write_json(run_dir / "result.json", {
         "genotype": result.genotype.to_dict(),
         "params": result.params,
-        "val_accuracy": result.accuracy,  # the ranking score of the trial that produced the genotype
+        "fitness": result.accuracy,  # ranking score (percent, on the rank_on split) of the producing trial
         "rank_on": extra.get("rank_on", config.get("rank_on", "val")),
         "test_accuracy": extra.get("test_accuracy"),
         "macro_genotype": result.macro_genotype.to_dict(),

@@ -145,14 +145,14 @@ def search_summary(result_path: Callable[[Path], Path]) -> Callable[[Path, Child
         Genotype.from_dict(data.get("genotype"))
         if not isinstance(data.get("params"), int) or not isinstance(data.get("trials"), int):
             raise Invalid("result.json: expected integer params and trials")
-        accuracy = data.get("val_accuracy")
+        accuracy = data.get("fitness")
         if not isinstance(accuracy, int | float) or not math.isfinite(accuracy):
-            raise Invalid(f"result.json: expected a finite val_accuracy, got {accuracy!r}")
+            raise Invalid(f"result.json: expected a finite fitness, got {accuracy!r}")
         return {
             "genotype": data["genotype"],
             "params": data["params"],
             "trials": data["trials"],
-            "val_accuracy": accuracy,
+            "fitness": accuracy,
         }
 
     return summary
