@@ -5,7 +5,9 @@ half-written output is a failure.
 
 Default run: a seeded sample of FAST_CASES per kind, the hand-written cases of every crash the sweep found
 (they must stay fixed), and checks that the harness itself catches each kind of failure. `-m slow` sweeps
-SLOW_CASES per kind; `python bench/fuzz_report.py` prints that sweep as a table.
+SLOW_CASES per kind; `python bench/fuzz_report.py` prints that sweep as a table. Children are forked from
+a fresh fork server, never from this process: a child forked from a long pytest session (threads and
+locks left by earlier tests) can deadlock before its case runs.
 """
 
 from __future__ import annotations
@@ -29,10 +31,6 @@ FAST_SEED = 0
 SLOW_CASES = 140  # x 15 kinds = 2,100 cases
 SLOW_SEED = 1
 
-
-# The suite forks a child per case; inside a long pytest session (threads left by earlier tests) a forked
-# child was seen to deadlock before running its case, so the suite runs on its own: python -m pytest -m slow.
-pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, request):

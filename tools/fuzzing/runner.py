@@ -1,9 +1,11 @@
-"""Run one fuzz case: a command's ``main([...])`` in a forked child with a deadline, then judge it.
+"""Run one fuzz case: a command's ``main([...])`` in a child process with a deadline, then judge it.
 
-A child (``os.fork``) isolates what a mutated input may do to the process: a hang (killed at the
-deadline), an allocation blow-up (the child's address space is capped), a crash in native code, a
-permission change (root drops its DAC override there, so a chmod 000 file is unreadable). The parent
-only imports the commands (so each child starts warm) and reads the files a case leaves behind.
+A child isolates what a mutated input may do to the process: a hang (killed at the deadline), an
+allocation blow-up (the child's address space is capped), a crash in native code, a permission change
+(root drops its DAC override there, so a chmod 000 file is unreadable). Children are forked from a fork
+server (``multiprocessing``'s "forkserver"): a fresh single-threaded process that imported the commands
+once, so each child starts warm and inherits no thread or lock of the caller (a pytest session's tqdm
+monitor, torch's OpenMP team, TensorBoard writers: forking such a process can deadlock the child).
 
 Verdicts: ``exit0`` (the output is complete and well-formed, and equals the unmutated result when the
 mutation was harmless), ``exit2`` (exactly one ``error:`` line on stderr, the last one, naming the
@@ -16,10 +18,10 @@ import ctypes
 import importlib
 import io
 import json
+import multiprocessing
 import os
 import re
 import resource
-import select
 import shutil
 import signal
 import sys
@@ -109,9 +111,8 @@ def _vm_size() -> int:
 
 
 def _one_thread() -> None:
-    """A forked child inherits the parent's thread pools without their threads: torch's OpenMP team hangs
-    the child's first parallel op if the parent ever ran one (the rest of a pytest session does). One
-    thread each, set before any op, never touches the inherited pools."""
+    """Cases are tiny: one thread each for torch and OpenCV, set before any op (a child forked from a
+    process whose OpenMP team ran would hang on its first parallel op; the fork server never runs one)."""
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
     if "cv2" in sys.modules:
@@ -124,7 +125,7 @@ def resolve(target: str) -> Callable:
 
 
 def _child(steps: list[Step], harness: Path, drop_dac: bool, stubs: dict[str, Callable]) -> None:
-    """Runs in the forked child; never returns (os._exit)."""
+    """Runs in the child; never returns (os._exit)."""
     code = 0
     try:
         out = os.open(harness / "stdout", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -162,6 +163,14 @@ def _child(steps: list[Step], harness: Path, drop_dac: bool, stubs: dict[str, Ca
     os._exit(code)
 
 
+_SERVER = multiprocessing.get_context("forkserver")
+
+
+def preload(modules: list[str]) -> None:
+    """Modules the fork server imports once before it forks the first child (no effect once it runs)."""
+    _SERVER.set_forkserver_preload(modules)
+
+
 def run_child(
     steps: list[Step],
     harness: Path,
@@ -170,32 +179,30 @@ def run_child(
     drop_dac: bool = False,
     stubs: dict[str, Callable] | None = None,
 ) -> ChildResult:
-    """Fork, run ``steps`` in the child, wait at most ``timeout`` seconds (then SIGKILL)."""
+    """Run ``steps`` in a child of the fork server; wait at most ``timeout`` seconds (then SIGKILL).
+    ``stubs`` ("module:name" -> a module-level function) replace functions in the child only."""
     harness.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
     started = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        _child(steps, harness, drop_dac, stubs or {})
-    pidfd = os.pidfd_open(pid)
-    try:
-        ready, _, _ = select.select([pidfd], [], [], timeout)
-        timed_out = not ready
-        if timed_out:
-            os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-    finally:
-        os.close(pidfd)
+    child = _SERVER.Process(target=_child, args=(steps, harness, drop_dac, stubs or {}), daemon=True)
+    child.start()
+    child.join(timeout)
+    timed_out = child.is_alive()
+    if timed_out:
+        child.kill()
+        child.join()
     seconds = time.perf_counter() - started
-    died = os.WTERMSIG(status) if os.WIFSIGNALED(status) and not timed_out else None
+    died = -child.exitcode if child.exitcode is not None and child.exitcode < 0 and not timed_out else None
+    child.close()
     verdict_path = harness / "verdict.json"
     verdict = (
         json.loads(verdict_path.read_text()) if verdict_path.is_file() else {"rc": None, "exception": None}
     )
     if not verdict_path.is_file() and (harness / "child-error.txt").is_file():
         verdict["exception"] = "harness: " + (harness / "child-error.txt").read_text()
-    read = lambda name: (harness / name).read_text(errors="replace") if (harness / name).is_file() else ""  # noqa: E731
+
+    def read(name: str) -> str:
+        return (harness / name).read_text(errors="replace") if (harness / name).is_file() else ""
+
     return ChildResult(
         verdict["rc"], verdict["exception"], read("stdout"), read("stderr"), died, timed_out, seconds
     )

@@ -4,6 +4,7 @@ per kind, each in its own copy of the subject, and count exit 0 / exit 2 / failu
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import struct
 import tempfile
 import zlib
@@ -23,13 +24,13 @@ from tools.fuzzing.runner import (
     failure_of,
     judge_error,
     mutation_text,
+    preload,
     remove_case,
     run_child,
 )
 from tools.fuzzing.subjects import Subjects
 
-# Modules every case needs, imported once in the parent so each forked child starts warm. Importing
-# starts no thread pools; all computing happens in the children.
+# Modules every case needs, imported once by the fork server so each child starts warm.
 WARM_MODULES = (
     "facerec.cli.data",
     "facerec.cli.eval",
@@ -72,31 +73,24 @@ def _no_report(folder, *args, **kwargs) -> Path:
     return Path(folder) / "report.html"
 
 
+def _one_pixel_roc(curves) -> bytes:
+    return _ONE_PIXEL_PNG
+
+
 # The HTML reports drawn at the end of a training or search read only the output folder (metrics.json, tb/,
 # the run's own journal), never the mutated input, and take seconds of matplotlib each: not drawn here.
 # The IJB ROC plot is drawn from the scores after every input was read: a 1x1 PNG stands in for it.
 STUBS: dict[str, Callable] = {
     "facerec.report:write_train_report": _no_report,
     "nas_core.report:write_search_report": _no_report,
-    "eval_protocols.report:roc_png": lambda curves: _ONE_PIXEL_PNG,
+    "eval_protocols.report:roc_png": _one_pixel_roc,
 }
 
 
 def warm_up() -> dict[str, Callable]:
-    """Import the commands; returns the report stubs whose modules exist."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    for name in WARM_MODULES:
-        importlib.import_module(name)
-    stubs = {}
-    for target, stub in STUBS.items():
-        try:
-            importlib.import_module(target.split(":")[0])
-        except ImportError:
-            continue
-        stubs[target] = stub
-    return stubs
+    """Have the fork server import the commands; returns the stubs whose modules exist."""
+    preload(["tools.fuzzing.runner", *WARM_MODULES])
+    return {target: stub for target, stub in STUBS.items() if importlib.util.find_spec(target.split(":")[0])}
 
 
 @dataclass
