@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from facerec.data.datasets import normalize_batch
+from facerec.diagnostics import epoch_diagnostics
 from facerec.dist import DistInfo, all_ranks_true, broadcast_object
 from facerec.errors import FaceRecError
 from facerec.train_log import TrainSinks
@@ -303,6 +304,13 @@ def _validate(run: TrainRun, val_sets: list[VerificationSet]) -> tuple[dict, flo
     return results, mean_accuracy(results) if results else None
 
 
+def _diagnose(run: TrainRun, results: dict, train_set: Dataset) -> dict:
+    """Collapse numbers of the epoch's embeddings (facerec.diagnostics), measured on the main rank."""
+    health = epoch_diagnostics(run.model.backbone, results, train_set, run.device, run.config.val_batch_size) \
+        if run.info.is_main else None
+    return broadcast_object(health, run.info)
+
+
 def _end_epoch(run: TrainRun, epoch: int, images: int, seconds: float, lr: float, results: dict,
                score: float | None, keep_best: bool) -> tuple[dict, bool]:
     """Record the epoch in the state's history; (record, whether it is the best so far)."""
@@ -398,6 +406,7 @@ def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config
                 run.scheduler.step()
                 results, score = _validate(run, list(val_sets))
                 record, is_best = _end_epoch(run, epoch, images, seconds, lr, results, score, keep_best)
+                record["embeddings"] = _diagnose(run, results, train_set)
                 sinks.end_epoch(run, record, is_best)
                 if files is not None:
                     files.end_epoch(run, is_best, results)

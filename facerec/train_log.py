@@ -63,7 +63,10 @@ class TrainSinks:
         self.log.log(self.level, f"epoch {epoch}/{run.config.epochs} step {record['step']}: loss {record['loss']:.4f}, "
                                  f"lr {record['lr']:.4g}, {record['images_per_second']:.0f} img/s, "
                                  f"{record['train_seconds']:.1f} s"
-                     + (f"; {val_text}" + (" (best)" if is_best else "") if results else ""))
+                     + (f"; {val_text}" + (" (best)" if is_best else "") if results else "")
+                     + _embeddings_text(record.get("embeddings")))
+        if (record.get("embeddings") or {}).get("warning"):
+            self.log.warning(f"epoch {epoch}: {record['embeddings']['warning']} ({record['embeddings']['on']})")
         if self.writer is not None:
             self.writer.add_scalar("epoch/loss", record["loss"], epoch)
             for name, r in results.items():
@@ -74,6 +77,14 @@ class TrainSinks:
             self.bar.close()
         if self.writer is not None:
             self.writer.close()
+
+
+def _embeddings_text(health: dict | None) -> str:
+    """The epoch line's collapse numbers (facerec.diagnostics)."""
+    if not health:
+        return ""
+    return (f"; embeddings ({health['on']}): mean-norm {health['mean_norm']:.3f}, "
+            f"effective rank {health['effective_rank']:.1f}/{health['dim']}")
 
 
 def _hms(seconds: float) -> str:
