@@ -89,7 +89,8 @@ def prepare_data(data_dir: str | Path | None, output: str | Path, *, subset_ids:
     # uint8 batches, normalised on the device by the trainer: the loader runs at JPEG-decode speed and moves
     # 4x fewer bytes to the GPU (bench/recordio_throughput.py).
     train_set = FaceDataset(pack, identities=train_ids, transform=transform, normalize=False)
-    info = {"data": source, "identities": len(identities), "train_identities": len(train_ids),
+    info = {"data": source, "pack_images": pack.num_images, "identities": len(identities),
+            "train_identities": len(train_ids),
             "train_images": len(train_set), "holdout_identities": held,
             "val_sets": {vs.name: int(len(vs.issame)) for vs in val_sets}}
     return RunData(train_set, val_sets, train_set.num_classes, source, info)

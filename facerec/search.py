@@ -53,7 +53,8 @@ class FaceEvaluator:
         seed = trial_seed(self.run_seed, genotype, epochs)
         torch.manual_seed(seed)  # the init depends on the trial alone, not on the trials before it
         backbone = self.space.build(genotype)
-        head = create_head(self.config.head, self.space.embedding_size, self.train_set.num_classes)
+        head = create_head(self.config.head, self.space.embedding_size, self.train_set.num_classes,
+                           **self.config.head_options)
         config = replace(self.config, epochs=epochs, seed=seed, checkpoint_every=0)
         outcome = train_model(backbone, head, self.train_set, config, device=self.device, val_sets=self.val_sets,
                               info=self.info, keep_best=True, progress=self.progress, verbose=False)

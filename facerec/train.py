@@ -36,6 +36,7 @@ from facerec.data.datasets import normalize_batch
 from facerec.diagnostics import epoch_diagnostics
 from facerec.dist import DistInfo, all_ranks_true, broadcast_object
 from facerec.errors import FaceRecError
+from facerec.recipe import apply_schedule
 from facerec.train_log import TrainSinks
 from facerec.validation import VerificationSet, mean_accuracy, verify
 from nas_core import faults
@@ -53,6 +54,10 @@ class TrainConfig:
     weight_decay: float = 5e-4
     milestones: tuple[int, ...] = (12, 20, 24)  # AdaFace, in epochs of a 26-epoch run
     head: str = "adaface"
+    head_options: dict = field(default_factory=dict)  # the head's scale/margin when not its own (facerec.recipe)
+    warmup_epochs: float = 0.0  # linear lr warm-up (facerec.recipe.scheduled_lr)
+    schedule: str = "step"  # "step": the milestones above; "cosine": cosine decay to 0 at the last step
+    recipe: dict | None = None  # the facerec.recipe.Recipe these settings came from, with the reasons for it
     seed: int = 0
     workers: int = 2
     amp: bool = True  # CUDA only
@@ -276,6 +281,7 @@ def _train_epoch(run: TrainRun, dataset: Dataset, epoch: int, sinks: TrainSinks,
     sinks.start_epoch(run, epoch)
     tic, images = time.perf_counter(), 0
     for batch_images, labels in loader:
+        apply_schedule(run.optimizer, run.config, run.state["global_step"], run.steps_per_epoch)  # warm-up, cosine
         loss, stepped = _step(run, batch_images, labels)
         images += labels.shape[0] * run.info.world_size
         if stepped:

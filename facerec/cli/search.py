@@ -24,12 +24,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from facerec.errors import FaceRecError
+from facerec.recipe import add_recipe_flag
 from nas_core.cli._common import SEARCH_SETTING_FLAGS, add_search_setting_args, search_setting_overrides
 from nas_core.errors import run_cli
 
 _SEARCH_FLAGS = (*SEARCH_SETTING_FLAGS, "seed")
 # Face training options of a search, and their defaults with real data / with the built-in demo.
-_OPTIONS = {"batch_size": (512, 32), "lr": (0.1, 0.05), "head": ("adaface", "adaface"), "workers": (2, 0),
+# Batch, lr and head otherwise come from --recipe (facerec.recipe), resolved on the run's data.
+_OPTIONS = {"batch_size": (None, 32), "lr": (None, 0.05), "head": (None, "adaface"), "workers": (2, 0),
             "holdout_ids": (None, 4), "subset_ids": (None, None), "embedding_size": (512, 128)}
 
 
@@ -44,9 +46,10 @@ def get_parser() -> argparse.ArgumentParser:
                                                    "(default 10%%, none with --val-bins)")
     p.add_argument("--val-bins", help="score on these .bin packs of --data instead, e.g. lfw,cfp_fp,agedb_30")
     p.add_argument("--macro-only", action="store_true", help="stop after Prune (as the paper did for faces)")
-    p.add_argument("--batch-size", type=int, help="global batch of a trial (default 512; demo 32)")
-    p.add_argument("--lr", type=float, help="SGD learning rate of a trial (default 0.1; demo 0.05)")
-    p.add_argument("--head", help="margin head: adaface (default), arcface, cosface")
+    add_recipe_flag(p)
+    p.add_argument("--batch-size", type=int, help="global batch of a trial (default: the recipe's; demo 32)")
+    p.add_argument("--lr", type=float, help="SGD learning rate of a trial (default: the recipe's; demo 0.05)")
+    p.add_argument("--head", help="margin head: adaface, arcface, cosface (default: the recipe's; demo adaface)")
     p.add_argument("--embedding-size", type=int, help="embedding size (default 512; demo 128)")
     p.add_argument("--workers", type=int, help="data loader workers (default 2; demo 0)")
     add_search_setting_args(p, _SEARCH_FLAGS)
@@ -74,7 +77,7 @@ def _new_run(args: argparse.Namespace) -> tuple[Path, dict]:
     options = {k: (getattr(args, k) if getattr(args, k) is not None else default[1 if demo else 0])
                for k, default in _OPTIONS.items()}
     options.update(size=args.size, data=None if demo else str(Path(args.data).resolve()),
-                   val_bins=args.val_bins)
+                   val_bins=args.val_bins, recipe=args.recipe)
     # The space spec lets a report (or a replay) of a killed run rebuild what the run searched.
     space = space_spec(IResNetSpace(embedding_size=options["embedding_size"]))
     return run, {"search": settings.to_dict(), "options": options, "space": space}
@@ -132,10 +135,10 @@ def _body(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log, start: float) -> None:
+    from facerec.recipe import resolve_recipe
     from facerec.run_data import parse_names, prepare_data
     from facerec.search import FaceEvaluator
     from facerec.space import IResNetSpace
-    from facerec.train import TrainConfig
     from nas_core.io import atomic_write_json
     from nas_core.search import MacroMicroSearch, SearchSettings
 
@@ -148,8 +151,10 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
     data = prepare_data(options["data"], run, subset_ids=options["subset_ids"], holdout_ids=options["holdout_ids"],
                         val_bins=parse_names(options["val_bins"]), seed=settings.seed)
     space = IResNetSpace(embedding_size=options["embedding_size"])
-    config = TrainConfig(epochs=1, batch_size=options["batch_size"], lr=options["lr"], head=options["head"],
-                         seed=settings.seed, workers=options["workers"])
+    # A run from before --recipe stored AdaFace's batch/lr/head explicitly: its recipe is AdaFace's.
+    recipe = resolve_recipe(options.get("recipe", "adaface"), data.info, batch_size=options["batch_size"],
+                            lr=options["lr"], head=options["head"], log=log)
+    config = recipe.train_config(epochs=1, seed=settings.seed, workers=options["workers"])
     log.info(f"data {data.source}: {data.info['train_images']} training images of {data.num_classes} "
              f"identities; fitness = 10-fold accuracy on {data.info['val_sets']} (pairs); device {device}, "
              f"world size {info.world_size}; settings {settings.to_dict()}")
@@ -169,7 +174,7 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
                        trial_epochs=_producing_trial(result)[1], num_trials=len(result.trials),
                        search_seconds=result.seconds, wall_seconds=time.perf_counter() - start,
                        settings=settings.to_dict(), options=options, space=space.config(), data=data.info,
-                       model="model.pt")
+                       recipe=recipe.to_dict(), model="model.pt")
         atomic_write_json(run / "result.json", payload)
         _write_report(run, log)
     log.info(f"result {result.genotype.key()}: {result.params:,} params, fitness {result.accuracy:.2f}% after "

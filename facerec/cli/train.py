@@ -22,10 +22,12 @@ import sys
 from pathlib import Path
 
 from facerec.errors import FaceRecError
+from facerec.recipe import add_recipe_flag
 from nas_core.errors import run_cli
 
-_DEMO_DEFAULTS = {"epochs": 3, "batch_size": 32, "lr": 0.05, "workers": 0}
-_DEFAULTS = {"epochs": 26, "batch_size": 512, "lr": 0.1, "workers": 2}
+# Batch, lr and head otherwise come from --recipe (facerec.recipe); the demo keeps its CPU-sized choice.
+_DEMO_DEFAULTS = {"epochs": 3, "batch_size": 32, "lr": 0.05, "head": "adaface", "workers": 0}
+_DEFAULTS = {"epochs": 26, "workers": 2}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -37,9 +39,10 @@ def get_parser() -> argparse.ArgumentParser:
                                   "omitted: the built-in synthetic demo set")
     p.add_argument("--output", required=True, help="output folder OUT")
     p.add_argument("--epochs", type=int, help="epochs (default 26; demo 3); lr milestones 12/20/24 of 26 scale")
-    p.add_argument("--batch-size", type=int, help="global batch over all ranks (default 512; demo 32)")
-    p.add_argument("--lr", type=float, help="SGD learning rate (default 0.1; demo 0.05)")
-    p.add_argument("--head", default="adaface", help="margin head: adaface, arcface, cosface")
+    add_recipe_flag(p)
+    p.add_argument("--batch-size", type=int, help="global batch over all ranks (default: the recipe's; demo 32)")
+    p.add_argument("--lr", type=float, help="SGD learning rate (default: the recipe's; demo 0.05)")
+    p.add_argument("--head", help="margin head: adaface, arcface, cosface (default: the recipe's; demo adaface)")
     p.add_argument("--embedding-size", type=int, help="embedding size of a --genotype net (default: the search's, else 512)")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout before the embedding FC (arcface_torch: 0.4 "
                                                               "for small sets)")
@@ -150,8 +153,8 @@ def init_backbone(path: str, genotype_path: str | None, arch: str | None, embedd
 # The flags that define a training: OUT/last.pt keeps them, and a resume that changes one is refused (its
 # schedule, batches or data would no longer be the run being resumed). Workers, device and checkpoint cadence
 # may change: they do not change the weights.
-_RUN_FLAGS = ("epochs", "batch_size", "lr", "head", "seed", "data", "subset_ids", "holdout_ids", "val_bins",
-              "no_augment", "embedding_size", "dropout")
+_RUN_FLAGS = ("epochs", "recipe", "batch_size", "lr", "head", "seed", "data", "subset_ids", "holdout_ids",
+              "val_bins", "no_augment", "embedding_size", "dropout")
 
 
 def _run_flags(args: argparse.Namespace) -> dict:
@@ -212,8 +215,9 @@ def _body(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, output: Path, resume: Path | None, info, device, init) -> int:
     from facerec.heads import create_head
+    from facerec.recipe import recipe_from_args
     from facerec.run_data import parse_names, prepare_data
-    from facerec.train import TrainConfig, TrainingStopped, train_model
+    from facerec.train import TrainingStopped, train_model
     from nas_core.runlog import log_to
     from nas_core.train import seed_everything
 
@@ -231,16 +235,17 @@ def _train(args: argparse.Namespace, output: Path, resume: Path | None, info, de
         backbone, meta = init or build_backbone(args.genotype, args.arch, args.embedding_size, resume, args.dropout)
         if args.init:
             log.info(f"weights from {args.init}: a new run (epoch 0, fresh optimizer), not a resume")
-        head = create_head(args.head, backbone.num_features, data.num_classes)
-        config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, head=args.head,
-                             seed=args.seed, workers=args.workers, checkpoint_every=args.checkpoint_every,
-                             max_nan_steps=args.max_nan_steps)
+        recipe = recipe_from_args(args, data.info, log)  # logged with its reasons; stored in every checkpoint
+        head = create_head(recipe.head, backbone.num_features, data.num_classes, **recipe.head_options)
+        config = recipe.train_config(epochs=args.epochs, seed=args.seed, workers=args.workers,
+                                     checkpoint_every=args.checkpoint_every, max_nan_steps=args.max_nan_steps)
         params = sum(p.numel() for p in backbone.parameters())
         what = meta["genotype"].key() if meta.get("genotype") is not None else meta.get("arch")
         log.info(f"model {what}: {params:,} parameters; data {data.source}: {data.info['train_images']} images of "
                  f"{data.num_classes} identities; verification {data.info['val_sets'] or 'none'}; "
-                 f"device {device}, world size {info.world_size}; lr milestones {config.lr_milestones()}")
-        run_config = {**data.info, "head": args.head, "params": params, "world_size": info.world_size,
+                 f"device {device}, world size {info.world_size}; lr "
+                 + (f"milestones {config.lr_milestones()}" if config.schedule == "step" else config.schedule))
+        run_config = {**data.info, "head": recipe.head, "params": params, "world_size": info.world_size,
                       "flags": _run_flags(args)}
         try:
             outcome = train_model(backbone, head, data.train_set, config, device=device, val_sets=data.val_sets,
