@@ -47,7 +47,8 @@ def test_tiny_chain_search_train_export_eval(tiny_pack, tmp_path, capsys):
     assert search_main(["--data", str(tiny_pack), "--output", str(tmp_path / "search"), *tiny]) == 0
     assert train_main(["--genotype", str(tmp_path / "search" / "result.json"), "--data", str(tiny_pack),
                        "--output", str(tmp_path / "model"), "--epochs", "1", "--batch-size", "16",
-                       "--holdout-ids", "2", "--workers", "0", "--device", "cpu", "--no-progress"]) == 0
+                       "--holdout-ids", "2", "--workers", "0", "--device", "cpu", "--no-progress",
+                       "--recipe", "adaface"]) == 0  # the AdaFace head, as issue 7's user trained it
     assert torch.load(tmp_path / "model" / "model.pt", weights_only=True)["config"]["head"] == "adaface"
     make_verification_pack(tmp_path / "bins" / "lfw.bin", np.random.default_rng(0), pairs=20, identities=6)
     scores = _export_and_score(tmp_path, tiny_pack, tmp_path / "bins", capsys)
@@ -72,7 +73,7 @@ def test_orl_chain_adaface_15_epochs(orl_dir, tmp_path, capsys):
     assert train_main(["--genotype", str(tmp_path / "search" / "result.json"), "--data", str(train_pack),
                        "--output", str(tmp_path / "model"), "--epochs", "15", "--batch-size", "32",
                        "--lr", "0.1", "--holdout-ids", "0", "--workers", "0", "--device", "cpu",
-                       "--no-progress"]) == 0
+                       "--no-progress", "--recipe", "adaface"]) == 0
     scores = _export_and_score(tmp_path, train_pack, tmp_path / "heldout", capsys)
     assert scores["onnx"]["pairs"] == 600
     assert scores["onnx"]["accuracy"] == scores["pt"]["accuracy"]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# search -> train 15 epochs with the default AdaFace head -> facerec-export -> facerec-eval of .onnx and .pt,
+# search -> train 15 epochs with the AdaFace head (--recipe adaface) -> facerec-export -> facerec-eval of .onnx and .pt,
 # on ORL s1..s30 (training) and 600 pairs of the unseen s31..s40.
 #   tools/orl_chain.sh [ORL_DIR] [WORK_DIR]
 set -euo pipefail
@@ -14,7 +14,7 @@ facerec-search --data "$W/train" --output "$W/search" --size small --e-min 4 --d
     --w-max 16 --w-res 4 --micro-epochs 2 --max-trials 8 --holdout-ids 6 --batch-size 32 --embedding-size 128 \
     --workers 0 --device cpu --no-progress
 facerec-train --genotype "$W/search/result.json" --data "$W/train" --output "$W/model" --epochs 15 \
-    --batch-size 32 --lr 0.1 --holdout-ids 0 --workers 0 --device cpu --no-progress
+    --batch-size 32 --lr 0.1 --holdout-ids 0 --workers 0 --device cpu --no-progress --recipe adaface
 facerec-export --checkpoint "$W/model/model.pt" --output "$W/model.onnx" --data "$W/train" \
     --check-bin "$W/heldout/lfw.bin" --batch 16 --repeats 5
 for model in "$W/model.onnx" "$W/model/model.pt"; do
