@@ -83,31 +83,3 @@ class FaceEvaluator:
                           f"(epochs {', '.join(f'{s:.2f}' for s in scores)}), {result.params:,} params, "
                           f"{result.seconds:.1f} s")
         return result
-
-
-class DistributedJournaledEvaluator:
-    """JournaledEvaluator for torchrun: rank 0 reads and appends the journal and broadcasts whether a
-    trial is already there, so all ranks train the same trials together (every rank runs the search)."""
-
-    def __init__(self, evaluator: FaceEvaluator, journal, info: DistInfo):
-        self.evaluator = evaluator
-        self.journal = journal
-        self.info = info
-        self.last_was_hit = False
-        self._context: dict = {}
-
-    def begin_trial(self, **context) -> None:
-        """Phase of the next trial (index, phase, layer), journaled with it (as nas_core's JournaledEvaluator)."""
-        self._context = dict(context)
-
-    def evaluate(self, genotype: Genotype, epochs: int) -> TrialResult:
-        known = self.journal.lookup(genotype, epochs) if self.info.is_main else None
-        known = broadcast_object(known, self.info)
-        self.last_was_hit = known is not None
-        if known is not None:
-            return known
-        result = self.evaluator.evaluate(genotype, epochs)
-        if self.info.is_main:
-            self.journal.append(genotype, epochs, result, **self._context)
-        self._context = {}
-        return result

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,11 +139,19 @@ def record_result(record: dict[str, Any]) -> TrialResult:
 
 
 class JournaledEvaluator:
-    """Evaluator that answers journaled trials from the journal and journals every new one."""
+    """Evaluator that answers journaled trials from the journal and journals every new one.
 
-    def __init__(self, evaluator: Evaluator, journal: Journal):
+    Under DDP every rank runs the search: ``share`` (e.g. a broadcast from rank 0) makes all ranks agree
+    on whether a trial is journaled, so they train the same trials together, and only the rank with
+    ``writes`` appends to the journal.
+    """
+
+    def __init__(self, evaluator: Evaluator, journal: Journal, *,
+                 share: Callable[[TrialResult | None], TrialResult | None] | None = None, writes: bool = True):
         self.evaluator = evaluator
         self.journal = journal
+        self.share = share
+        self.writes = writes
         self.hits = 0  # trials answered from the journal (resumed), for the CLI's summary
         self.last_was_hit = False
         self._context: dict[str, Any] = {}
@@ -156,12 +165,15 @@ class JournaledEvaluator:
 
     def evaluate(self, genotype: Genotype, epochs: int) -> TrialResult:
         stored = self.journal.lookup(genotype, epochs)
+        if self.share is not None:
+            stored = self.share(stored)
         self.last_was_hit = stored is not None
         if stored is not None:
             self.hits += 1
             return stored
         result = self.evaluator.evaluate(genotype, epochs)
-        self.journal.append(genotype, epochs, result, **self._context)
-        faults.trial()
+        if self.writes:
+            self.journal.append(genotype, epochs, result, **self._context)
+            faults.trial()
         self._context = {}
         return result

@@ -96,17 +96,6 @@ def _resumed_run(args: argparse.Namespace) -> tuple[Path, dict]:
     return run, saved
 
 
-def _producing_trial(result) -> tuple[object, int]:
-    """The genotype the search returned and the epochs of the trial that scored it."""
-    for record in reversed(result.trials):
-        if record.genotype == result.genotype and record.decision in ("baseline", "accept"):
-            return record.genotype, record.epochs
-    for record in reversed(result.trials):
-        if record.genotype == result.genotype:
-            return record.genotype, record.epochs
-    raise FaceRecError(f"search: the returned genotype {result.genotype.key()} is not among its trials")
-
-
 def _body(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
@@ -171,7 +160,7 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
         payload = result.to_dict()
         # search_seconds: summed train+eval time of all trials, journaled ones included (as nas-search)
         payload.update(genotype=result.genotype.to_dict(), params=result.params, fitness=result.accuracy,
-                       trial_epochs=_producing_trial(result)[1], num_trials=len(result.trials),
+                       trial_epochs=result.producing_trial.epochs, num_trials=len(result.trials),
                        search_seconds=result.seconds, wall_seconds=time.perf_counter() - start,
                        settings=settings.to_dict(), options=options, space=space.config(), data=data.info,
                        recipe=recipe.to_dict(), model="model.pt")
@@ -184,14 +173,15 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
 
 def _journaled(evaluator, run: Path, info, log):
     """The evaluator behind RUN/journal.jsonl: journaled trials are answered from it, new ones appended."""
-    from facerec.search import DistributedJournaledEvaluator
+    from facerec.dist import broadcast_object
     from nas_core.journal import Journal, JournaledEvaluator
 
     journal = Journal(run / "journal.jsonl")
     if len(journal):
         log.info(f"journal: {len(journal)} finished trial(s) will be reused")
-    return DistributedJournaledEvaluator(evaluator, journal, info) if info.enabled \
-        else JournaledEvaluator(evaluator, journal)
+    # Under torchrun all ranks follow rank 0's journal; only rank 0 appends.
+    return JournaledEvaluator(evaluator, journal, writes=info.is_main,
+                              share=(lambda known: broadcast_object(known, info)) if info.enabled else None)
 
 
 def _trial_reporter(bar, journaled, trials_dir: Path, info, log):
@@ -216,7 +206,7 @@ def _write_model(run: Path, result, evaluator, info, log) -> None:
     from facerec.search import trial_weights_path
     from nas_core.io import atomic_write
 
-    genotype, epochs = _producing_trial(result)
+    genotype, epochs = result.producing_trial.genotype, result.producing_trial.epochs
     weights = trial_weights_path(run / "trials", genotype, epochs)
     missing = broadcast_object(not weights.is_file(), info)  # rank 0 writes the file: its view decides
     if missing:  # e.g. journaled before a crash that lost the file: retrain (same seed)
