@@ -7,7 +7,7 @@ the same process, taking turns on chunks of 50 images (so background load hits a
   baseline  cv2.imdecode(bytes) for every image, the JPEG bytes already in memory
   dataset   FaceDataset[i] for every i: .idx offset, mmap read, IRHeader, decode to RGB, normalise to
             float32 CHW (the training path); also with normalize=False (uint8 CHW; normalise on the GPU
-            with facerec.data.datasets.normalize_batch)
+            with eval_protocols.embed.normalize)
 and prints images/s and the ratio dataset / baseline (target >= 0.9).
 """
 

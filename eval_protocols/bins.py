@@ -43,14 +43,18 @@ def _as_bytes(item: object) -> bytes:
     raise TypeError(type(item).__name__)
 
 
-def decode_image(encoded: bytes, image_size: int = 112, *, source: str = "image") -> np.ndarray:
-    """JPEG/PNG bytes → RGB uint8 image_size² (resized when the pack holds another size)."""
-    bgr = cv2.imdecode(np.frombuffer(encoded, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise EvalError(f"{source}: expected an encoded JPEG or PNG image")
-    if bgr.shape[:2] != (image_size, image_size):
-        bgr = cv2.resize(bgr, (image_size, image_size), interpolation=cv2.INTER_LINEAR)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+def decode_image(encoded: bytes, image_size: int | None = 112, *, source: str = "image") -> np.ndarray:
+    """Encoded image bytes (JPEG/PNG/PGM/BMP) → RGB uint8 HxWx3, grey images as 3 equal channels; resized
+    (bilinear) to image_size² when it is given and the image has another size. The one decoder of the
+    project: packs, .bin files and image folders all go through it."""
+    buf = np.frombuffer(encoded, dtype=np.uint8)
+    image = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB) if buf.size else None
+    if image is None:
+        raise EvalError(f"{source}: expected an encoded image OpenCV can decode (jpg/png/pgm/bmp), "
+                        f"got {buf.size} undecodable bytes")
+    if image_size is not None and image.shape[:2] != (image_size, image_size):
+        image = cv2.resize(image, (image_size, image_size), interpolation=cv2.INTER_LINEAR)
+    return image
 
 
 def iter_decoded(

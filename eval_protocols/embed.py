@@ -13,10 +13,17 @@ from torch import nn
 from eval_protocols.errors import EvalError
 
 
+def normalize(pixels: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """uint8 pixels (NumPy array or torch tensor, any layout) → float32 (x/255 − 0.5)/0.5: the model input
+    convention (ARCHITECTURE §6), stated once for training, evaluation and export; a tensor stays on its device."""
+    if isinstance(pixels, torch.Tensor):
+        return (pixels.float() / 255.0 - 0.5) / 0.5
+    return (np.asarray(pixels, dtype=np.float32) / np.float32(255.0) - np.float32(0.5)) / np.float32(0.5)
+
+
 def to_input(images: np.ndarray) -> np.ndarray:
-    """RGB uint8 NHWC → float32 NCHW, (x/255 − 0.5)/0.5 (ARCHITECTURE §6 input convention)."""
-    x = np.asarray(images, dtype=np.float32).transpose(0, 3, 1, 2)
-    return np.ascontiguousarray((x / 255.0 - 0.5) / 0.5, dtype=np.float32)
+    """RGB uint8 NHWC → float32 NCHW model input (``normalize``)."""
+    return np.ascontiguousarray(normalize(np.asarray(images).transpose(0, 3, 1, 2)), dtype=np.float32)
 
 
 CUDA_PROVIDER, CPU_PROVIDER = "CUDAExecutionProvider", "CPUExecutionProvider"

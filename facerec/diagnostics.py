@@ -79,7 +79,7 @@ def _sample_embeddings(backbone, train_set, device, batch_size: int) -> np.ndarr
 
     import torch
 
-    from facerec.data.datasets import normalize_batch
+    from eval_protocols.embed import normalize
 
     plain = copy.copy(train_set)
     if getattr(plain, "transform", None) is not None:
@@ -95,7 +95,7 @@ def _sample_embeddings(backbone, train_set, device, batch_size: int) -> np.ndarr
                 images = torch.stack([torch.as_tensor(plain[int(i)][0]) for i in indices[start:start + batch_size]])
                 images = images.to(device)
                 if images.dtype == torch.uint8:  # FaceDataset(normalize=False)
-                    images = normalize_batch(images)
+                    images = normalize(images)
                 chunks.append(backbone(images).float().cpu().numpy())
     finally:
         backbone.train(was_training)

@@ -52,7 +52,12 @@ class Recipe:
                            warmup_epochs=self.warmup_epochs, schedule=self.schedule, recipe=self.to_dict(), **fields)
 
 
-ADAFACE = Recipe("adaface", batch_size=512, lr=0.1, head="adaface")
+def adaface_recipe() -> Recipe:
+    """AdaFace's recipe: TrainConfig's defaults, which are AdaFace's (batch 512, lr 0.1, step decay, AdaFace head)."""
+    from facerec.train import TrainConfig
+
+    return Recipe("adaface", batch_size=TrainConfig.batch_size, lr=TrainConfig.lr, head=TrainConfig.head,
+                  warmup_epochs=TrainConfig.warmup_epochs, schedule=TrainConfig.schedule)
 
 
 def small_batch_size(num_images: int) -> int:
@@ -96,9 +101,9 @@ def choose_recipe(choice: str, pack_images: int, train_images: int | None = None
         large = pack_images >= ADAFACE_MIN_IMAGES
         why = (f"auto: the pack holds {pack_images:,} images, {'≥' if large else '<'} {ADAFACE_MIN_IMAGES:,}: "
                + ("AdaFace's recipe, unchanged" if large else "the small-data recipe"))
-        chosen = ADAFACE if large else small_recipe(train_images, num_classes)
+        chosen = adaface_recipe() if large else small_recipe(train_images, num_classes)
         return replace(chosen, reasons=(why, *chosen.reasons))
-    recipe = ADAFACE if choice == "adaface" else small_recipe(train_images, num_classes)
+    recipe = adaface_recipe() if choice == "adaface" else small_recipe(train_images, num_classes)
     return replace(recipe, reasons=(f"--recipe {choice}", *recipe.reasons))
 
 

@@ -164,7 +164,8 @@ def _verification_figure(metrics: dict[str, Any]) -> bytes:
     ax.set_ylabel("10-fold accuracy (%)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(fontsize=8, loc="best")
     return figure_png(fig)
 
 

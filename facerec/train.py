@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from facerec.data.datasets import normalize_batch
+from eval_protocols.embed import normalize
 from facerec.diagnostics import epoch_diagnostics
 from facerec.dist import DistInfo, all_ranks_true, broadcast_object
 from facerec.errors import FaceRecError
@@ -252,7 +252,7 @@ def _step(run: TrainRun, images: torch.Tensor, labels: torch.Tensor) -> tuple[fl
     images = images.to(run.device, non_blocking=True)
     labels = labels.to(run.device, non_blocking=True)
     if images.dtype == torch.uint8:  # FaceDataset(normalize=False): ARCHITECTURE §6 input on the device
-        images = normalize_batch(images)
+        images = normalize(images)
     if run.device.type == "cuda":
         images = images.contiguous(memory_format=torch.channels_last)
     with torch.autocast(run.device.type, dtype=torch.float16, enabled=run.amp):

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from eval_protocols.embed import normalize, to_input
 from facerec.cli.data import main
 from facerec.data.augment import AdaFaceAugment, low_resolution, photometric, random_crop_and_pad
 from facerec.data.datasets import (
     FaceDataset,
     FacePack,
-    normalize_batch,
     sample_pairs,
     split_identities,
     verification_pairs,
@@ -231,7 +231,9 @@ def test_face_dataset_items(small_pack):
     assert torch.allclose(image, expected, atol=1e-6)
     raw, _ = FaceDataset(pack, normalize=False)[3]
     assert raw.dtype == torch.uint8 and torch.equal(raw, torch.from_numpy(pack.image(4)).permute(2, 0, 1))
-    assert torch.allclose(normalize_batch(raw[None])[0], image, atol=2e-7)
+    # normalised on the device afterwards: the same numbers as the loader's, and as the evaluation's to_input
+    assert torch.equal(normalize(raw[None])[0], image)
+    assert np.array_equal(to_input(pack.image(4)[None])[0], image.numpy())
 
 
 def test_dataloader_with_two_workers(small_pack):

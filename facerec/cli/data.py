@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from eval_protocols.bins import write_bin
+from eval_protocols.bins import decode_image, write_bin
 from facerec.data.datasets import FacePack, sample_pairs
-from facerec.data.images import decode_image, encode_jpeg, fit_face, load_image, read_image_folder
+from facerec.data.images import encode_jpeg, fit_face, load_image, read_image_folder
 from facerec.data.recordio import rebuild_index, unpack_header, write_face_pack
 from facerec.errors import FaceRecError
 from nas_core.errors import run_cli
@@ -135,7 +135,7 @@ def _unpack(args) -> int:
                 folder.mkdir()
                 for key in pack.identity_keys(identity):
                     data = pack.image_bytes(key)
-                    decode_image(data, pack.where(key))  # never unpack a corrupt image
+                    decode_image(data, None, source=pack.where(key))  # never unpack a corrupt image
                     (folder / f"{key}.jpg").write_bytes(data)
                     bar.update()
         if out.exists():
@@ -203,7 +203,7 @@ def _verify(args) -> int:
                                    f"{reader.rec_path.name}; expected every record indexed")
             header, start = unpack_header(payload, where)
             if key in images:
-                image = decode_image(payload[start:], where)
+                image = decode_image(payload[start:], None, source=where)
                 if image.shape[:2] != tuple(pack.image_size):
                     raise FaceRecError(f"{where}: expected a {pack.image_size[0]}x{pack.image_size[1]} image (the "
                                        f"size given by {pack.image_size_source}), got {image.shape[0]}x{image.shape[1]}")

@@ -27,10 +27,11 @@ from nas_core.errors import run_cli
 
 # Batch, lr and head otherwise come from --recipe (facerec.recipe); the demo keeps its CPU-sized choice.
 _DEMO_DEFAULTS = {"epochs": 3, "batch_size": 32, "lr": 0.05, "head": "adaface", "workers": 0}
-_DEFAULTS = {"epochs": 26, "workers": 2}
 
 
 def get_parser() -> argparse.ArgumentParser:
+    from facerec.train import TrainConfig  # the defaults live there, once
+
     p = argparse.ArgumentParser(prog="facerec-train", description=__doc__.split("\n\n")[0])
     model = p.add_mutually_exclusive_group()
     model.add_argument("--genotype", help="RUN/result.json (or a genotype JSON) from facerec-search")
@@ -51,15 +52,17 @@ def get_parser() -> argparse.ArgumentParser:
     start.add_argument("--resume", help="OUT/last.pt (or OUT) to continue from, at the saved step")
     start.add_argument("--init", help="a facenas checkpoint (e.g. from facerec-import) whose weights start a new "
                                       "run: epoch 0, fresh optimizer; its net unless --genotype/--arch is given")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=TrainConfig.seed)
     p.add_argument("--workers", type=int, help="data loader workers (default 2; demo 0)")
     p.add_argument("--val-bins", help="comma-separated .bin packs in --data to verify on each epoch "
                                       "(default: all .bin packs found there)")
     p.add_argument("--holdout-ids", type=int, help="hold out N identities and verify on their pairs "
                                                    "(default: 0 when .bin packs exist, else 10%%)")
     p.add_argument("--subset-ids", type=int, help="train on N identities only (seeded choice)")
-    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between mid-epoch last.pt writes")
-    p.add_argument("--max-nan-steps", type=int, default=5, help="stop after this many non-finite losses in a row")
+    p.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every,
+                   help="steps between mid-epoch last.pt writes")
+    p.add_argument("--max-nan-steps", type=int, default=TrainConfig.max_nan_steps,
+                   help="stop after this many non-finite losses in a row")
     p.add_argument("--no-augment", action="store_true", help="turn off the AdaFace augmentations")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -190,10 +193,12 @@ def _body(args: argparse.Namespace) -> int:
 
     from facerec.dist import init_distributed, resolve_device
     from facerec.run_data import check_pack_dir
+    from facerec.train import TrainConfig
     from nas_core.runlock import run_lock
 
     output = Path(args.output)
-    for key, value in (_DEMO_DEFAULTS if args.data is None else _DEFAULTS).items():
+    defaults = {"epochs": TrainConfig.epochs, "workers": TrainConfig.workers}
+    for key, value in (_DEMO_DEFAULTS if args.data is None else defaults).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.epochs < 1:

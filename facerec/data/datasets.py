@@ -12,7 +12,9 @@ import cv2
 import numpy as np
 import torch
 
-from facerec.data.images import decode_image, read_image_folder  # noqa: F401  (read_image_folder re-exported)
+from eval_protocols.bins import decode_image
+from eval_protocols.embed import normalize
+from facerec.data.images import read_image_folder  # noqa: F401  (re-exported)
 from facerec.data.recordio import RecordReader, unpack_header
 from facerec.errors import FaceRecError
 
@@ -141,7 +143,7 @@ class FacePack:
 
     def image(self, key: int) -> np.ndarray:
         """RGB uint8 HxWx3."""
-        return decode_image(self.image_bytes(key), self.where(key))
+        return decode_image(self.image_bytes(key), None, source=self.where(key))
 
     def names(self) -> list[str]:
         """Identity names from ``identities.txt`` when ``facerec-data pack`` wrote one, else the numbers."""
@@ -166,16 +168,8 @@ def _first_label(header) -> float:
 
 
 def normalize_image(rgb: np.ndarray) -> torch.Tensor:
-    """RGB uint8 HxWx3 -> float32 CHW (x/255 - 0.5)/0.5 (ARCHITECTURE §6). One OpenCV pass (x/127.5 - 1,
-    the same affine map, equal within one float32 ulp) is the cheapest way to the float tensor; the result is
-    a CHW view of HWC memory (batches come out of collate contiguous)."""
-    return torch.from_numpy(cv2.addWeighted(rgb, 1 / 127.5, rgb, 0.0, -1.0, dtype=cv2.CV_32F)).permute(2, 0, 1)
-
-
-def normalize_batch(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 NCHW batch (``FaceDataset(normalize=False)``) -> float32 (x/255 - 0.5)/0.5, on its device. Moving
-    the float conversion to the GPU keeps the loader at bare JPEG-decode speed (bench/recordio_throughput.py)."""
-    return (batch.float() / 255 - 0.5) / 0.5
+    """RGB uint8 HxWx3 -> float32 CHW model input (``eval_protocols.embed.normalize``)."""
+    return normalize(torch.from_numpy(rgb).permute(2, 0, 1))
 
 
 class FaceDataset(torch.utils.data.Dataset):

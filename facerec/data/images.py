@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from eval_protocols.bins import decode_image
 from facerec.errors import FaceRecError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".bmp")
@@ -36,16 +37,6 @@ def read_image_folder(root: str | Path) -> list[tuple[str, list[Path]]]:
     return identities
 
 
-def decode_image(data, where: str) -> np.ndarray:
-    """Encoded bytes -> RGB uint8 HxWx3 (grey images get 3 equal channels)."""
-    buf = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB) if buf.size else None
-    if image is None:
-        raise FaceRecError(f"{where}: expected an encoded image OpenCV can decode (jpg/png/pgm/bmp), "
-                           f"got {buf.size} undecodable bytes")
-    return image
-
-
 def load_image(path: str | Path) -> np.ndarray:
     """Image file -> RGB uint8 HxWx3."""
     path = Path(path)
@@ -53,7 +44,7 @@ def load_image(path: str | Path) -> np.ndarray:
         data = path.read_bytes()
     except OSError as exc:
         raise FaceRecError(f"{path}: expected a readable image file ({exc.strerror})") from exc
-    return decode_image(data, str(path))
+    return decode_image(data, None, source=str(path))
 
 
 def fit_face(image: np.ndarray, size: tuple[int, int] = (112, 112)) -> np.ndarray:
