@@ -11,8 +11,7 @@ absolute floor for near-zero embeddings): float32 rounding is relative, and raw 
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
+import io
 import time
 import warnings
 from collections.abc import Callable
@@ -24,6 +23,7 @@ import torch
 from torch import nn
 
 from facerec.errors import FaceRecError
+from nas_core.io import atomic_write
 
 MIN_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "input", "embedding"
@@ -53,38 +53,26 @@ def export_onnx(backbone: nn.Module, path: str | Path, *, opset: int = MIN_OPSET
     """Write ``backbone`` (eval mode, CPU float32) as ONNX with a dynamic batch axis, atomically."""
     if opset < MIN_OPSET:
         raise FaceRecError(f"opset {opset}: expected {MIN_OPSET} or newer")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = _cpu_eval_copy(backbone)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        # The torch.export-based exporter (default since torch 2.9) needs onnxscript, which is not a
-        # dependency; the TorchScript exporter handles these plain conv nets offline and exactly.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(
-                model,
-                (sample_batch(model, 2),),
-                tmp,
-                dynamo=False,
-                opset_version=opset,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            )
-        import onnx
+    buffer = io.BytesIO()
+    # The torch.export-based exporter (default since torch 2.9) needs onnxscript, which is not a
+    # dependency; the TorchScript exporter handles these plain conv nets offline and exactly.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model,
+            (sample_batch(model, 2),),
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        )
+    import onnx
 
-        onnx.checker.check_model(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a model file is shared like any other
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    onnx.checker.check_model(onnx.load_model_from_string(buffer.getvalue()))
+    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def ort_session(onnx_path: str | Path, threads: int | None = None, spinning: bool = True,

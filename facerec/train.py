@@ -121,12 +121,10 @@ class _FaceModel(nn.Module):
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay on BN, bias and PReLU parameters (all the 1-D ones), ARCHITECTURE §4."""
-    decay, no_decay = [], []
-    for p in module.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """No weight decay on BN, bias and PReLU parameters (all the 1-D ones), ARCHITECTURE §4: timm's grouping."""
+    from timm.optim import param_groups_weight_decay
+
+    return param_groups_weight_decay(module, weight_decay)
 
 
 def _fresh_state() -> dict[str, Any]:

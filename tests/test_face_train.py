@@ -52,8 +52,10 @@ def test_loss_goes_down_on_the_demo_pack(tiny_pack):
 
 def test_no_weight_decay_on_bn_bias_prelu():
     model = IResNetSpace(embedding_size=64).build(TINY)
-    decay, no_decay = param_groups(model, 5e-4)
-    assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0.0
+    groups = {g["weight_decay"]: g for g in param_groups(model, 5e-4)}
+    assert sorted(groups) == [0.0, 5e-4]
+    decay, no_decay = groups[5e-4], groups[0.0]
+    assert len(decay["params"]) + len(no_decay["params"]) == sum(p.requires_grad for p in model.parameters())
     no_decay_ids = {id(p) for p in no_decay["params"]}
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.BatchNorm2d | torch.nn.PReLU | torch.nn.BatchNorm1d):
