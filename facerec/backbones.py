@@ -39,7 +39,7 @@ _TIMM_ONLY = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
 def _fixed_iresnet(arch: str, embedding_size: int = 512, input_size: int = 112, dropout: float = 0.0) -> IResNet:
     stages = [[("conv", 3)] * n for n in _LAYERS[arch]]
     model = IResNet(64, stages, embedding_size, input_size, dropout)
-    model.facenas_arch = {
+    model.facenas_architecture = {
         "arch": arch,
         "space": {"embedding_size": embedding_size, "input_size": input_size, "dropout": dropout},
     }

@@ -142,7 +142,7 @@ class IResNet(nn.Module):
             "num_classes": 0,
         }
         # What rebuilds this net (set by the space / backbone registry; read by save_checkpoint).
-        self.facenas_arch: dict = {}
+        self.facenas_architecture: dict = {}
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.prelu(self.bn1(self.conv1(x)))

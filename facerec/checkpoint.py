@@ -34,16 +34,16 @@ def save_checkpoint(
     (nets from ``IResNetSpace.build`` and ``create_backbone`` carry one).
     """
     model = backbone.module if hasattr(backbone, "module") else backbone  # unwrap DDP
-    built_with = getattr(model, "facenas_arch", None) or {}
+    architecture = getattr(model, "facenas_architecture", None) or {}
     if genotype is None and arch is None:
-        arch = built_with.get("arch")
-        genotype = Genotype.from_dict(built_with["genotype"]) if "genotype" in built_with else None
+        arch = architecture.get("arch")
+        genotype = Genotype.from_dict(architecture["genotype"]) if "genotype" in architecture else None
     if genotype is None and arch is None:
         raise FaceRecError(f"{path}: expected a genotype or an arch name to store with the weights")
     if space is None:
         # The built-with settings apply only to the same kind of description (genotype vs arch).
-        same_kind = ("genotype" in built_with) == (genotype is not None)
-        space = built_with.get("space") if same_kind else None
+        same_kind = ("genotype" in architecture) == (genotype is not None)
+        space = architecture.get("space") if same_kind else None
         space = space or ({"name": "iresnet"} if genotype is not None else {})
     _schema.save_checkpoint(path, state_dict=model.state_dict(), genotype=genotype, arch=arch, space=space,
                             config=config, **state)

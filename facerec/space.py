@@ -50,7 +50,7 @@ class IResNetSpace:
 
     def build(self, genotype: Genotype) -> nn.Module:
         model = IResNet(genotype.width, stage_plan(genotype), self.embedding_size, self.input_size, self.dropout)
-        model.facenas_arch = {"genotype": genotype.to_dict(), "space": self.config()}
+        model.facenas_architecture = {"genotype": genotype.to_dict(), "space": self.config()}
         return model
 
     @staticmethod

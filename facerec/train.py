@@ -379,12 +379,12 @@ def _stop_on_signals(enabled: bool) -> Iterator[_StopRequest]:
 def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config: TrainConfig, *,
                 device: torch.device | str = "cpu", val_sets: list[VerificationSet] = (),
                 info: DistInfo = DistInfo(), output: str | Path | None = None, resume: str | Path | None = None,
-                meta: dict | None = None, run_config: dict | None = None, keep_best: bool = False,
+                architecture: dict | None = None, run_config: dict | None = None, keep_best: bool = False,
                 progress: bool = True, verbose: bool = True) -> TrainOutcome:
     """Train ``backbone`` with margin ``head`` on ``train_set`` (items: normalised CHW tensor, label).
 
     With ``output`` it writes last.pt (resume state), model.pt (best epoch, or last without val sets),
-    metrics.json, TensorBoard scalars under tb/ and, at the end, report.html + report.md; ``meta``
+    metrics.json, TensorBoard scalars under tb/ and, at the end, report.html + report.md; ``architecture``
     (genotype / arch / space) goes into every checkpoint so it rebuilds its model alone; SIGTERM or
     Ctrl-C then raises TrainingStopped once last.pt holds the last step. Without ``output`` (search
     trials) it writes nothing.
@@ -400,7 +400,7 @@ def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config
         logging.getLogger("facerec").info(
             f"resumed from {resume}: epoch {run.state['epoch'] + 1}, step {run.state['global_step']} "
             f"({run.state['step_in_epoch']}/{run.steps_per_epoch} of the epoch done)")
-    files = RunFiles(output, meta, run_config) if output is not None and info.is_main else None
+    files = RunFiles(output, architecture, run_config) if output is not None and info.is_main else None
     sinks = TrainSinks(run, output, progress, verbose)
     try:
         with _stop_on_signals(enabled=output is not None) as stop:

@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 class RunFiles:
     """What the main rank of a training with an output folder writes there."""
 
-    def __init__(self, output: Path, meta: dict | None, run_config: dict | None):
+    def __init__(self, output: Path, architecture: dict | None, run_config: dict | None):
         self.output = Path(output)
-        self.meta = dict(meta or {})  # genotype / arch / space: every checkpoint rebuilds its model alone
+        self.architecture = dict(architecture or {})  # genotype / arch / space: every checkpoint rebuilds its model alone
         self.run_config = dict(run_config or {})
 
     def _config(self, run: TrainRun) -> dict:
@@ -38,7 +38,7 @@ class RunFiles:
 
     def save_last(self, run: TrainRun) -> None:
         run.state["seconds"] = run.seconds()
-        save_checkpoint(self.output / "last.pt", backbone=run.model.backbone, **self.meta, config=self._config(run),
+        save_checkpoint(self.output / "last.pt", backbone=run.model.backbone, **self.architecture, config=self._config(run),
                         head=run.model.head.state_dict(), optimizer=run.optimizer.state_dict(),
                         scheduler=_plain_scheduler_state(run.scheduler), scaler=run.scaler.state_dict(),
                         train_state=dict(run.state), rng=rng_state())
@@ -46,7 +46,7 @@ class RunFiles:
     def end_epoch(self, run: TrainRun, is_best: bool, results: dict) -> None:
         """model.pt when the epoch is the best (or there is nothing to score), then last.pt and metrics.json."""
         if is_best or (run.state["best_score"] is None and not results):
-            save_checkpoint(self.output / "model.pt", backbone=run.model.backbone, **self.meta,
+            save_checkpoint(self.output / "model.pt", backbone=run.model.backbone, **self.architecture,
                             config=self._config(run), epoch=run.state["epoch"], val=results)
         self.save_last(run)
         self.write_metrics(run)
@@ -55,13 +55,13 @@ class RunFiles:
         state = run.state
         history = state["history"]
         speeds = [h["images_per_second"] for h in history if h.get("images_per_second")]
-        genotype = self.meta.get("genotype")
+        genotype = self.architecture.get("genotype")
         atomic_write_json(self.output / "metrics.json", {
             "epochs": history, "best_epoch": state["best_epoch"], "best_score": state["best_score"],
             "final": history[-1] if history else None, "global_step": state["global_step"],
             "nan_steps": state["nan_steps"], "images_per_second": float(np.mean(speeds)) if speeds else None,
             "seconds": state["seconds"], "train": run.config.to_dict(), "run": self.run_config,
-            "genotype": genotype.to_dict() if genotype is not None else None, "arch": self.meta.get("arch"),
+            "genotype": genotype.to_dict() if genotype is not None else None, "arch": self.architecture.get("arch"),
         })
 
     def write_report(self) -> None:

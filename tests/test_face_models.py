@@ -148,7 +148,7 @@ def test_register_genotype_in_timm():
     model = timm.create_model(name)
     assert model.dropout.p == 0.1
     assert _params(model) == IResNetSpace().count_params(FOUND)
-    assert model.facenas_arch["genotype"] == FOUND.to_dict()
+    assert model.facenas_architecture["genotype"] == FOUND.to_dict()
     assert "test_found_d7" in list_backbones("test_*")
     assert timm.create_model(name, embedding_size=128)(torch.randn(2, 3, 112, 112)).shape == (2, 128)
     with pytest.raises(FaceRecError, match="no pretrained weights"):

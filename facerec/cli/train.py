@@ -99,13 +99,13 @@ def build_backbone(genotype_path: str | None, arch: str | None, embedding_size: 
 
         ckpt = read_checkpoint(resume)
         genotype = ckpt.get("genotype")
-        meta = {"genotype": Genotype.from_dict(genotype, where=f"{resume}: genotype") if genotype is not None else None,
+        architecture = {"genotype": Genotype.from_dict(genotype, where=f"{resume}: genotype") if genotype is not None else None,
                 "arch": ckpt.get("arch"), "space": ckpt.get("space")}
         model = build_from_checkpoint(ckpt, where=str(resume))
         # Loaded here too (the trainer loads them again with the optimizer): a mismatch fails before the
         # output folder is touched, in one line.
         load_weights(model, ckpt["model"], str(resume), error=FaceRecError)
-        return model, meta
+        return model, architecture
     if genotype_path is not None:
         path = Path(genotype_path)
         if not path.is_file():
@@ -138,11 +138,11 @@ def init_backbone(path: str, genotype_path: str | None, arch: str | None, embedd
 
     ckpt = read_checkpoint(path)
     if genotype_path is not None or arch is not None:
-        backbone, meta = build_backbone(genotype_path, arch, embedding_size, None, dropout)
+        backbone, architecture = build_backbone(genotype_path, arch, embedding_size, None, dropout)
     else:
         space = {**(ckpt.get("space") or {}), "dropout": dropout}  # dropout is a training choice, not a weight
         backbone = build_from_checkpoint({**ckpt, "space": space}, where=path)
-        meta = {"genotype": Genotype.from_dict(ckpt["genotype"]) if ckpt.get("genotype") else None,
+        architecture = {"genotype": Genotype.from_dict(ckpt["genotype"]) if ckpt.get("genotype") else None,
                 "arch": ckpt.get("arch"), "space": space}
     try:
         backbone.load_state_dict(ckpt["model"])
@@ -150,7 +150,7 @@ def init_backbone(path: str, genotype_path: str | None, arch: str | None, embedd
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         detail = lines[1] if len(lines) > 1 else lines[0]
         raise FaceRecError(f"{path}: expected the weights of the net to train ({detail[:160]})") from None
-    return backbone, meta
+    return backbone, architecture
 
 
 # The flags that define a training: OUT/last.pt keeps them, and a resume that changes one is refused (its
@@ -237,7 +237,7 @@ def _train(args: argparse.Namespace, output: Path, resume: Path | None, info, de
                             val_bins=parse_names(args.val_bins), seed=args.seed, augment=not args.no_augment,
                             need_val=False)
         seed_everything(args.seed)  # the initial weights depend on --seed alone
-        backbone, meta = init or build_backbone(args.genotype, args.arch, args.embedding_size, resume, args.dropout)
+        backbone, architecture = init or build_backbone(args.genotype, args.arch, args.embedding_size, resume, args.dropout)
         if args.init:
             log.info(f"weights from {args.init}: a new run (epoch 0, fresh optimizer), not a resume")
         recipe = recipe_from_args(args, data.info, log)  # logged with its reasons; stored in every checkpoint
@@ -245,7 +245,7 @@ def _train(args: argparse.Namespace, output: Path, resume: Path | None, info, de
         config = recipe.train_config(epochs=args.epochs, seed=args.seed, workers=args.workers,
                                      checkpoint_every=args.checkpoint_every, max_nan_steps=args.max_nan_steps)
         params = sum(p.numel() for p in backbone.parameters())
-        what = meta["genotype"].key() if meta.get("genotype") is not None else meta.get("arch")
+        what = architecture["genotype"].key() if architecture.get("genotype") is not None else architecture.get("arch")
         log.info(f"model {what}: {params:,} parameters; data {data.source}: {data.info['train_images']} images of "
                  f"{data.num_classes} identities; verification {data.info['val_sets'] or 'none'}; "
                  f"device {device}, world size {info.world_size}; lr "
@@ -254,7 +254,7 @@ def _train(args: argparse.Namespace, output: Path, resume: Path | None, info, de
                       "flags": _run_flags(args)}
         try:
             outcome = train_model(backbone, head, data.train_set, config, device=device, val_sets=data.val_sets,
-                                  info=info, output=output, resume=resume, meta=meta, run_config=run_config,
+                                  info=info, output=output, resume=resume, architecture=architecture, run_config=run_config,
                                   progress=not args.no_progress)
         except TrainingStopped as stopped:
             log.info(f"{stopped}: wrote {output / 'last.pt'}; resume with --resume {output}")
