@@ -107,7 +107,9 @@ class CachedFaceDataset(torch.utils.data.Dataset):
         indices = np.asarray(indices, dtype=np.int64)
         for j, lo in enumerate(range(0, len(indices) - batch + 1, batch)):
             chosen = indices[lo:lo + batch]
-            images = self._gather(chosen, device).permute(0, 3, 1, 2)
+            # NCHW contiguous, as the DataLoader path gives it (oneDNN's CPU backward crashed on the permuted
+            # NHWC strides of a 4-channel net); a uint8 copy is cheap
+            images = self._gather(chosen, device).permute(0, 3, 1, 2).contiguous()
             if self.transform is not None:
                 generator = torch.Generator(device=device).manual_seed(_seed(*entropy, first_step + j))
                 images = self.transform(images, generator)
