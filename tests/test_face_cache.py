@@ -297,3 +297,14 @@ def test_batch_augment_applies_what_it_drew():
     again = augment(images, torch.Generator().manual_seed(5))
     assert torch.equal(again, augment(images, torch.Generator().manual_seed(5)))
     assert not torch.equal(again, augment(images, torch.Generator().manual_seed(6)))
+
+
+def test_normalize_of_a_tensor_is_the_numpy_formula_and_leaves_its_input_alone():
+    from eval_protocols.embed import normalize
+
+    levels = np.arange(256, dtype=np.uint8)
+    assert np.array_equal(normalize(torch.from_numpy(levels)).numpy(), normalize(levels))
+    assert np.array_equal(normalize(levels), (levels.astype(np.float32) / 255 - 0.5) / 0.5)
+    pixels = torch.arange(256, dtype=torch.float32)
+    normalize(pixels)
+    assert torch.equal(pixels, torch.arange(256, dtype=torch.float32))
