@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -93,23 +94,37 @@ class CachedFaceDataset(torch.utils.data.Dataset):
         self._held.update(where=where, images=images, lookup=lookup)
 
     # --- batches ------------------------------------------------------------------------------------
-    def _gather(self, indices: np.ndarray, device: torch.device) -> torch.Tensor:
-        """uint8 [B, H, W, 3] on ``device``."""
+    def _host_rows(self, indices: np.ndarray, pin: bool) -> torch.Tensor:
+        """uint8 [B, H, W, 3] read from the memmap (pinned for a fast copy to a GPU)."""
+        out = torch.empty((len(indices), *self.cache.images.shape[1:]), dtype=torch.uint8, pin_memory=pin)
+        np.take(self.cache.images, self.rows[indices], axis=0, out=out.numpy())
+        return out
+
+    def _batches(self, indices: np.ndarray, batch: int, device: torch.device) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """(indices, uint8 [B, H, W, 3] on ``device``) per whole batch; from the memmap, the next batch is read
+        on a thread while the current one trains."""
+        chunks = [indices[lo:lo + batch] for lo in range(0, len(indices) - batch + 1, batch)]
         held = self._held.get("images")
         if held is not None and self._held["where"][0] == str(device):
-            return held[torch.from_numpy(self._held["lookup"][indices]).to(device)]
-        return torch.from_numpy(self.cache.images[self.rows[indices]]).to(device, non_blocking=True)
+            for chosen in chunks:
+                yield chosen, held[torch.from_numpy(self._held["lookup"][chosen]).to(device)]
+            return
+        pin = device.type == "cuda"
+        with ThreadPoolExecutor(1) as reader:
+            pending = reader.submit(self._host_rows, chunks[0], pin) if chunks else None
+            for i, chosen in enumerate(chunks):
+                rows = pending.result()
+                pending = reader.submit(self._host_rows, chunks[i + 1], pin) if i + 1 < len(chunks) else None
+                yield chosen, rows.to(device, non_blocking=pin)
 
     def device_batches(self, indices, batch: int, device: torch.device, entropy: tuple[int, ...],
                        first_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(float32 NCHW normalised images, int64 labels) on ``device``, ``batch`` at a time over ``indices``
         (whole batches only); step j's augmentation is drawn from (``entropy``, first_step + j)."""
-        indices = np.asarray(indices, dtype=np.int64)
-        for j, lo in enumerate(range(0, len(indices) - batch + 1, batch)):
-            chosen = indices[lo:lo + batch]
+        for j, (chosen, rows) in enumerate(self._batches(np.asarray(indices, dtype=np.int64), batch, device)):
             # NCHW contiguous, as the DataLoader path gives it (oneDNN's CPU backward crashed on the permuted
             # NHWC strides of a 4-channel net); a uint8 copy is cheap
-            images = self._gather(chosen, device).permute(0, 3, 1, 2).contiguous()
+            images = rows.permute(0, 3, 1, 2).contiguous()
             if self.transform is not None:
                 generator = torch.Generator(device=device).manual_seed(_seed(*entropy, first_step + j))
                 images = self.transform(images, generator)
