@@ -63,7 +63,7 @@ def _error_line(capsys) -> str:
 
 # --- the cache files ---------------------------------------------------------------------------------
 
-def test_cache_holds_every_image_decoded_with_its_label(cached_pack):
+def test_cache_holds_every_image_decoded_with_its_label(cached_pack, capsys):
     pack = FacePack(cached_pack)
     cache = open_cache(pack)
     keys = pack.image_keys()
@@ -74,6 +74,11 @@ def test_cache_holds_every_image_decoded_with_its_label(cached_pack):
     meta = json.loads((cache_folder(pack) / "cache.json").read_text())
     assert meta["count"] == len(keys) and meta["rec_size"] == pack.reader.rec_path.stat().st_size
     assert not (cache_folder(pack) / "progress.json").exists()
+    capsys.readouterr()
+    before = (cache_folder(pack) / "images.u8").stat().st_mtime_ns
+    assert data_main(["cache", str(cached_pack)]) == 0  # up to date: nothing rewritten
+    assert "matches train.rec already" in capsys.readouterr().out
+    assert (cache_folder(pack) / "images.u8").stat().st_mtime_ns == before
 
 
 def test_verify_and_inspect_on_a_good_and_a_stale_cache(cached_pack, capsys):

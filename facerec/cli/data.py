@@ -262,8 +262,12 @@ def _cache(args) -> int:
     pack = FacePack(args.pack)
     if args.workers < 1 or args.chunk < 1:
         raise FaceRecError(f"--workers {args.workers} --chunk {args.chunk}: expected positive numbers")
-    folder = build_cache(pack, workers=args.workers, restart=args.restart, chunk=args.chunk)
     size = cache_bytes(len(pack.image_keys()), pack.image_size)
+    if cache_state(pack) == "complete" and not args.restart:
+        print(f"{cache_folder(pack)}: the decoded cache matches {pack.reader.rec_path.name} already "
+              f"({size / 1e9:.2f} GB; --restart rebuilds it)")
+        return 0
+    folder = build_cache(pack, workers=args.workers, restart=args.restart, chunk=args.chunk)
     print(f"wrote {folder}: {len(pack.image_keys())} images decoded ({size / 1e9:.2f} GB)")
     return 0
 

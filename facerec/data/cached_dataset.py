@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from eval_protocols.embed import normalize
 from facerec.data.cache import DecodedCache
@@ -86,7 +88,8 @@ class CachedFaceDataset(torch.utils.data.Dataset):
             self._held.update(where=where, images=None)
             return
         images = torch.empty((len(positions), *self.cache.images.shape[1:]), dtype=torch.uint8, device=device)
-        for lo in range(0, len(positions), _UPLOAD_ROWS):
+        for lo in tqdm(range(0, len(positions), _UPLOAD_ROWS), desc=f"cache -> {device}", unit="chunk",
+                       file=sys.stderr, disable=None):
             rows = self.rows[positions[lo:lo + _UPLOAD_ROWS]]
             images[lo:lo + len(rows)] = torch.from_numpy(self.cache.images[rows]).to(device)
         lookup = np.full(len(self), -1, dtype=np.int64)
