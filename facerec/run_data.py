@@ -4,6 +4,8 @@
 no --data means the built-in synthetic demo set (facerec.demo), cached under the output folder.
 `--subset-ids N` keeps N identities (seeded); `--holdout-ids N` holds N of them out of training and
 builds verification pairs from them; `--val-bins a,b` verifies on those `.bin` packs instead.
+Training images come from the pack's decoded cache when it has one (`facerec-data cache DATA`; `--no-cache`
+decodes the JPEGs instead), ARCHITECTURE §8.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ HOLDOUT_FRACTION = 0.10
 
 @dataclass
 class RunData:
-    train_set: object  # facerec.data.datasets.FaceDataset
+    train_set: object  # facerec.data.datasets.FaceDataset or facerec.data.cached_dataset.CachedFaceDataset
     val_sets: list[VerificationSet]
     num_classes: int
     source: str  # the data folder, or "demo"
@@ -47,12 +49,52 @@ def check_pack_dir(data_dir: str | Path) -> None:
     FacePack(data_dir)  # header record and index: cheap, and names the bad file
 
 
+def add_cache_flags(parser) -> None:
+    """--no-cache / --cache-on-device, the same for facerec-train and facerec-search (ARCHITECTURE §8)."""
+    parser.add_argument("--no-cache", action="store_true",
+                        help="decode the JPEGs of train.rec even when DATA/cache holds a decoded cache "
+                             "(facerec-data cache DATA)")
+    parser.add_argument("--cache-on-device", action="store_true",
+                        help="hold the decoded cache in GPU memory (RAM on a CPU) when it takes at most half "
+                             "of the free memory there; else read it from disk, with a warning")
+
+
+def cache_options(args) -> dict:
+    """prepare_data's keywords for the flags of ``add_cache_flags``."""
+    return {"cache": not args.no_cache, "cache_on_device": args.cache_on_device}
+
+
+def _train_set(pack, train_ids: list[int], augment: bool, cache: bool, cache_on_device: bool):
+    """The decoded cache's dataset when the pack has one (and ``cache``), else JPEGs decoded per item."""
+    import logging
+
+    from facerec.data.augment import AdaFaceAugment
+    from facerec.data.batch_augment import BatchAdaFaceAugment
+    from facerec.data.cache import cache_folder, open_cache
+    from facerec.data.cached_dataset import CachedFaceDataset
+    from facerec.data.datasets import FaceDataset
+
+    decoded = open_cache(pack) if cache else None  # a stale cache is an error, not a silent slow path
+    log = logging.getLogger("facerec")
+    if decoded is not None:
+        log.info(f"training images from the decoded cache {decoded.folder} (augmented on the device)")
+        return CachedFaceDataset(decoded, pack, train_ids, BatchAdaFaceAugment() if augment else None,
+                                 on_device=cache_on_device)
+    if cache_on_device:
+        log.warning(f"--cache-on-device: {cache_folder(pack)} holds no decoded cache (build it with "
+                    f"facerec-data cache {pack.root}); decoding JPEGs")
+    # uint8 batches, normalised on the device by the trainer: the loader runs at JPEG-decode speed and moves
+    # 4x fewer bytes to the GPU (bench/recordio_throughput.py).
+    return FaceDataset(pack, identities=train_ids, transform=AdaFaceAugment() if augment else None,
+                       normalize=False)
+
+
 def prepare_data(data_dir: str | Path | None, output: str | Path, *, subset_ids: int | None = None,
                  holdout_ids: int | None = None, val_bins: list[str] | None = None, seed: int = 0,
-                 augment: bool = True, need_val: bool = True) -> RunData:
+                 augment: bool = True, need_val: bool = True, cache: bool = True,
+                 cache_on_device: bool = False) -> RunData:
     """Build the training set and verification sets of a run (see the module docstring)."""
-    from facerec.data.augment import AdaFaceAugment
-    from facerec.data.datasets import FaceDataset, FacePack, split_identities
+    from facerec.data.datasets import FacePack, split_identities
 
     if data_dir is None:
         from facerec.demo import demo_pack
@@ -85,12 +127,10 @@ def prepare_data(data_dir: str | Path | None, output: str | Path, *, subset_ids:
         val_sets.append(holdout_set(pack, held, seed))
     if need_val and not val_sets:
         raise FaceRecError(f"{root}: expected .bin verification packs or held-out identities (--holdout-ids N)")
-    transform = AdaFaceAugment() if augment else None
-    # uint8 batches, normalised on the device by the trainer: the loader runs at JPEG-decode speed and moves
-    # 4x fewer bytes to the GPU (bench/recordio_throughput.py).
-    train_set = FaceDataset(pack, identities=train_ids, transform=transform, normalize=False)
+    train_set = _train_set(pack, train_ids, augment, cache, cache_on_device)
     info = {"data": source, "pack_images": pack.num_images, "identities": len(identities),
             "train_identities": len(train_ids),
-            "train_images": len(train_set), "holdout_identities": held,
+            "train_images": len(train_set), "decoded_cache": hasattr(train_set, "device_batches"),
+            "holdout_identities": held,
             "val_sets": {vs.name: int(len(vs.issame)) for vs in val_sets}}
     return RunData(train_set, val_sets, train_set.num_classes, source, info)

@@ -225,15 +225,27 @@ def _ignore_stop_signals(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+def _epoch_indices(run: TrainRun, dataset: Dataset, epoch: int) -> list[int]:
+    """This rank's item order in ``epoch``: a function of (seed, epoch) only."""
+    own = getattr(dataset, "epoch_indices", None)  # a decoded cache held on the device: the rank's own share
+    indices = own(run.config.seed, epoch, run.info.rank, run.info.world_size) if own is not None else None
+    if indices is None:
+        sampler = DistributedSampler(dataset, num_replicas=run.info.world_size, rank=run.info.rank, shuffle=True,
+                                     seed=run.config.seed, drop_last=True)
+        sampler.set_epoch(epoch)
+        indices = list(sampler)
+    return indices
+
+
 def _epoch_loader(run: TrainRun, dataset: Dataset, epoch: int) -> DataLoader:
     """This rank's batches of ``epoch`` from the saved step on: the order depends only on (seed, epoch), so a
     resumed epoch sees the batches it had not seen yet."""
     config, info = run.config, run.info
-    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                 seed=config.seed, drop_last=True)
-    sampler.set_epoch(epoch)
-    indices = list(sampler)
+    indices = _epoch_indices(run, dataset, epoch)
     indices = indices[run.state["step_in_epoch"] * run.batch : len(indices) // run.batch * run.batch]
+    if hasattr(dataset, "device_batches"):  # the decoded cache: gathered, augmented, normalised on the device
+        return dataset.device_batches(indices, run.batch, run.device, (config.seed, epoch, info.rank),
+                                      first_step=run.state["step_in_epoch"])
     # The loader draws its worker seeds from a generator of its own, not from the global RNG the resume
     # state holds (a resumed epoch makes one loader more than the uninterrupted run did).
     generator = torch.Generator().manual_seed((config.seed * 1_000_003 + epoch) % 2**63)
@@ -395,6 +407,8 @@ def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config
     seed_everything(config.seed)
     train_set = _with_fresh_transform(train_set)
     run = _start(backbone, head, train_set, config, torch.device(device), info)
+    if hasattr(train_set, "hold_on_device"):  # --cache-on-device
+        train_set.hold_on_device(run.device, info.rank, info.world_size)
     if resume is not None:
         load_state(resume, run)
         logging.getLogger("facerec").info(

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from facerec.errors import FaceRecError
 from facerec.recipe import add_recipe_flag
+from facerec.run_data import add_cache_flags, cache_options
 from nas_core.cli._common import SEARCH_SETTING_FLAGS, add_search_setting_args, search_setting_overrides
 from nas_core.errors import run_cli
 
@@ -55,6 +56,7 @@ def get_parser() -> argparse.ArgumentParser:
     add_search_setting_args(p, _SEARCH_FLAGS)
     p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1 ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_cache_flags(p)
     return p
 
 
@@ -138,7 +140,7 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
                      f"{k} {settings.to_dict()[k]}" for k in ("e_min", "d_min", "d_max", "w_min", "w_max",
                                                               "micro_epochs", "max_trials")))
     data = prepare_data(options["data"], run, subset_ids=options["subset_ids"], holdout_ids=options["holdout_ids"],
-                        val_bins=parse_names(options["val_bins"]), seed=settings.seed)
+                        val_bins=parse_names(options["val_bins"]), seed=settings.seed, **cache_options(args))
     space = IResNetSpace(embedding_size=options["embedding_size"])
     # A run from before --recipe stored AdaFace's batch/lr/head explicitly: its recipe is AdaFace's.
     recipe = resolve_recipe(options.get("recipe", "adaface"), data.info, batch_size=options["batch_size"],

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from facerec.errors import FaceRecError
 from facerec.recipe import add_recipe_flag
+from facerec.run_data import add_cache_flags
 from nas_core.errors import run_cli
 
 # Batch, lr and head otherwise come from --recipe (facerec.recipe); the demo keeps its CPU-sized choice.
@@ -64,6 +65,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-nan-steps", type=int, default=TrainConfig.max_nan_steps,
                    help="stop after this many non-finite losses in a row")
     p.add_argument("--no-augment", action="store_true", help="turn off the AdaFace augmentations")
+    add_cache_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -157,7 +159,7 @@ def init_backbone(path: str, genotype_path: str | None, arch: str | None, embedd
 # schedule, batches or data would no longer be the run being resumed). Workers, device and checkpoint cadence
 # may change: they do not change the weights.
 _RUN_FLAGS = ("epochs", "recipe", "batch_size", "lr", "head", "seed", "data", "subset_ids", "holdout_ids",
-              "val_bins", "no_augment", "embedding_size", "dropout")
+              "val_bins", "no_augment", "embedding_size", "dropout", "no_cache", "cache_on_device")
 
 
 def _run_flags(args: argparse.Namespace) -> dict:
@@ -221,7 +223,7 @@ def _body(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, output: Path, resume: Path | None, info, device, init) -> int:
     from facerec.heads import create_head
     from facerec.recipe import recipe_from_args
-    from facerec.run_data import parse_names, prepare_data
+    from facerec.run_data import cache_options, parse_names, prepare_data
     from facerec.train import TrainingStopped, train_model
     from nas_core.runlog import log_to
     from nas_core.train import seed_everything
@@ -235,7 +237,7 @@ def _train(args: argparse.Namespace, output: Path, resume: Path | None, info, de
                      f"x 12 images, 112x112) with a CPU-sized budget ({args.epochs} epochs, batch {args.batch_size})")
         data = prepare_data(args.data, output, subset_ids=args.subset_ids, holdout_ids=args.holdout_ids,
                             val_bins=parse_names(args.val_bins), seed=args.seed, augment=not args.no_augment,
-                            need_val=False)
+                            need_val=False, **cache_options(args))
         seed_everything(args.seed)  # the initial weights depend on --seed alone
         backbone, architecture = init or build_backbone(args.genotype, args.arch, args.embedding_size, resume, args.dropout)
         if args.init:

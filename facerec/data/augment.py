@@ -24,10 +24,16 @@ import numpy as np
 
 _INTERPOLATIONS = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_AREA, cv2.INTER_CUBIC, cv2.INTER_LANCZOS4)
 _GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as torchvision's rgb_to_grayscale
+# AdaFace's recipe, shared by the per-image (AdaFaceAugment) and the batch (BatchAdaFaceAugment) versions.
+CROP_P = LOWRES_P = PHOTOMETRIC_P = 0.2
+FLIP_P = 0.5
+CROP_SCALE, CROP_RATIO = (0.2, 1.0), (3 / 4, 4 / 3)
+LOWRES_SIDE = (0.2, 1.0)  # of the image side
+PHOTOMETRIC_STRENGTH = 0.5  # factors in [1 - s, 1 + s]
 
 
 class AdaFaceAugment:
-    def __init__(self, crop_p: float = 0.2, lowres_p: float = 0.2, photometric_p: float = 0.2,
+    def __init__(self, crop_p: float = CROP_P, lowres_p: float = LOWRES_P, photometric_p: float = PHOTOMETRIC_P,
                  flip: bool = True, seed: int | None = None):
         self.crop_p, self.lowres_p, self.photometric_p = crop_p, lowres_p, photometric_p
         self.flip = flip
@@ -65,13 +71,13 @@ class AdaFaceAugment:
             image = low_resolution(image, rng)
         if rng.random() < self.photometric_p:
             image = photometric(image, rng)
-        if self.flip and rng.random() < 0.5:
+        if self.flip and rng.random() < FLIP_P:
             image = image[:, ::-1]
         return np.ascontiguousarray(image)
 
 
-def random_crop_and_pad(image: np.ndarray, rng: np.random.Generator, scale=(0.2, 1.0),
-                        ratio=(3 / 4, 4 / 3)) -> np.ndarray:
+def random_crop_and_pad(image: np.ndarray, rng: np.random.Generator, scale=CROP_SCALE,
+                        ratio=CROP_RATIO) -> np.ndarray:
     """Keep a RandomResizedCrop window where it is and zero the rest (same window rule as torchvision)."""
     height, width = image.shape[:2]
     area = height * width
@@ -94,13 +100,13 @@ def random_crop_and_pad(image: np.ndarray, rng: np.random.Generator, scale=(0.2,
 
 def low_resolution(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     height, width = image.shape[:2]
-    side = max(1, int(rng.uniform(0.2, 1.0) * height))
+    side = max(1, int(rng.uniform(*LOWRES_SIDE) * height))
     down, up = (_INTERPOLATIONS[i] for i in rng.integers(len(_INTERPOLATIONS), size=2))
     small = cv2.resize(image, (side, side), interpolation=down)
     return cv2.resize(small, (width, height), interpolation=up)
 
 
-def photometric(image: np.ndarray, rng: np.random.Generator, strength: float = 0.5) -> np.ndarray:
+def photometric(image: np.ndarray, rng: np.random.Generator, strength: float = PHOTOMETRIC_STRENGTH) -> np.ndarray:
     """ColorJitter(brightness, contrast, saturation = strength): factors in [1-s, 1+s], random order,
     each result clipped to [0, 255] as torchvision's blends do."""
     out = image.astype(np.float32)
