@@ -127,6 +127,8 @@ def _run(args, pack_dir: Path, device: torch.device) -> dict[str, list[float]]:
     for round_ in range(args.rounds):
         for name in list(methods)[round_ % 4:] + list(methods)[:round_ % 4]:
             rates[name].append(methods[name](round_ + 1))
+        print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items()) + " images/s",
+              flush=True)
     return rates
 
 
@@ -140,10 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=TrainConfig.workers, help="DataLoader workers of (a)")
     p.add_argument("--net", default="tiny", help="tiny (R-10, C=16) or a fixed backbone: iresnet18/34/50/100")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--tiny", action="store_true", help="a few seconds: 640 images, batch 16, 4 steps, 1 round")
+    p.add_argument("--tiny", action="store_true", help="a few seconds: 320 images, batch 16, 3 steps, 1 round")
     args = p.parse_args(argv)
     if args.tiny:
-        args.images, args.per_identity, args.batch_size, args.steps, args.rounds = 640, 10, 16, 4, 1
+        args.images, args.per_identity, args.batch_size, args.steps, args.rounds = 320, 10, 16, 3, 1
         args.workers = min(args.workers, 1)
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
@@ -153,13 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         tic = time.perf_counter()
         build_cache(FacePack(Path(tmp) / "pack"), workers=1, progress=False)
         cached = time.perf_counter() - tic
+        print(f"pack: {info['images']} images of {info['identities']} identities (packed in {packed:.1f} s); "
+              f"cache built in {cached:.1f} s ({info['images'] / cached:.0f} images/s, 1 thread); CASIA-WebFace's "
+              f"cache: {cache_bytes(CASIA_IMAGES, (112, 112)) / 1e9:.1f} GB", flush=True)
+        print(f"device {device}, net {args.net}, batch {args.batch_size}, {args.steps} steps x {args.rounds} rounds, "
+              f"DataLoader workers {args.workers}, torch threads {torch.get_num_threads()}", flush=True)
         rates = _run(args, Path(tmp) / "pack", device)
     median = {name: statistics.median(values) for name, values in rates.items()}
-    print(f"pack: {info['images']} images of {info['identities']} identities (packed in {packed:.1f} s); cache "
-          f"built in {cached:.1f} s ({info['images'] / cached:.0f} images/s, 1 thread); CASIA-WebFace's cache: "
-          f"{cache_bytes(CASIA_IMAGES, (112, 112)) / 1e9:.1f} GB")
-    print(f"device {device}, net {args.net}, batch {args.batch_size}, {args.steps} steps x {args.rounds} rounds, "
-          f"DataLoader workers {args.workers}, torch threads {torch.get_num_threads()}")
     for name, value in median.items():
         print(f"  {name:12s} {value:10.1f} images/s   (rounds: {', '.join(f'{v:.0f}' for v in rates[name])})")
     print(f"data path ratio (b) cache / (a) jpeg: {median['(b) cache'] / median['(a) jpeg']:.2f}x (target >= 3)")

@@ -20,9 +20,10 @@ def test_data_path_bench_tiny_prints_rates_and_ratios(capsys):
     finally:
         sys.modules.pop("data_path_bench", None)
     out = capsys.readouterr().out
-    assert "640 images of 64 identities" in out and "CASIA-WebFace's cache: 18.5 GB" in out
+    assert "320 images of 32 identities" in out and "CASIA-WebFace's cache: 18.5 GB" in out
     for name in ("(a) jpeg", "(b) cache", "(c) compute", "(b) + step"):
         rate = re.search(re.escape(name) + r"\s+([0-9.]+) images/s", out)
         assert rate and float(rate.group(1)) > 0, (name, out)
     assert re.search(r"data path ratio \(b\) cache / \(a\) jpeg: [0-9.]+x", out), out
+    assert "round 1: (a) jpeg" in out
     assert re.search(r"training step ratio \(b\) \+ step / \(c\) compute: [0-9.]+ ", out), out
