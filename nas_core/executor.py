@@ -93,9 +93,12 @@ class ProcessExecutor:
         self.on_result = on_result
         self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                                          initargs=(slots, os.getpid()))
+        self._unfinished: set = set()
 
     def submit(self, fn: Callable[[Any], Any], item: Any) -> Any:
-        return self._pool.submit(fn, item)
+        future = self._pool.submit(fn, item)
+        self._unfinished.add(future)
+        return future
 
     def wait(self, handles: Iterable[Any]) -> list[Any]:
         """The finished ones among ``handles`` (at least one; blocks until then)."""
@@ -104,6 +107,7 @@ class ProcessExecutor:
         return list(wait(list(handles), return_when=FIRST_COMPLETED).done)
 
     def result(self, handle: Any) -> Any:
+        self._unfinished.discard(handle)
         return handle.result()
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
@@ -112,11 +116,13 @@ class ProcessExecutor:
     def close(self) -> None:
         # Python < 3.14 has no public way to stop busy workers; the pool keeps them in _processes.
         processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        busy = any(not future.done() for future in self._unfinished)
         self._pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.join(timeout=10)
+        if busy:  # idle workers exit on their own, cleanly
+            for process in processes:
+                process.terminate()
+        self._pool.shutdown(wait=True)  # the pool's manager thread sees the workers gone and exits
+        self._unfinished.clear()
 
 
 @EXECUTORS.register("ray")
