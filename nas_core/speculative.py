@@ -48,6 +48,24 @@ class _WhatIf:
         return found
 
 
+class ParamCounts:
+    """A space whose ``count_params`` is remembered: what-if replays ask the micro phase's width matching for
+    the same counts again and again."""
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+        self._counts: dict[str, int] = {}
+
+    def count_params(self, genotype: Genotype) -> int:
+        key = genotype.key()
+        if key not in self._counts:
+            self._counts[key] = self.space.count_params(genotype)
+        return self._counts[key]
+
+    def __getattr__(self, name: str) -> Any:  # name, build, config, ...: the space's own
+        return getattr(self.space, name)
+
+
 def next_trials(space: SearchSpace, settings: SearchSettings, known: dict[Key, TrialResult],
                 running: set[Key], limit: int, max_probes: int = 64) -> list[tuple[Genotype, int]]:
     """Up to ``limit`` trials, neither known nor running, that the search may ask next, nearest first.
@@ -84,7 +102,7 @@ class SpeculativeEvaluator:
 
     def __init__(self, space: SearchSpace, settings: SearchSettings, journal: Journal, executor: Any,
                  job: Callable[[Genotype, int], tuple[Callable[[Any], TrialResult], Any]], workers: int):
-        self.space, self.settings, self.journal = space, settings, journal
+        self.space, self.settings, self.journal = ParamCounts(space), settings, journal
         self.executor, self.job, self.workers = executor, job, workers
         self.known: dict[Key, TrialResult] = {}
         for record in journal.records():  # the first record of a trial answers it, as Journal.lookup does
