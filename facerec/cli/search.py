@@ -61,7 +61,23 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1 ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_parallel_args(p)
+    p.add_argument("--estimate", action="store_true",
+                   help="train nothing: print the worst-case trial list, time a few steps of the smallest and "
+                        "largest candidate, project the hours at --parallel N; writes RUN/estimate.json")
+    p.add_argument("--step-seconds", metavar="SMALL,LARGE", type=_step_pair,
+                   help="with --estimate: assumed seconds of one training step at the recipe's batch of the "
+                        "smallest and the largest candidate (e.g. measured on the target GPU) instead of timing here")
     return p
+
+
+def _step_pair(text: str) -> tuple[float, float]:
+    try:
+        small, large = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SMALL,LARGE seconds, e.g. 0.05,0.4; got {text}") from None
+    if not 0 < small <= large:
+        raise argparse.ArgumentTypeError(f"expected 0 < SMALL <= LARGE, got {text}")
+    return small, large
 
 
 def _new_run(args: argparse.Namespace) -> tuple[Path, dict]:
@@ -112,11 +128,13 @@ def _body(args: argparse.Namespace) -> int:
     from nas_core.runlog import log_to
 
     start = time.perf_counter()
-    if not args.resume and args.data is not None:
+    if not args.resume and args.data is not None and not args.estimate:  # an estimate reads metadata only
         check_pack_dir(args.data)
     run, saved = _resumed_run(args) if args.resume else _new_run(args)
     info = init_distributed()
     device = resolve_device(args.device, info)
+    if args.estimate:
+        return _estimate(args, run, saved, device)
     # One process writes into RUN (rank 0 for torchrun): a second one refuses instead of mixing journals.
     with run_lock(run, "facerec-search") if info.is_main else nullcontext():
         if info.is_main:
@@ -162,12 +180,39 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
                        trial_epochs=result.producing_trial.epochs, num_trials=len(result.trials),
                        search_seconds=result.seconds, wall_seconds=time.perf_counter() - start,
                        settings=settings.to_dict(), options=options, space=space.config(), data=data.info,
-                       recipe=recipe.to_dict(), model="model.pt", **_parallel_figures(journaled, result))
+                       recipe=recipe.to_dict(), model="model.pt", **_parallel_figures(journaled, result),
+                       **_estimate_vs_actual(run, result, time.perf_counter() - start))
         atomic_write_json(run / "result.json", payload)
         _write_report(run, log)
     log.info(f"result {result.genotype.key()}: {result.params:,} params, fitness {result.accuracy:.2f}% after "
              f"{len(result.trials)} trials ({result.epochs_total} epochs) in "
              f"{time.perf_counter() - start:.1f} s; wrote {run / 'result.json'} and {run / 'model.pt'}")
+
+
+def _estimate(args: argparse.Namespace, run: Path, saved: dict, device) -> int:
+    """--estimate: the worst-case trial list and projected hours (facerec.estimate), RUN/estimate.json."""
+    from facerec.estimate import face_estimate
+    from nas_core.estimate import describe
+    from nas_core.io import atomic_write_json
+
+    estimate = face_estimate(saved, device, args.parallel, step_seconds=args.step_seconds)
+    run.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run / "estimate.json", {**estimate, "settings": saved})
+    for line in describe(estimate):
+        print(line)
+    print(f"data cache: {estimate['cache_bytes'] / 1e9:.2f} GB ({estimate['data']['pack_images']:,} images x "
+          f"112x112x3 bytes); wrote {run / 'estimate.json'}")
+    return 0
+
+
+def _estimate_vs_actual(run: Path, result, wall_seconds: float) -> dict:
+    """result.json: the forecast of RUN/estimate.json (when one was made) next to what the search took."""
+    from nas_core.estimate import compare
+
+    path = run / "estimate.json"
+    if not path.is_file():
+        return {}
+    return {"estimate": compare(json.loads(path.read_text()), wall_seconds, len(result.trials))}
 
 
 def _journaled(evaluator, run: Path, info, log, args, saved: dict):
