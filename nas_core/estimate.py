@@ -122,3 +122,41 @@ def compare(estimate: dict[str, Any], actual_seconds: float, actual_trials: int)
     projected = 3600 * estimate["hours"].get(workers, estimate["hours"]["1"])
     return {"projected_seconds": projected, "actual_seconds": actual_seconds, "projected_trials_worst_case":
             estimate["trial_count"], "actual_trials": actual_trials, "parallel": int(workers)}
+
+
+def step_seconds(model, images, labels, steps: int = 2) -> float:
+    """Seconds of one SGD training step (forward, cross-entropy, backward, update) of ``model`` on a batch."""
+    import time
+
+    import torch
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model.train()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+        if images.is_cuda:
+            torch.cuda.synchronize(images.device)
+
+    step()  # warm-up: allocations, cuDNN choices
+    tic = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - tic) / steps
+
+
+def classifier_estimate(data, space: SearchSpace, settings: SearchSettings, *, device, batch_size: int,
+                        workers: int) -> dict[str, Any]:
+    """estimate.json of an image-classifier search (nas-search): steps timed on a batch of the training set."""
+    import math
+
+    trials = worst_case_trials(space, settings)
+    images = data.normalize(data.train_images[:batch_size].to(device))
+    labels = data.train_labels[:batch_size].to(device)
+    times = [step_seconds(space.build(t.genotype).to(device), images, labels) for t in smallest_and_largest(trials)]
+    return forecast(trials, steps_per_epoch=math.ceil(len(data.train_labels) / batch_size), step_small=times[0],
+                    step_large=times[1], workers=workers, budget=settings.max_trials, device=str(device),
+                    extra={"cache_bytes": int(data.train_images.nbytes), "batch_size": batch_size,
+                           "step_source": f"measured on {device} at batch {len(labels)}"})

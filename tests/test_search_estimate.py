@@ -91,3 +91,24 @@ def test_casia_metadata_gives_a_forecast_without_training(casia_metadata, tmp_pa
     assert 0 < estimate["hours"]["8"] < estimate["hours"]["1"]
     assert sorted(p.name for p in run.iterdir()) == ["estimate.json"]  # nothing trained, nothing else written
     assert "at --parallel 8" in capsys.readouterr().out
+
+
+def test_nas_search_estimate_covers_its_real_search(tmp_path, capsys):
+    from nas_core.cli.search import main as search_main
+
+    digits = ["--d-min", "2", "--d-max", "3", "--w-max", "6", "--w-min", "4", "--e-min", "1", "--micro-epochs", "1",
+              "--device", "cpu"]
+    run = tmp_path / "digits"
+    assert search_main([*digits, "--estimate", "--parallel", "2", "--output", str(run)]) == 0
+    assert "at --parallel 2" in capsys.readouterr().out
+    estimate = json.loads((run / "estimate.json").read_text())
+    assert sorted(p.name for p in run.iterdir()) == ["estimate.json"]
+    assert search_main([*digits, "--output", str(run)]) == 0
+    journal = [json.loads(line) for line in (run / "journal.jsonl").read_text().splitlines()]
+    planned = list(estimate["trials"])
+    for trial in journal:
+        match = _dominated(trial, planned)
+        assert match is not None, trial
+        planned.remove(match)
+    result = json.loads((run / "result.json").read_text())
+    assert result["estimate"]["actual_trials"] == result["trials"] == len(journal)

@@ -50,6 +50,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--replay", metavar="FILE", default=None,
                         help="drive the search with a recorded trace (authors' JSON or a RUN/journal.jsonl)")
     add_parallel_args(parser)
+    parser.add_argument("--estimate", action="store_true",
+                        help="train nothing: print the worst-case trial list, time a few steps of the smallest and "
+                             "largest candidate, project the hours at --parallel N; writes OUTPUT/estimate.json")
     return parser
 
 
@@ -89,6 +92,8 @@ def _search(args: argparse.Namespace) -> int:
     else:
         config = _run_config(args)
         data = _load_data(config)  # bad data fails before a run folder is made: nothing written half-way
+        if args.estimate:
+            return _estimate(args, config, data)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = output_folder(args.output or f"runs/{args.dataset}-{args.size}-{stamp}", "journal.jsonl")
     from nas_core.train import cpu_threads
@@ -98,6 +103,26 @@ def _search(args: argparse.Namespace) -> int:
             atomic_write_json(run_dir / "settings.json", config)
         with log_to(run_dir / "search.log") as log, cpu_threads(config.get("device"), config.get("threads")):
             return _run_search(run_dir, config, log, resumed=bool(args.resume), data=data, where=args)
+
+
+def _estimate(args: argparse.Namespace, config: dict[str, Any], data) -> int:
+    """--estimate: the worst-case trial list and projected hours (nas_core.estimate), OUTPUT/estimate.json."""
+    from nas_core.classify.evaluator import create_classifier_space
+    from nas_core.estimate import classifier_estimate, describe
+    from nas_core.search import SearchSettings
+    from nas_core.train import cpu_threads, resolve_device
+
+    run_dir = Path(args.output or f"runs/{args.dataset}-{args.size}-estimate")
+    device = resolve_device(config.get("device"))
+    with cpu_threads(device, config.get("threads")):
+        estimate = classifier_estimate(data, create_classifier_space(data), SearchSettings.from_dict(config["search"]),
+                                       device=device, batch_size=config["batch_size"], workers=args.parallel)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "estimate.json", {**estimate, "settings": config})
+    for line in describe(estimate):
+        print(line)
+    print(f"data cache: {estimate['cache_bytes'] / 1e6:.1f} MB of training images; wrote {run_dir / 'estimate.json'}")
+    return 0
 
 
 def _load_data(config: dict[str, Any]):
@@ -147,7 +172,9 @@ def _run_search(run_dir: Path, config: dict[str, Any], log, resumed: bool, data=
             result = MacroMicroSearch(space, journaled, settings, on_trial=on_trial).run()
         finally:
             getattr(journaled, "close", lambda: None)()
-    _write_result(run_dir, result, config, time.perf_counter() - tic, _parallel_figures(journal, result, journaled))
+    wall = time.perf_counter() - tic
+    _write_result(run_dir, result, config, wall, {**_parallel_figures(journal, result, journaled),
+                                                  **_estimate_vs_actual(run_dir, result, wall)})
     log.info("found %s: %d params, %s accuracy %.2f%% after %d trials (%d epochs); wrote %s",
              result.genotype.key(), result.params, evaluator.rank_on, result.accuracy, len(result.trials),
              result.epochs_total, run_dir / "result.json")
@@ -183,6 +210,16 @@ def _parallel_figures(journal, result, journaled) -> dict[str, Any]:
 
     return {**unused_trials(journal, result.trials), "speculative_dropped": getattr(journaled, "dropped", 0),
             "parallel": getattr(journaled, "workers", 1)}
+
+
+def _estimate_vs_actual(run_dir: Path, result, wall_seconds: float) -> dict[str, Any]:
+    """result.json: the forecast of RUN/estimate.json (when one was made) next to what the search took."""
+    from nas_core.estimate import compare
+
+    path = run_dir / "estimate.json"
+    if not path.is_file():
+        return {}
+    return {"estimate": compare(read_json_object(path), wall_seconds, len(result.trials))}
 
 
 def _write_report(run_dir: Path, log) -> None:
