@@ -12,9 +12,11 @@ scores it and the TrialResult is broadcast, so every rank takes the same search 
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -83,3 +85,49 @@ class FaceEvaluator:
                           f"(epochs {', '.join(f'{s:.2f}' for s in scores)}), {result.params:,} params, "
                           f"{result.seconds:.1f} s")
         return result
+
+
+def face_evaluator(saved: dict, run: Path, device: torch.device | str, *, info: DistInfo = DistInfo(),
+                   log: logging.Logger | None = None, progress: bool = True):
+    """The FaceEvaluator of a search from its RUN/settings.json content: data, space and recipe, built the same
+    way by facerec-search and by each of its ``--parallel`` workers. Returns (evaluator, data, recipe)."""
+    from facerec.recipe import resolve_recipe
+    from facerec.run_data import parse_names, prepare_data
+    from facerec.space import IResNetSpace
+
+    seed, options = int(saved["search"].get("seed", 0)), saved["options"]
+    data = prepare_data(options["data"], run, subset_ids=options["subset_ids"], holdout_ids=options["holdout_ids"],
+                        val_bins=parse_names(options["val_bins"]), seed=seed, **saved.get("cache", {}))
+    space = IResNetSpace(embedding_size=options["embedding_size"])
+    # A run from before --recipe stored AdaFace's batch/lr/head explicitly: its recipe is AdaFace's.
+    recipe = resolve_recipe(options.get("recipe", "adaface"), data.info, batch_size=options["batch_size"],
+                            lr=options["lr"], head=options["head"], log=log)
+    config = recipe.train_config(epochs=1, seed=seed, workers=options["workers"])
+    evaluator = FaceEvaluator(space, data.train_set, data.val_sets, config, run_seed=seed, device=device, info=info,
+                              trials_dir=run / "trials", progress=progress)
+    return evaluator, data, recipe
+
+
+@dataclass(frozen=True)
+class FaceTrialJob:
+    """One trial of a face search as plain values, for a worker process or a Ray task (nas_core.speculative)."""
+
+    settings: str  # RUN/settings.json content as JSON text
+    run: str
+    device: str
+    threads: int
+    genotype: dict
+    epochs: int
+
+
+@functools.lru_cache(maxsize=2)
+def _worker_evaluator(settings: str, run: str, device: str) -> FaceEvaluator:
+    return face_evaluator(json.loads(settings), Path(run), device, progress=False)[0]
+
+
+def run_face_trial(job: FaceTrialJob) -> TrialResult:
+    """Train and score one trial as facerec-search does in-process (same seed; same result at the same thread
+    count); its weights go to RUN/trials/ like an in-process trial's. The data are read once per process."""
+    evaluator = _worker_evaluator(job.settings, job.run, job.device)
+    torch.set_num_threads(job.threads)
+    return evaluator.evaluate(Genotype.from_dict(job.genotype), job.epochs)

@@ -26,7 +26,12 @@ from tqdm import tqdm
 from facerec.errors import FaceRecError
 from facerec.recipe import add_recipe_flag
 from facerec.run_data import add_cache_flags, cache_options
-from nas_core.cli._common import SEARCH_SETTING_FLAGS, add_search_setting_args, search_setting_overrides
+from nas_core.cli._common import (
+    SEARCH_SETTING_FLAGS,
+    add_parallel_args,
+    add_search_setting_args,
+    search_setting_overrides,
+)
 from nas_core.errors import run_cli
 
 _SEARCH_FLAGS = (*SEARCH_SETTING_FLAGS, "seed")
@@ -57,7 +62,24 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1 ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_cache_flags(p)
+    add_parallel_args(p)
+    p.add_argument("--estimate", action="store_true",
+                   help="train nothing: print the worst-case trial list, time a few steps of the smallest and "
+                        "largest candidate, project the hours at --parallel N; writes RUN/estimate.json")
+    p.add_argument("--step-seconds", metavar="SMALL,LARGE", type=_step_pair,
+                   help="with --estimate: assumed seconds of one training step at the recipe's batch of the "
+                        "smallest and the largest candidate (e.g. measured on the target GPU) instead of timing here")
     return p
+
+
+def _step_pair(text: str) -> tuple[float, float]:
+    try:
+        small, large = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SMALL,LARGE seconds, e.g. 0.05,0.4; got {text}") from None
+    if not 0 < small <= large:
+        raise argparse.ArgumentTypeError(f"expected 0 < SMALL <= LARGE, got {text}")
+    return small, large
 
 
 def _new_run(args: argparse.Namespace) -> tuple[Path, dict]:
@@ -108,11 +130,13 @@ def _body(args: argparse.Namespace) -> int:
     from nas_core.runlog import log_to
 
     start = time.perf_counter()
-    if not args.resume and args.data is not None:
+    if not args.resume and args.data is not None and not args.estimate:  # an estimate reads metadata only
         check_pack_dir(args.data)
     run, saved = _resumed_run(args) if args.resume else _new_run(args)
     info = init_distributed()
     device = resolve_device(args.device, info)
+    if args.estimate:
+        return _estimate(args, run, saved, device)
     # One process writes into RUN (rank 0 for torchrun): a second one refuses instead of mixing journals.
     with run_lock(run, "facerec-search") if info.is_main else nullcontext():
         if info.is_main:
@@ -126,10 +150,7 @@ def _body(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log, start: float) -> None:
-    from facerec.recipe import resolve_recipe
-    from facerec.run_data import parse_names, prepare_data
-    from facerec.search import FaceEvaluator
-    from facerec.space import IResNetSpace
+    from facerec.search import face_evaluator
     from nas_core.io import atomic_write_json
     from nas_core.search import MacroMicroSearch, SearchSettings
 
@@ -139,24 +160,21 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
                  "12 images, 112x112) with a CPU-sized budget: " + ", ".join(
                      f"{k} {settings.to_dict()[k]}" for k in ("e_min", "d_min", "d_max", "w_min", "w_max",
                                                               "micro_epochs", "max_trials")))
-    data = prepare_data(options["data"], run, subset_ids=options["subset_ids"], holdout_ids=options["holdout_ids"],
-                        val_bins=parse_names(options["val_bins"]), seed=settings.seed, **cache_options(args))
-    space = IResNetSpace(embedding_size=options["embedding_size"])
-    # A run from before --recipe stored AdaFace's batch/lr/head explicitly: its recipe is AdaFace's.
-    recipe = resolve_recipe(options.get("recipe", "adaface"), data.info, batch_size=options["batch_size"],
-                            lr=options["lr"], head=options["head"], log=log)
-    config = recipe.train_config(epochs=1, seed=settings.seed, workers=options["workers"])
+    evaluator, data, recipe = face_evaluator(with_cache(saved, args), run, device, info=info, log=log,
+                                             progress=not args.no_progress)
+    space = evaluator.space
     log.info(f"data {data.source}: {data.info['train_images']} training images of {data.num_classes} "
              f"identities; fitness = 10-fold accuracy on {data.info['val_sets']} (pairs); device {device}, "
              f"world size {info.world_size}; settings {settings.to_dict()}")
-    evaluator = FaceEvaluator(space, data.train_set, data.val_sets, config, run_seed=settings.seed,
-                              device=device, info=info, trials_dir=run / "trials", progress=not args.no_progress)
-    journaled = _journaled(evaluator, run, info, log)
+    journaled = _journaled(evaluator, run, info, log, args, saved)
     bar = tqdm(total=settings.max_trials, unit="trial", desc="search", dynamic_ncols=True,
                disable=args.no_progress or not info.is_main)
     with bar:
-        result = MacroMicroSearch(space, journaled, settings,
-                                  on_trial=_trial_reporter(bar, journaled, run / "trials", info, log)).run()
+        try:
+            result = MacroMicroSearch(space, journaled, settings,
+                                      on_trial=_trial_reporter(bar, journaled, run / "trials", info, log)).run()
+        finally:
+            getattr(journaled, "close", lambda: None)()
     _write_model(run, result, evaluator, info, log)
     if info.is_main:
         payload = result.to_dict()
@@ -165,7 +183,8 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
                        trial_epochs=result.producing_trial.epochs, num_trials=len(result.trials),
                        search_seconds=result.seconds, wall_seconds=time.perf_counter() - start,
                        settings=settings.to_dict(), options=options, space=space.config(), data=data.info,
-                       recipe=recipe.to_dict(), model="model.pt")
+                       recipe=recipe.to_dict(), model="model.pt", **_parallel_figures(journaled, result),
+                       **_estimate_vs_actual(run, result, time.perf_counter() - start))
         atomic_write_json(run / "result.json", payload)
         _write_report(run, log)
     log.info(f"result {result.genotype.key()}: {result.params:,} params, fitness {result.accuracy:.2f}% after "
@@ -173,17 +192,86 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
              f"{time.perf_counter() - start:.1f} s; wrote {run / 'result.json'} and {run / 'model.pt'}")
 
 
-def _journaled(evaluator, run: Path, info, log):
-    """The evaluator behind RUN/journal.jsonl: journaled trials are answered from it, new ones appended."""
+def _estimate(args: argparse.Namespace, run: Path, saved: dict, device) -> int:
+    """--estimate: the worst-case trial list and projected hours (facerec.estimate), RUN/estimate.json."""
+    from facerec.estimate import face_estimate
+    from nas_core.estimate import describe
+    from nas_core.io import atomic_write_json
+
+    estimate = face_estimate(saved, device, args.parallel, step_seconds=args.step_seconds)
+    run.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run / "estimate.json", {**estimate, "settings": saved})
+    for line in describe(estimate):
+        print(line)
+    print(f"data cache: {estimate['cache_bytes'] / 1e9:.2f} GB ({estimate['data']['pack_images']:,} images x "
+          f"112x112x3 bytes); wrote {run / 'estimate.json'}")
+    return 0
+
+
+def _estimate_vs_actual(run: Path, result, wall_seconds: float) -> dict:
+    """result.json: the forecast of RUN/estimate.json (when one was made) next to what the search took."""
+    from nas_core.estimate import compare
+
+    path = run / "estimate.json"
+    if not path.is_file():
+        return {}
+    return {"estimate": compare(json.loads(path.read_text()), wall_seconds, len(result.trials))}
+
+
+def _journaled(evaluator, run: Path, info, log, args, saved: dict):
+    """The evaluator behind RUN/journal.jsonl: journaled trials are answered from it, new ones appended
+    (with --parallel N > 1 trained N at a time by speculative workers, nas_core.speculative)."""
     from facerec.dist import broadcast_object
     from nas_core.journal import Journal, JournaledEvaluator
 
     journal = Journal(run / "journal.jsonl")
     if len(journal):
         log.info(f"journal: {len(journal)} finished trial(s) will be reused")
+    if args.parallel > 1:
+        if info.enabled:
+            raise FaceRecError("--parallel: expected either --parallel N or torchrun (DDP trials), not both")
+        return _speculative(evaluator, journal, run, log, args, saved)
     # Under torchrun all ranks follow rank 0's journal; only rank 0 appends.
     return JournaledEvaluator(evaluator, journal, writes=info.is_main,
                               share=(lambda known: broadcast_object(known, info)) if info.enabled else None)
+
+
+def with_cache(saved: dict, args: argparse.Namespace) -> dict:
+    """RUN/settings.json content plus this invocation's decoded-cache choice, as the evaluator and its
+    ``--parallel`` workers read it (facerec.search.face_evaluator), so every trial sees the same data path."""
+    return {**saved, "cache": cache_options(args)}
+
+
+def _speculative(evaluator, journal, run: Path, log, args, saved: dict):
+    import torch
+
+    from facerec.search import FaceTrialJob, run_face_trial
+    from nas_core.executor import parallel_executor
+    from nas_core.search import SearchSettings
+    from nas_core.speculative import SpeculativeEvaluator
+
+    workers, text = args.parallel, json.dumps(with_cache(saved, args), sort_keys=True)
+    device = evaluator.device
+    # One GPU per worker, or an equal share of this process's CPU threads each.
+    threads = max(1, torch.get_num_threads() // workers) if device.type == "cpu" else torch.get_num_threads()
+    log.info(f"parallel: {workers} {args.executor} worker(s) ({threads} CPU thread(s) each on CPU); trials the "
+             "search may ask next run ahead")
+    executor = parallel_executor(args.executor, workers, device, args.ray_address)
+    worker_device = "cuda" if device.type == "cuda" and args.executor == "ray" else str(device)
+
+    def job(genotype, epochs):
+        return run_face_trial, FaceTrialJob(text, str(run), worker_device, threads, genotype.to_dict(), epochs)
+
+    return SpeculativeEvaluator(evaluator.space, SearchSettings.from_dict(saved["search"]), journal, executor,
+                                job=job, workers=workers)
+
+
+def _parallel_figures(journaled, result) -> dict:
+    """result.json: the journaled trials the search never asked for, and those dropped unfinished at its end."""
+    from nas_core.speculative import unused_trials
+
+    return {**unused_trials(journaled.journal, result.trials), "speculative_dropped": getattr(journaled, "dropped", 0),
+            "parallel": getattr(journaled, "workers", 1)}
 
 
 def _trial_reporter(bar, journaled, trials_dir: Path, info, log):

@@ -15,7 +15,7 @@ from nas_core.classify.datasets import ClassificationData, load_dataset
 from nas_core.evaluator import TrialResult, trial_seed
 from nas_core.genotype import Genotype
 from nas_core.space import SearchSpace, create_space
-from nas_core.train import TrainConfig, resolve_device, seed_everything, train_classifier
+from nas_core.train import TrainConfig, cpu_threads, resolve_device, seed_everything, train_classifier
 
 
 def create_classifier_space(data: ClassificationData) -> SearchSpace:
@@ -74,6 +74,7 @@ class TrialJob:
     device: str | None = None
     batch_size: int = 64
     reference_schedule: bool = False
+    threads: int | None = None  # CPU threads of the trial (nas_core.train.cpu_threads; default 1 on CPU)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,9 +86,11 @@ def _cached_data(dataset: str, data_root: str | None, val_fraction: float, rank_
 
 
 def run_trial(job: TrialJob) -> TrialResult:
-    """Train ``job.genotype`` for ``job.epochs``; the data are read once per process."""
+    """Train ``job.genotype`` for ``job.epochs``, as nas-search's in-process evaluator does (same seed, same
+    thread count, so the same result); the data are read once per process."""
     data = _cached_data(job.dataset, job.data_root, job.val_fraction, job.rank_on)
     config = TrainConfig(epochs=job.epochs, batch_size=job.batch_size, reference_schedule=job.reference_schedule)
     evaluator = ClassificationEvaluator(data, device=job.device, rank_on=job.rank_on, run_seed=job.run_seed,
                                         config=config)
-    return evaluator.evaluate(Genotype.from_dict(job.genotype), job.epochs)
+    with cpu_threads(evaluator.device, job.threads):
+        return evaluator.evaluate(Genotype.from_dict(job.genotype), job.epochs)

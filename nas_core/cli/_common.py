@@ -33,6 +33,18 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
                         help="CPU threads per trial (default 1 on CPU: tiny trials gain nothing from more)")
 
 
+def add_parallel_args(parser: argparse.ArgumentParser) -> None:
+    """Where a search's trials run (ARCHITECTURE §8); not a setting of the run: a resume may change them."""
+    parser.add_argument("--parallel", type=positive, default=1, metavar="N",
+                        help="train N trials at once: the asked one and those the search may ask next "
+                             "(same result as N=1; default 1: one trial at a time in this process)")
+    parser.add_argument("--executor", choices=("process", "ray"), default="process",
+                        help="with --parallel N: N local processes (one per GPU, or a CPU thread share each) "
+                             "or N Ray tasks (pip install 'facenas[ray]')")
+    parser.add_argument("--ray-address", default=None,
+                        help="with --executor ray: join this running cluster (e.g. auto); default: start a local one")
+
+
 # Algorithm 1 settings a user may override on the command line; each flag's type and meaning come from
 # SearchSettings (nas_core.search), so every search command declares them the same way.
 SEARCH_SETTING_FLAGS = ("e_min", "d_min", "d_max", "w_min", "w_max", "w_res", "micro_epochs", "max_trials")

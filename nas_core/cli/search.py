@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from nas_core.cli._common import (
     add_data_args,
+    add_parallel_args,
     add_run_args,
     add_search_setting_args,
     add_split_args,
@@ -48,6 +49,10 @@ def get_parser() -> argparse.ArgumentParser:
                         help="continue the search in RUN (reads RUN/settings.json; journaled trials are reused)")
     parser.add_argument("--replay", metavar="FILE", default=None,
                         help="drive the search with a recorded trace (authors' JSON or a RUN/journal.jsonl)")
+    add_parallel_args(parser)
+    parser.add_argument("--estimate", action="store_true",
+                        help="train nothing: print the worst-case trial list, time a few steps of the smallest and "
+                             "largest candidate, project the hours at --parallel N; writes OUTPUT/estimate.json")
     return parser
 
 
@@ -87,6 +92,8 @@ def _search(args: argparse.Namespace) -> int:
     else:
         config = _run_config(args)
         data = _load_data(config)  # bad data fails before a run folder is made: nothing written half-way
+        if args.estimate:
+            return _estimate(args, config, data)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = output_folder(args.output or f"runs/{args.dataset}-{args.size}-{stamp}", "journal.jsonl")
     from nas_core.train import cpu_threads
@@ -95,7 +102,27 @@ def _search(args: argparse.Namespace) -> int:
         if not args.resume:
             atomic_write_json(run_dir / "settings.json", config)
         with log_to(run_dir / "search.log") as log, cpu_threads(config.get("device"), config.get("threads")):
-            return _run_search(run_dir, config, log, resumed=bool(args.resume), data=data)
+            return _run_search(run_dir, config, log, resumed=bool(args.resume), data=data, where=args)
+
+
+def _estimate(args: argparse.Namespace, config: dict[str, Any], data) -> int:
+    """--estimate: the worst-case trial list and projected hours (nas_core.estimate), OUTPUT/estimate.json."""
+    from nas_core.classify.evaluator import create_classifier_space
+    from nas_core.estimate import classifier_estimate, describe
+    from nas_core.search import SearchSettings
+    from nas_core.train import cpu_threads, resolve_device
+
+    run_dir = Path(args.output or f"runs/{args.dataset}-{args.size}-estimate")
+    device = resolve_device(config.get("device"))
+    with cpu_threads(device, config.get("threads")):
+        estimate = classifier_estimate(data, create_classifier_space(data), SearchSettings.from_dict(config["search"]),
+                                       device=device, batch_size=config["batch_size"], workers=args.parallel)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "estimate.json", {**estimate, "settings": config})
+    for line in describe(estimate):
+        print(line)
+    print(f"data cache: {estimate['cache_bytes'] / 1e6:.1f} MB of training images; wrote {run_dir / 'estimate.json'}")
+    return 0
 
 
 def _load_data(config: dict[str, Any]):
@@ -105,9 +132,10 @@ def _load_data(config: dict[str, Any]):
                         rank_on=config.get("rank_on", "val"))
 
 
-def _run_search(run_dir: Path, config: dict[str, Any], log, resumed: bool, data=None) -> int:
+def _run_search(run_dir: Path, config: dict[str, Any], log, resumed: bool, data=None, where=None) -> int:
+    """``where``: the --parallel / --executor / --ray-address flags (None: one trial at a time, in-process)."""
     from nas_core.classify.evaluator import ClassificationEvaluator, create_classifier_space
-    from nas_core.journal import Journal, JournaledEvaluator
+    from nas_core.journal import Journal
     from nas_core.search import MacroMicroSearch, SearchSettings
     from nas_core.train import TrainConfig
 
@@ -133,20 +161,65 @@ def _run_search(run_dir: Path, config: dict[str, Any], log, resumed: bool, data=
     journal = Journal(run_dir / "journal.jsonl")
     if resumed:
         log.info("journal: %d finished trial(s) will be reused", len(journal))
-    journaled = JournaledEvaluator(evaluator, journal)
+    journaled = _trial_evaluator(evaluator, space, settings, journal, config, where, log)
     with tqdm(total=settings.max_trials, unit="trial", desc="search", dynamic_ncols=True) as bar:
         def on_trial(record) -> None:
             bar.update(1)
             note = " (journal)" if journaled.last_was_hit else ""
             log.info(_trial_line(record) + note)
 
-        result = MacroMicroSearch(space, journaled, settings, on_trial=on_trial).run()
-    _write_result(run_dir, result, config, time.perf_counter() - tic)
+        try:
+            result = MacroMicroSearch(space, journaled, settings, on_trial=on_trial).run()
+        finally:
+            getattr(journaled, "close", lambda: None)()
+    wall = time.perf_counter() - tic
+    _write_result(run_dir, result, config, wall, {**_parallel_figures(journal, result, journaled),
+                                                  **_estimate_vs_actual(run_dir, result, wall)})
     log.info("found %s: %d params, %s accuracy %.2f%% after %d trials (%d epochs); wrote %s",
              result.genotype.key(), result.params, evaluator.rank_on, result.accuracy, len(result.trials),
              result.epochs_total, run_dir / "result.json")
     _write_report(run_dir, log)
     return 0
+
+
+def _trial_evaluator(evaluator, space, settings, journal, config: dict[str, Any], where, log):
+    """Journaled trials answered from the journal, new ones trained in-process or, with --parallel N > 1,
+    N at a time by speculative workers (nas_core.speculative: the same trials, results and genotype)."""
+    from nas_core.journal import JournaledEvaluator
+
+    workers = getattr(where, "parallel", 1)
+    if workers == 1:
+        return JournaledEvaluator(evaluator, journal)
+    from nas_core.classify.evaluator import TrialJob, run_trial
+    from nas_core.executor import parallel_executor
+    from nas_core.speculative import SpeculativeEvaluator
+
+    base = {"dataset": config["dataset"], "data_root": config.get("data_root"),
+            "val_fraction": config.get("val_fraction", 0.1), "rank_on": config.get("rank_on", "val"),
+            "run_seed": settings.seed, "device": config.get("device"), "batch_size": config.get("batch_size", 64),
+            "reference_schedule": config.get("reference_schedule", False), "threads": config.get("threads")}
+    log.info("parallel: %d %s worker(s); trials the search may ask next run ahead", workers, where.executor)
+    executor = parallel_executor(where.executor, workers, evaluator.device, where.ray_address)
+    return SpeculativeEvaluator(space, settings, journal, executor, workers=workers,
+                                job=lambda g, e: (run_trial, TrialJob(genotype=g.to_dict(), epochs=e, **base)))
+
+
+def _parallel_figures(journal, result, journaled) -> dict[str, Any]:
+    """result.json: the journaled trials the search never asked for, and those dropped unfinished at its end."""
+    from nas_core.speculative import unused_trials
+
+    return {**unused_trials(journal, result.trials), "speculative_dropped": getattr(journaled, "dropped", 0),
+            "parallel": getattr(journaled, "workers", 1)}
+
+
+def _estimate_vs_actual(run_dir: Path, result, wall_seconds: float) -> dict[str, Any]:
+    """result.json: the forecast of RUN/estimate.json (when one was made) next to what the search took."""
+    from nas_core.estimate import compare
+
+    path = run_dir / "estimate.json"
+    if not path.is_file():
+        return {}
+    return {"estimate": compare(read_json_object(path), wall_seconds, len(result.trials))}
 
 
 def _write_report(run_dir: Path, log) -> None:
@@ -161,7 +234,8 @@ def _trial_line(record) -> str:
             f"params={record.result.params:,} acc={record.result.accuracy:.2f} -> {record.decision}")
 
 
-def _write_result(run_dir: Path, result, config: dict[str, Any], wall_seconds: float) -> None:
+def _write_result(run_dir: Path, result, config: dict[str, Any], wall_seconds: float,
+                  figures: dict[str, Any] | None = None) -> None:
     extra = result.producing_trial.result.extra
     atomic_write_json(run_dir / "result.json", {
         "genotype": result.genotype.to_dict(),
@@ -178,6 +252,7 @@ def _write_result(run_dir: Path, result, config: dict[str, Any], wall_seconds: f
         "dataset": config.get("dataset"),
         "settings": config,
         "space": result.space,
+        **(figures or {}),
     })
 
 

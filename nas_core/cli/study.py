@@ -143,7 +143,7 @@ def _random_study(args: argparse.Namespace, run: dict[str, Any], out: Path, log)
     base = {"dataset": args.dataset or config["dataset"], "data_root": args.data_root or config.get("data_root"),
             "val_fraction": config.get("val_fraction", 0.1), "rank_on": config.get("rank_on", "val"),
             "run_seed": args.seed, "device": args.device, "batch_size": args.batch_size,
-            "reference_schedule": args.reference_schedule}
+            "reference_schedule": args.reference_schedule, "threads": args.threads}
     log.info("random baseline: found %s vs %d random networks, %d epochs each (%s budget), dataset %s",
              found.key(), count, epochs, "explicit" if args.samples else args.budget, base["dataset"])
     randoms = sample_genotypes(settings, count, seed=args.seed)
@@ -184,7 +184,7 @@ def _ranking_study(args: argparse.Namespace, out: Path, log) -> int:
     candidates = schedule_candidates(settings, args.depth_steps, args.width_steps)
     base = {"dataset": args.dataset, "data_root": args.data_root, "val_fraction": args.val_fraction,
             "rank_on": args.rank_on, "run_seed": args.seed, "device": args.device,
-            "batch_size": args.batch_size, "reference_schedule": args.reference_schedule}
+            "batch_size": args.batch_size, "reference_schedule": args.reference_schedule, "threads": args.threads}
     log.info("ranking study on %s: %d candidates, static %d epochs, reference %d epochs", args.dataset,
              len(candidates), static_epochs, reference_epochs)
     runner = _JobRunner(args, out, log, base)
