@@ -98,7 +98,7 @@ def load_state(path: str | Path, run: TrainRun) -> None:
         set_rng_state(ckpt["rng"])
     except FileNotFoundError:
         raise FaceRecError(f"{path}: expected a last.pt written by facerec-train (file not found)") from None
-    except (AttributeError, IndexError, KeyError, RuntimeError, TypeError, ValueError, EOFError,
+    except (AttributeError, IndexError, KeyError, OverflowError, RuntimeError, TypeError, ValueError, EOFError,
             pickle.UnpicklingError) as exc:
         raise FaceRecError(f"{path}: expected a last.pt resume state of the same model and head "
                            f"({type(exc).__name__}: {str(exc)[:160]})") from None
@@ -111,7 +111,10 @@ def _check_optimizer(optimizer: torch.optim.Optimizer) -> None:
         if not all(_is_number(group.get(k)) for k in ("lr", "momentum", "weight_decay")):
             raise ValueError("a parameter group's lr, momentum or weight_decay is not a number")
         for p in group["params"]:
-            buffer = dict(optimizer.state.get(p, {})).get("momentum_buffer")
+            entry = optimizer.state.get(p, {})
+            if not isinstance(entry, dict):
+                raise ValueError("a parameter's optimizer state is not a mapping")
+            buffer = entry.get("momentum_buffer")
             if buffer is not None and (not isinstance(buffer, torch.Tensor) or buffer.shape != p.shape):
                 raise ValueError("a momentum buffer does not match its parameter")
 

@@ -210,6 +210,12 @@ SCENARIOS = {
         _edit_checkpoint("train/last.pt", lambda c: c["genotype"]["ops"].__setitem__(2, {"a": 1})),
     ),
     "last.pt running mean shape": ("last_pt", None, _edit_checkpoint("train/last.pt", _bad_running_mean)),
+    "last.pt optimizer state a list": (
+        "last_pt",
+        "resume",
+        _edit_checkpoint("train/last.pt", lambda c: c["optimizer"]["state"].update(
+            {key: [] for key in list(c["optimizer"]["state"])[:1]})),
+    ),
     "journal epochs an object": (
         "journal",
         "resume",
