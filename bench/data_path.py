@@ -61,10 +61,12 @@ def casia_like(num_images: int, per_identity: int, seed: int = 0):
 
 
 def _build_net(name: str):
-    if name == "tiny":
+    if name in ("tiny", "r58"):
         from facerec.space import IResNetSpace
         from nas_core.genotype import Genotype
 
+        if name == "r58":  # the shape the paper's small face search found: R-58-256 (28 blocks, C = 32)
+            return IResNetSpace(embedding_size=512).build(Genotype.uniform(28, 32))
         return IResNetSpace(embedding_size=128).build(Genotype.uniform(4, 16))
     from facerec.backbones import create_backbone
 
@@ -99,36 +101,46 @@ def _timed_batches(loader, steps: int, device: torch.device, step=None) -> float
     return count / (time.perf_counter() - start)
 
 
-def _run(args, pack_dir: Path, device: torch.device) -> dict[str, list[float]]:
+METHODS = ("(a) jpeg", "(b) cache", "(c) compute", "(b) + step")
+
+
+def measure(pack_dir: Path, device: torch.device, *, net: str = "tiny", batch_size: int = 64, steps: int = 30,
+            rounds: int = 3, workers: int = TrainConfig.workers, methods=METHODS, on_device: bool = False,
+            echo=print) -> dict[str, list[float]]:
+    """Images/s of each of ``methods`` (names in METHODS) per round, rounds alternating the order. ``on_device``:
+    (b) reads the cache held in the device's memory (--cache-on-device). bench/gpu_check.py uses this too."""
     pack = FacePack(pack_dir)
-    jpeg = FaceDataset(pack, transform=AdaFaceAugment(), normalize=False)
-    cached = CachedFaceDataset(open_cache(pack), pack, transform=BatchAdaFaceAugment())
-    config = TrainConfig(epochs=1, batch_size=args.batch_size, workers=args.workers, checkpoint_every=0,
-                         head="cosface", amp=True)
-    head = create_head("cosface", _build_net(args.net).num_features, cached.num_classes)
-    run = _start(_build_net(args.net), head, cached, config, device, DistInfo())
-    loader_run = SimpleNamespace(config=config, info=DistInfo(), state={"step_in_epoch": 0}, batch=args.batch_size,
+    cached = CachedFaceDataset(open_cache(pack), pack, transform=BatchAdaFaceAugment(), on_device=on_device)
+    cached.hold_on_device(device)
+    config = TrainConfig(epochs=1, batch_size=batch_size, workers=workers, checkpoint_every=0, head="cosface",
+                         amp=True)
+    head = create_head("cosface", _build_net(net).num_features, cached.num_classes)
+    run = _start(_build_net(net), head, cached, config, device, DistInfo())
+    loader_run = SimpleNamespace(config=config, info=DistInfo(), state={"step_in_epoch": 0}, batch=batch_size,
                                  device=device)
     fixed = next(iter(_epoch_loader(loader_run, cached, 0)))
 
     def train_step(images, labels):
         _step(run, images, labels)
 
-    methods = {
-        "(a) jpeg": lambda epoch: _timed_batches(_epoch_loader(loader_run, jpeg, epoch), args.steps, device),
-        "(b) cache": lambda epoch: _timed_batches(_epoch_loader(loader_run, cached, epoch), args.steps, device),
-        "(c) compute": lambda epoch: _timed_batches([fixed] * (args.steps + 1), args.steps, device, train_step),
-        "(b) + step": lambda epoch: _timed_batches(_epoch_loader(loader_run, cached, epoch), args.steps, device,
+    jpeg = FaceDataset(pack, transform=AdaFaceAugment(), normalize=False)
+    known = {
+        "(a) jpeg": lambda epoch: _timed_batches(_epoch_loader(loader_run, jpeg, epoch), steps, device),
+        "(b) cache": lambda epoch: _timed_batches(_epoch_loader(loader_run, cached, epoch), steps, device),
+        "(c) compute": lambda epoch: _timed_batches([fixed] * (steps + 1), steps, device, train_step),
+        "(b) + step": lambda epoch: _timed_batches(_epoch_loader(loader_run, cached, epoch), steps, device,
                                                    train_step),
     }
-    for method in methods.values():  # warm-up: page cache, kernels, allocator
+    chosen = {name: known[name] for name in methods}
+    for method in chosen.values():  # warm-up: page cache, kernels, allocator
         method(0)
-    rates: dict[str, list[float]] = {name: [] for name in methods}
-    for round_ in range(args.rounds):
-        for name in list(methods)[round_ % 4:] + list(methods)[:round_ % 4]:
-            rates[name].append(methods[name](round_ + 1))
-        print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items()) + " images/s",
-              flush=True)
+    rates: dict[str, list[float]] = {name: [] for name in chosen}
+    order = list(chosen)
+    for round_ in range(rounds):
+        shift = round_ % len(order)
+        for name in order[shift:] + order[:shift]:
+            rates[name].append(chosen[name](round_ + 1))
+        echo(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items()) + " images/s")
     return rates
 
 
@@ -140,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=30, help="timed batches per round and method")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--workers", type=int, default=TrainConfig.workers, help="DataLoader workers of (a)")
-    p.add_argument("--net", default="tiny", help="tiny (R-10, C=16) or a fixed backbone: iresnet18/34/50/100")
+    p.add_argument("--net", default="tiny",
+                   help="tiny (R-10, C=16), r58 (R-58-256 shape) or a fixed backbone: iresnet18/34/50/100")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--tiny", action="store_true", help="a few seconds: 320 images, batch 16, 3 steps, 1 round")
     args = p.parse_args(argv)
@@ -160,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
               f"cache: {cache_bytes(CASIA_IMAGES, (112, 112)) / 1e9:.1f} GB", flush=True)
         print(f"device {device}, net {args.net}, batch {args.batch_size}, {args.steps} steps x {args.rounds} rounds, "
               f"DataLoader workers {args.workers}, torch threads {torch.get_num_threads()}", flush=True)
-        rates = _run(args, Path(tmp) / "pack", device)
+        rates = measure(Path(tmp) / "pack", device, net=args.net, batch_size=args.batch_size, steps=args.steps,
+                        rounds=args.rounds, workers=args.workers, echo=lambda line: print(line, flush=True))
     median = {name: statistics.median(values) for name, values in rates.items()}
     for name, value in median.items():
         print(f"  {name:12s} {value:10.1f} images/s   (rounds: {', '.join(f'{v:.0f}' for v in rates[name])})")

@@ -15,9 +15,11 @@ from eval_protocols.errors import EvalError
 
 def normalize(pixels: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """uint8 pixels (NumPy array or torch tensor, any layout) → float32 (x/255 − 0.5)/0.5: the model input
-    convention (ARCHITECTURE §6), stated once for training, evaluation and export; a tensor stays on its device."""
+    convention (ARCHITECTURE §6), stated once for training, evaluation and export; a tensor stays on its device
+    and comes back contiguous whatever its strides (e.g. an NHWC batch viewed as NCHW: one pass converts both)."""
     if isinstance(pixels, torch.Tensor):  # in place on one new tensor: the same values, a third of the memory traffic
-        return pixels.to(torch.float32, copy=True).div_(255.0).sub_(0.5).div_(0.5)
+        out = torch.empty(pixels.shape, dtype=torch.float32, device=pixels.device)
+        return out.copy_(pixels).div_(255.0).sub_(0.5).div_(0.5)
     return (np.asarray(pixels, dtype=np.float32) / np.float32(255.0) - np.float32(0.5)) / np.float32(0.5)
 
 

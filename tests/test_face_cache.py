@@ -304,6 +304,35 @@ def test_batch_augment_applies_what_it_drew():
     assert not torch.equal(again, augment(images, torch.Generator().manual_seed(6)))
 
 
+def test_per_image_cpu_path_does_what_the_batched_gpu_path_does():
+    """The CPU's per-image apply (OpenCV, NumPy) and the GPU's batched torch apply, given the same draws, on real-
+    looking faces: crop and flip identical, photometric within one grey level (float rounding), low resolution
+    close (OpenCV's and torch's interpolations differ in detail; torch has no Lanczos)."""
+    from facerec.data.batch_augment import apply_batched, apply_per_image
+    from facerec.demo import demo_identities
+
+    faces = np.stack([images[0] for images in demo_identities(128, 1, seed=3)])
+    nhwc = torch.from_numpy(faces)
+    draws = BatchAdaFaceAugment().draw(len(faces), 112, 112, torch.Generator().manual_seed(2))
+    cpu = apply_per_image(nhwc.permute(0, 3, 1, 2), draws)
+    gpu = apply_batched(nhwc.permute(0, 3, 1, 2).contiguous(), draws)
+    assert cpu.is_contiguous() and cpu.dtype == torch.uint8 and cpu.shape == gpu.shape
+    geometric = ~(draws.lowres | draws.photometric)
+    assert geometric.sum() > 50 and (draws.flip & geometric).sum() > 10 and (draws.crop & geometric).sum() > 5
+    assert torch.equal(cpu[geometric], gpu[geometric])
+    photometric = draws.photometric & ~draws.lowres
+    assert photometric.sum() > 10
+    assert (cpu[photometric].int() - gpu[photometric].int()).abs().max() <= 1
+    lowres = draws.lowres.nonzero().squeeze(1)
+    assert len(lowres) > 10
+    between = (cpu[lowres].float() - gpu[lowres].float()).abs().mean(dim=(1, 2, 3))  # mean |difference| per image
+    assert between.mean() < 2 and between.max() < 8, between
+    small = lowres[draws.side[lowres] < 40]  # strongly blurred: far from the input, in both paths alike
+    assert len(small) >= 3
+    changed = (cpu[small].float() - nhwc[small].permute(0, 3, 1, 2).float()).abs().mean(dim=(1, 2, 3))
+    assert (changed > between[draws.side[lowres] < 40] + 1).all(), (changed, between)
+
+
 def test_normalize_of_a_tensor_is_the_numpy_formula_and_leaves_its_input_alone():
     from eval_protocols.embed import normalize
 

@@ -93,30 +93,49 @@ def random_crop_and_pad(image: np.ndarray, rng: np.random.Generator, scale=CROP_
             break
     else:  # torchvision's fallback: the whole image (central crop at the clamped ratio)
         return image.copy()
+    return keep_window(image, top, left, h, w)
+
+
+def keep_window(image: np.ndarray, top: int, left: int, h: int, w: int) -> np.ndarray:
+    """A copy of ``image`` with everything outside the h x w window at (top, left) zeroed."""
     out = np.zeros_like(image)
     out[top:top + h, left:left + w] = image[top:top + h, left:left + w]
     return out
 
 
 def low_resolution(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    side = max(1, int(rng.uniform(*LOWRES_SIDE) * image.shape[0]))
+    down, up = rng.integers(len(_INTERPOLATIONS), size=2)
+    return down_and_up(image, side, int(down), int(up))
+
+
+def down_and_up(image: np.ndarray, side: int, down: int, up: int) -> np.ndarray:
+    """``image`` resized to side x side and back, with interpolations ``down``, ``up`` (indices: nearest, linear,
+    area, cubic, lanczos)."""
     height, width = image.shape[:2]
-    side = max(1, int(rng.uniform(*LOWRES_SIDE) * height))
-    down, up = (_INTERPOLATIONS[i] for i in rng.integers(len(_INTERPOLATIONS), size=2))
-    small = cv2.resize(image, (side, side), interpolation=down)
-    return cv2.resize(small, (width, height), interpolation=up)
+    small = cv2.resize(image, (side, side), interpolation=_INTERPOLATIONS[down])
+    return cv2.resize(small, (width, height), interpolation=_INTERPOLATIONS[up]).reshape(image.shape)
 
 
 def photometric(image: np.ndarray, rng: np.random.Generator, strength: float = PHOTOMETRIC_STRENGTH) -> np.ndarray:
     """ColorJitter(brightness, contrast, saturation = strength): factors in [1-s, 1+s], random order,
     each result clipped to [0, 255] as torchvision's blends do."""
+    order = rng.permutation(3)
+    return jitter(image, order, [rng.uniform(1 - strength, 1 + strength) for _ in order])
+
+
+def jitter(image: np.ndarray, order, factors) -> np.ndarray:
+    """``photometric`` with its draws given: operation ``order[k]`` (0 brightness, 1 contrast, 2 saturation)
+    applied k-th with factor ``factors[k]``."""
     out = image.astype(np.float32)
-    for op in rng.permutation(3):
-        factor = np.float32(rng.uniform(1 - strength, 1 + strength))
-        if op == 0:  # brightness: blend with black
-            out = out * factor
-        elif op == 1:  # contrast: blend with the mean grey level
-            out = out * factor + (1 - factor) * np.float32((out @ _GREY).mean())
-        else:  # saturation: blend with the grey image
-            out = out * factor + (1 - factor) * (out @ _GREY)[:, :, None]
+    for op, factor in zip(order, factors):  # in place: the same arithmetic as out = out * f + (1 - f) * target
+        factor = np.float32(factor)
+        if op == 1:  # contrast: blend with the mean grey level
+            target = (1 - factor) * np.float32((out @ _GREY).mean())
+        elif op == 2:  # saturation: blend with the grey image
+            target = (1 - factor) * (out @ _GREY)[:, :, None]
+        out *= factor  # brightness (op 0): blend with black
+        if op:
+            out += target
         np.clip(out, 0, 255, out=out)
     return out.round().astype(np.uint8)

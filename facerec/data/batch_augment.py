@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -34,6 +36,9 @@ from facerec.data.augment import (
     LOWRES_SIDE,
     PHOTOMETRIC_P,
     PHOTOMETRIC_STRENGTH,
+    down_and_up,
+    jitter,
+    keep_window,
 )
 
 _CROP_TRIES = 10  # torchvision's RandomResizedCrop
@@ -87,16 +92,46 @@ class BatchAdaFaceAugment:
         return BatchDraws(crop & found, box, lowres, side, modes, photometric, factors, order, flip)
 
     def apply(self, images: torch.Tensor, draws: BatchDraws) -> torch.Tensor:
-        out = images.clone()
-        if (chosen := _chosen(draws.crop)) is not None:
-            out[chosen] = _crop_and_pad(out[chosen], draws.box[chosen])
-        if (chosen := _chosen(draws.lowres)) is not None:
-            out[chosen] = _low_resolution(out[chosen], draws.side[chosen], draws.modes[chosen])
-        if (chosen := _chosen(draws.photometric)) is not None:
-            out[chosen] = _photometric(out[chosen], draws.factors[chosen], draws.order[chosen])
-        if (chosen := _chosen(draws.flip)) is not None:
-            out[chosen] = out[chosen].flip(-1)
-        return out
+        if images.device.type == "cpu":
+            return apply_per_image(images, draws)
+        return apply_batched(images, draws)
+
+
+def apply_per_image(images: torch.Tensor, draws: BatchDraws) -> torch.Tensor:
+    """On a CPU: each image through facerec.data.augment's own functions (OpenCV's interpolations, Lanczos
+    included) with the batch's draws, then split into NCHW planes. Several times faster there than torch's
+    batched ops, which pay per call what a small image does not repay."""
+    faces = images.permute(0, 2, 3, 1).numpy()  # NHWC: the cache's rows, not copied
+    out = np.empty(tuple(images.shape), dtype=np.uint8)
+    crop, lowres, photometric, flip = (m.tolist() for m in (draws.crop, draws.lowres, draws.photometric, draws.flip))
+    box, side, modes = draws.box.tolist(), draws.side.tolist(), draws.modes.tolist()
+    factors, order = draws.factors.tolist(), draws.order.tolist()
+    for i in range(len(faces)):
+        face = np.ascontiguousarray(faces[i])
+        if crop[i]:
+            face = keep_window(face, *box[i])
+        if lowres[i]:
+            face = down_and_up(face, side[i], *modes[i])
+        if photometric[i]:
+            face = jitter(face, order[i], factors[i])
+        if flip[i]:
+            face = cv2.flip(face, 1)
+        cv2.split(face, list(out[i]))
+    return torch.from_numpy(out)
+
+
+def apply_batched(images: torch.Tensor, draws: BatchDraws) -> torch.Tensor:
+    """On a GPU: each operation on all the images that drew it at once."""
+    out = images.clone()
+    if (chosen := _chosen(draws.crop)) is not None:
+        out[chosen] = _crop_and_pad(out[chosen], draws.box[chosen])
+    if (chosen := _chosen(draws.lowres)) is not None:
+        out[chosen] = _low_resolution(out[chosen], draws.side[chosen], draws.modes[chosen])
+    if (chosen := _chosen(draws.photometric)) is not None:
+        out[chosen] = _photometric(out[chosen], draws.factors[chosen], draws.order[chosen])
+    if (chosen := _chosen(draws.flip)) is not None:
+        out[chosen] = out[chosen].flip(-1)
+    return out
 
 
 def _chosen(mask: torch.Tensor) -> torch.Tensor | None:

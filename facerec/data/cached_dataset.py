@@ -125,9 +125,9 @@ class CachedFaceDataset(torch.utils.data.Dataset):
         """(float32 NCHW normalised images, int64 labels) on ``device``, ``batch`` at a time over ``indices``
         (whole batches only); step j's augmentation is drawn from (``entropy``, first_step + j)."""
         for j, (chosen, rows) in enumerate(self._batches(np.asarray(indices, dtype=np.int64), batch, device)):
-            # NCHW contiguous, as the DataLoader path gives it (oneDNN's CPU backward crashed on the permuted
-            # NHWC strides of a 4-channel net); a uint8 copy is cheap
-            images = rows.permute(0, 3, 1, 2).contiguous()
+            # NCHW-shaped views of the NHWC rows: normalize returns them NCHW contiguous, as the DataLoader path
+            # gives them (oneDNN's CPU backward crashed on the permuted NHWC strides of a 4-channel net)
+            images = rows.permute(0, 3, 1, 2)
             if self.transform is not None:
                 generator = torch.Generator(device=device).manual_seed(_seed(*entropy, first_step + j))
                 images = self.transform(images, generator)
