@@ -333,6 +333,28 @@ def test_per_image_cpu_path_does_what_the_batched_gpu_path_does():
     assert (changed > between[draws.side[lowres] < 40] + 1).all(), (changed, between)
 
 
+def test_batched_low_resolution_equals_torch_resizes_image_by_image():
+    """The GPU path's low resolution, two matrix products for the whole batch, against torch's own resizes one
+    image at a time (down, to uint8, up, to uint8), every mode pair and sides from 1 to 112: the same up to float
+    rounding (a grey level at a .5 boundary, in few pixels)."""
+    from facerec.data.batch_augment import _MODES, _low_resolution, _resize, _to_uint8
+    from facerec.demo import demo_identities
+
+    count = len(_MODES) ** 2
+    faces = torch.from_numpy(np.stack([images[0] for images in demo_identities(count, 1, seed=4)]))
+    images = faces.permute(0, 3, 1, 2).contiguous()
+    modes = torch.tensor([(down, up) for down in range(len(_MODES)) for up in range(len(_MODES))])
+    side = torch.tensor([1, 112] + torch.randint(2, 112, (count - 2,), generator=torch.Generator().manual_seed(0))
+                        .tolist())
+    batched = _low_resolution(images, side, modes)
+    for i in range(count):
+        s, (down, up) = int(side[i]), modes[i].tolist()
+        small = _to_uint8(_resize(images[i:i + 1].float(), (s, s), down))
+        expected = _to_uint8(_resize(small.float(), (112, 112), up))[0]
+        difference = (batched[i].int() - expected.int()).abs()
+        assert difference.max() <= 1 and (difference > 0).float().mean() < 0.01, (s, down, up)
+
+
 def test_normalize_of_a_tensor_is_the_numpy_formula_and_leaves_its_input_alone():
     from eval_protocols.embed import normalize
 

@@ -15,6 +15,12 @@ photometric, flip.
 Every image goes through uint8 between operations, as with OpenCV. The draws of a batch come from one
 ``torch.Generator`` the caller seeds (the trainer: from run seed, epoch, rank and step), so a resumed run
 augments exactly as the uninterrupted one. ``draw`` and ``apply`` are separate so tests can check both.
+
+``apply`` carries the draws out in one of two ways, by device: on a GPU, each operation on all the images that
+drew it at once in torch (``apply_batched``); on a CPU, image by image through facerec.data.augment's own
+OpenCV/NumPy functions (``apply_per_image``: the per-image path's interpolations, Lanczos included), because
+torch's batched calls cost a CPU more per call than a 112x112 image repays (measured: bench/data_path.py).
+Both give crop and flip identically and photometric within one grey level (float rounding).
 """
 
 from __future__ import annotations
@@ -178,14 +184,43 @@ def _to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.round_().clamp_(0, 255).to(torch.uint8)
 
 
+def _line_resize(src: int, dst: int, mode: int, device: torch.device) -> torch.Tensor:
+    """float32 [dst, src]: resizing a line of ``src`` pixels to ``dst`` with interpolation ``mode``. All five
+    modes are linear and separable, so this is the resize of the ``src`` unit impulses (height 1 stays 1)."""
+    impulses = torch.eye(src, device=device).view(1, src, 1, src)
+    return _resize(impulses, (1, dst), mode).view(src, dst).T
+
+
+def _resize_tables(length: int, sides: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """For a line of ``length`` pixels, every mode m and side s in 1..``sides``: ``down[m, s]`` [sides, length]
+    resizes it to s (rows past s zero), ``up[m, s]`` [length, sides] back from s (columns past s zero). Built
+    once per device (2 x 28 MB for 112 pixels)."""
+    key = (length, sides, str(device))
+    if key not in _TABLES:
+        down = torch.zeros(len(_MODES), sides + 1, sides, length, device=device)
+        up = torch.zeros(len(_MODES), sides + 1, length, sides, device=device)
+        for mode in range(len(_MODES)):
+            for side in range(1, sides + 1):
+                down[mode, side, :side] = _line_resize(length, side, mode, device)
+                up[mode, side, :, :side] = _line_resize(side, length, mode, device)
+        _TABLES[key] = down, up
+    return _TABLES[key]
+
+
+_TABLES: dict[tuple[int, int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
 def _low_resolution(images: torch.Tensor, side: torch.Tensor, modes: torch.Tensor) -> torch.Tensor:
-    # One image at a time: each has its own size. About a fifth of a batch, two small resizes each.
+    """Each image down to side x side and back up as matrix products, rows @ image @ columns.T, all images at
+    once (a handful of kernels, not four resizes per image): the small images sit zero-padded in a
+    sides x sides corner, which the up-matrices' zero columns ignore."""
     height, width = images.shape[-2:]
-    out = torch.empty_like(images)
-    for i, (s, down, up) in enumerate(zip(side.tolist(), *modes.T.tolist())):
-        small = _to_uint8(_resize(images[i:i + 1].float(), (s, s), down))
-        out[i] = _to_uint8(_resize(small.float(), (height, width), up))[0]
-    return out
+    sides = max(height, width)
+    (down_h, up_h), (down_w, up_w) = _resize_tables(height, sides, images.device), _resize_tables(width, sides,
+                                                                                                  images.device)
+    down, up = modes[:, 0], modes[:, 1]
+    small = _to_uint8(down_h[down, side][:, None] @ images.float() @ down_w[down, side][:, None].transpose(-1, -2))
+    return _to_uint8(up_h[up, side][:, None] @ small.float() @ up_w[up, side][:, None].transpose(-1, -2))
 
 
 def _photometric(images: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:

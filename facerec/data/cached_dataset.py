@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -107,10 +108,9 @@ class CachedFaceDataset(torch.utils.data.Dataset):
         """(indices, uint8 [B, H, W, 3] on ``device``) per whole batch; from the memmap, the next batch is read
         on a thread while the current one trains."""
         chunks = [indices[lo:lo + batch] for lo in range(0, len(indices) - batch + 1, batch)]
-        held = self._held.get("images")
-        if held is not None and self._held["where"][0] == str(device):
+        if self._held.get("images") is not None and self._held["where"][0] == str(device):
             for chosen in chunks:
-                yield chosen, held[torch.from_numpy(self._held["lookup"][chosen]).to(device)]
+                yield chosen, self._rows_on(chosen, device)
             return
         pin = device.type == "cuda"
         with ThreadPoolExecutor(1) as reader:
@@ -124,15 +124,47 @@ class CachedFaceDataset(torch.utils.data.Dataset):
                        first_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(float32 NCHW normalised images, int64 labels) on ``device``, ``batch`` at a time over ``indices``
         (whole batches only); step j's augmentation is drawn from (``entropy``, first_step + j)."""
-        for j, (chosen, rows) in enumerate(self._batches(np.asarray(indices, dtype=np.int64), batch, device)):
-            # NCHW-shaped views of the NHWC rows: normalize returns them NCHW contiguous, as the DataLoader path
-            # gives them (oneDNN's CPU backward crashed on the permuted NHWC strides of a 4-channel net)
-            images = rows.permute(0, 3, 1, 2)
-            if self.transform is not None:
-                generator = torch.Generator(device=device).manual_seed(_seed(*entropy, first_step + j))
-                images = self.transform(images, generator)
-            labels = torch.from_numpy(self.labels[chosen]).to(device)
-            yield normalize(images), labels
+        indices = np.asarray(indices, dtype=np.int64)
+        if device.type == "cpu":
+            yield from self._cpu_batches(indices, batch, entropy, first_step)
+            return
+        for j, (chosen, rows) in enumerate(self._batches(indices, batch, device)):
+            yield self._finish(rows, chosen, _seed(*entropy, first_step + j), device)
+
+    def _finish(self, rows: torch.Tensor, chosen: np.ndarray, seed: int, device: torch.device):
+        """uint8 NHWC rows on ``device`` → (augmented, normalised NCHW float32 images, labels)."""
+        # An NCHW view of the NHWC rows; normalize returns it NCHW contiguous, as the DataLoader path gives it
+        # (oneDNN's CPU backward crashed on the permuted NHWC strides of a 4-channel net).
+        images = rows.permute(0, 3, 1, 2)
+        if self.transform is not None:
+            images = self.transform(images, torch.Generator(device=device).manual_seed(seed))
+        return normalize(images), torch.from_numpy(self.labels[chosen]).to(device)
+
+    def _cpu_batches(self, indices: np.ndarray, batch: int, entropy: tuple[int, ...],
+                     first_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """On a CPU, whole batches (read, augmented, normalised) are made ahead on a pool of threads, one per
+        core: the batch a step trains on is the same as made one at a time (its draws depend only on its step)."""
+        cpu = torch.device("cpu")
+        chunks = [indices[lo:lo + batch] for lo in range(0, len(indices) - batch + 1, batch)]
+
+        def make(j: int):
+            return self._finish(self._rows_on(chunks[j], cpu), chunks[j], _seed(*entropy, first_step + j), cpu)
+
+        ahead = max(1, min(os.cpu_count() or 1, 4))
+        with ThreadPoolExecutor(ahead) as pool:
+            pending = deque(pool.submit(make, j) for j in range(min(ahead, len(chunks))))
+            for j in range(len(chunks)):
+                done = pending.popleft().result()
+                if j + ahead < len(chunks):
+                    pending.append(pool.submit(make, j + ahead))
+                yield done
+
+    def _rows_on(self, chosen: np.ndarray, device: torch.device) -> torch.Tensor:
+        """uint8 NHWC rows of ``chosen``: from the copy held on ``device`` (--cache-on-device), else the memmap."""
+        held = self._held.get("images")
+        if held is not None and self._held["where"][0] == str(device):
+            return held[torch.from_numpy(self._held["lookup"][chosen]).to(device)]
+        return self._host_rows(chosen, pin=False)
 
 
 def _seed(*entropy: int) -> int:
