@@ -138,6 +138,8 @@ class CachedFaceDataset(torch.utils.data.Dataset):
         images = rows.permute(0, 3, 1, 2)
         if self.transform is not None:
             images = self.transform(images, torch.Generator(device=device).manual_seed(seed))
+        if device.type == "cpu":  # NumPy's normalize: the same values, single-threaded (no OpenMP team per thread)
+            return torch.from_numpy(normalize(images.numpy())), torch.from_numpy(self.labels[chosen])
         return normalize(images), torch.from_numpy(self.labels[chosen]).to(device)
 
     def _cpu_batches(self, indices: np.ndarray, batch: int, entropy: tuple[int, ...],
