@@ -112,15 +112,17 @@ def _cli(module: str, *args: str) -> subprocess.CompletedProcess:
     return done
 
 
-def search_trials(pack: Path, run: Path, device: torch.device, subset_ids: int, e_min: int) -> dict:
+def search_trials(pack: Path, run: Path, device: torch.device, subset_ids: int, extra: list[str]) -> dict:
     tic = time.perf_counter()
     _cli("facerec.cli.search", "--data", str(pack), "--output", str(run), "--subset-ids", str(subset_ids),
-         "--max-trials", "3", "--e-min", str(e_min), "--parallel", "1", "--device", str(device),
-         "--cache-on-device", "--no-progress")
+         "--max-trials", "3", "--e-min", "1", "--parallel", "1", "--device", str(device), "--cache-on-device",
+         "--no-progress", *extra)
     wall = time.perf_counter() - tic
     result = json.loads((run / "result.json").read_text())
     lines = [line[line.index("trial "):] for line in (run / "search.log").read_text().splitlines() if " -> " in line]
-    return {"wall_seconds": round(wall, 1), "trials": result["trials"], "genotype": result["genotype"],
+    trials = result["trials"]  # facerec-search: the trial records
+    return {"wall_seconds": round(wall, 1), "trials": len(trials) if isinstance(trials, list) else trials,
+            "genotype": result["genotype"],
             "search_seconds": result.get("search_seconds"), "trial_lines": lines}
 
 
@@ -195,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         if "error" not in results["pack"]:
             _step(results, "train", lambda: training_throughput(pack, device, args.batch_size, args.steps,
                                                                 1 if args.tiny else 3))
-            _step(results, "search", lambda: search_trials(pack, run, device, args.search_ids, 1))
+            narrow = ["--w-max", "8", "--w-min", "4", "--embedding-size", "64"] if args.tiny else []  # CPU seconds
+            _step(results, "search", lambda: search_trials(pack, run, device, args.search_ids, narrow))
         if "error" not in results.get("search", {"error": "no pack"}):
             _step(results, "export_eval", lambda: export_and_eval(pack, run, work, device, args.search_ids))
     text = json.dumps(results, indent=2, default=str)
