@@ -104,8 +104,14 @@ def training_throughput(pack: Path, device: torch.device, batch_size: int, steps
     return out
 
 
+COMMAND_SECONDS: dict[str, float] = {}  # wall time of each command run, start-up included
+
+
 def _cli(module: str, *args: str) -> subprocess.CompletedProcess:
+    tic = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True)
+    name = module.rsplit(".", 1)[-1]
+    COMMAND_SECONDS[name] = round(COMMAND_SECONDS.get(name, 0.0) + time.perf_counter() - tic, 1)
     if done.returncode != 0:
         raise RuntimeError(f"python -m {module} {' '.join(args)} -> exit {done.returncode}: "
                            f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
@@ -201,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             _step(results, "search", lambda: search_trials(pack, run, device, args.search_ids, narrow))
         if "error" not in results.get("search", {"error": "no pack"}):
             _step(results, "export_eval", lambda: export_and_eval(pack, run, work, device, args.search_ids))
+    results["command_seconds"] = COMMAND_SECONDS
     text = json.dumps(results, indent=2, default=str)
     print(text)
     if args.output:
