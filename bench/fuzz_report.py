@@ -24,7 +24,7 @@ from tools.fuzzing import sweep as fuzz  # noqa: E402
 from tools.fuzzing.known import known_issue  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -43,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         "--keep", action="store_true", help="keep the folders of failing cases (and the workdir)"
     )
     parser.add_argument("--allow-known", action="store_true", help="exit 0 when every failure is a known one")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
 
     import torch
 

@@ -239,28 +239,31 @@ def test_load_embedder_is_exported_lazily():
 # ---- bad inputs: exit 2, one line naming the file and what was expected, nothing written -------------
 
 
+def _bad_landmarks(case: str, lmk: Path, args: list[str]) -> tuple[list[str], str]:
+    good = "p/0.png 38.3 51.7 73.5 51.5 56.0 71.7 41.5 92.4 70.7 92.2"
+    lines = {"landmarks_malformed": f"{good}\np/1.png 1 2 3 4 5 6 7 8 nine 10",
+             "landmarks_wrong_count": f"{good}\np/1.png 1 2 3 4 5 6 7 8 9",
+             "landmarks_unknown_image": f"{good}\np/7.png 1 2 3 4 5 6 7 8 9 10",
+             "landmarks_duplicate": f"{good}\n{good}",
+             "landmarks_same_point": "p/0.png 5 5 5 5 5 5 5 5 5 5",
+             "landmarks_empty": "# nothing here\n"}.get(case)
+    if lines is not None:
+        lmk.write_text(lines + "\n")
+    return args + ["--landmarks", str(lmk)], {
+        "landmarks_malformed": "lmk.txt: line 2", "landmarks_wrong_count": "got 10 fields",
+        "landmarks_unknown_image": "image p/7.png not found", "landmarks_duplicate": "already has landmarks on line 1",
+        "landmarks_same_point": "5 distinct points", "landmarks_empty": "found none",
+        "landmarks_missing": "lmk.txt: expected a landmarks file"}[case]
+
+
 def _bad_case(case: str, root: Path, model: Path) -> tuple[list[str], str]:
     images = root / "faces"
     for i in range(3):
         _write_rgb(images / "p" / f"{i}.png", np.full((112, 112, 3), 40 * i, np.uint8))
     out = ["--output", str(root / "out" / "e.npz")]
     base = ["--model", str(model), "--images", str(images), "--device", "cpu"]
-    lmk = root / "lmk.txt"
-    good = "p/0.png 38.3 51.7 73.5 51.5 56.0 71.7 41.5 92.4 70.7 92.2"
     if case.startswith("landmarks"):
-        lines = {"landmarks_malformed": f"{good}\np/1.png 1 2 3 4 5 6 7 8 nine 10",
-                 "landmarks_wrong_count": f"{good}\np/1.png 1 2 3 4 5 6 7 8 9",
-                 "landmarks_unknown_image": f"{good}\np/7.png 1 2 3 4 5 6 7 8 9 10",
-                 "landmarks_duplicate": f"{good}\n{good}",
-                 "landmarks_same_point": "p/0.png 5 5 5 5 5 5 5 5 5 5",
-                 "landmarks_empty": "# nothing here\n"}.get(case)
-        if lines is not None:
-            lmk.write_text(lines + "\n")
-        return base + out + ["--landmarks", str(lmk)], {
-            "landmarks_malformed": "lmk.txt: line 2", "landmarks_wrong_count": "got 10 fields",
-            "landmarks_unknown_image": "image p/7.png not found", "landmarks_duplicate": "already has landmarks on line 1",
-            "landmarks_same_point": "5 distinct points", "landmarks_empty": "found none",
-            "landmarks_missing": "lmk.txt: expected a landmarks file"}[case]
+        return _bad_landmarks(case, root / "lmk.txt", base + out)
     if case == "model_missing":
         return ["--model", str(root / "nope.onnx"), "--images", str(images)] + out, "nope.onnx: model file not found"
     if case == "model_suffix":

@@ -62,7 +62,7 @@ def raw_pixel_accuracy(bin_path: Path) -> dict:
     return evaluate_verification(images.reshape(len(images), -1).astype(np.float64), issame)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--orl", default="/work/shared/data/orl_faces", help="ORL folder with s1..s40")
     p.add_argument("--work", default="runs/orl_demo", help="working folder (recreated)")
@@ -70,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", type=int, default=600, help="held-out verification pairs")
     p.add_argument("--budget-minutes", type=float, default=15.0, help="limit for search + train + export")
     p.add_argument("--device", default="cpu")
-    args = p.parse_args(argv)
+    return p
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     orl, work = Path(args.orl), Path(args.work)
     if work.exists():
         shutil.rmtree(work)
