@@ -1,6 +1,6 @@
 """GPU check, ready to run: one script, no download, one JSON of what a GPU user of facerec-search meets.
 
-    python bench/gpu_check.py --output bench/results/gpu_check_<gpu>.json     # about 5 minutes on one GPU
+    python bench/gpu_check.py --output bench/results/gpu_check_<gpu>.json     # sized for < 6 min on one GPU
     python bench/gpu_check.py --device cpu --tiny                           # seconds: the test suite's size
 
 In a temporary folder:
