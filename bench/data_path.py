@@ -30,6 +30,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from eval_protocols.embed import normalize
 from facerec.data.augment import AdaFaceAugment
 from facerec.data.batch_augment import BatchAdaFaceAugment
 from facerec.data.cache import build_cache, cache_bytes, open_cache
@@ -84,9 +85,7 @@ def _timed_batches(loader, steps: int, device: torch.device, step=None) -> float
     count, start = 0, None
     for i, (images, labels) in enumerate(loader):
         images = images.to(device, non_blocking=True)
-        if images.dtype == torch.uint8:
-            from eval_protocols.embed import normalize
-
+        if images.dtype == torch.uint8:  # the JPEG path's batches: normalised on the device, as the trainer does
             images = normalize(images)
         if step is not None:
             step(images, labels)

@@ -70,7 +70,7 @@ def make_pack(folder: Path, identities: int, per_identity: int, pairs: int) -> d
     tic = time.perf_counter()
     info = write_face_pack(folder, casia_like(identities * per_identity, per_identity))
     packed = time.perf_counter() - tic
-    outside = [faces for faces in casia_like(2 * pairs, 2, seed=1)]
+    outside = list(casia_like(2 * pairs, 2, seed=1))
     encoded, issame = [], []
     for i in range(pairs):
         same = i % 2 == 0

@@ -10,13 +10,12 @@ at a batch of at most 16, scaled linearly to the recipe's batch).
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import torch
 
 from facerec.errors import FaceRecError
-from nas_core.estimate import forecast, smallest_and_largest, worst_case_trials
+from nas_core.estimate import forecast, smallest_and_largest, timed_step, worst_case_trials
 from nas_core.search import SearchSettings
 
 IMAGE_BYTES = 112 * 112 * 3  # one decoded uint8 image in the data cache
@@ -62,11 +61,16 @@ def _data_counts(options: dict, seed: int) -> dict:
             "train_images": round(images * train_ids / identities)}
 
 
+def _timing_batch(recipe, device: torch.device) -> int:
+    """The batch a step is timed at: the recipe's on a GPU, at most 16 on a CPU (then scaled linearly)."""
+    return recipe.batch_size if device.type == "cuda" else min(recipe.batch_size, _CPU_BATCH)
+
+
 def _step_seconds(space, genotype, recipe, classes: int, device: torch.device) -> float:
     """Seconds of one training step (forward, margin head, backward, SGD) at the recipe's batch."""
     from facerec.heads import create_head
 
-    batch = recipe.batch_size if device.type == "cuda" else min(recipe.batch_size, _CPU_BATCH)
+    batch = _timing_batch(recipe, device)
     backbone = space.build(genotype).to(device).train()
     head = create_head(recipe.head, space.embedding_size, classes, **recipe.head_options).to(device)
     optimizer = torch.optim.SGD([*backbone.parameters(), *head.parameters()], lr=recipe.lr, momentum=0.9)
@@ -80,14 +84,8 @@ def _step_seconds(space, genotype, recipe, classes: int, device: torch.device) -
         loss = torch.nn.functional.cross_entropy(head(embeddings.float(), labels).float(), labels)
         loss.backward()
         optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
 
-    step()  # warm-up: allocations, cuDNN choices
-    tic = time.perf_counter()
-    for _ in range(2):
-        step()
-    return (time.perf_counter() - tic) / 2 * recipe.batch_size / batch
+    return timed_step(step, device) * recipe.batch_size / batch
 
 
 def face_estimate(saved: dict, device: torch.device, workers: int, log=None,
@@ -108,7 +106,7 @@ def face_estimate(saved: dict, device: torch.device, workers: int, log=None,
         classes = counts["train_identities"]
         step_seconds = (_step_seconds(space, small.genotype, recipe, classes, device),
                         _step_seconds(space, large.genotype, recipe, classes, device))
-        source = f"measured on {device} at batch {min(recipe.batch_size, _CPU_BATCH) if device.type != 'cuda' else recipe.batch_size}"
+        source = f"measured on {device} at batch {_timing_batch(recipe, device)}"
     else:
         source = "assumed (--step-seconds)"
     return forecast(trials, steps_per_epoch=math.ceil(counts["train_images"] / recipe.batch_size),

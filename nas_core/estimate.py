@@ -124,10 +124,39 @@ def compare(estimate: dict[str, Any], actual_seconds: float, actual_trials: int)
             estimate["trial_count"], "actual_trials": actual_trials, "parallel": int(workers)}
 
 
-def step_seconds(model, images, labels, steps: int = 2) -> float:
-    """Seconds of one SGD training step (forward, cross-entropy, backward, update) of ``model`` on a batch."""
+def estimate_vs_actual(run_dir, wall_seconds: float, trials: int) -> dict[str, Any]:
+    """result.json: the forecast of RUN/estimate.json (when one was made) next to what the search took."""
+    from pathlib import Path
+
+    from nas_core.io import read_json_object
+
+    path = Path(run_dir) / "estimate.json"
+    if not path.is_file():
+        return {}
+    return {"estimate": compare(read_json_object(path), wall_seconds, trials)}
+
+
+def timed_step(step, device, steps: int = 2) -> float:
+    """Seconds of one call of ``step`` (a training step on ``device``): one warm-up call (allocations, cuDNN
+    choices), then the mean of ``steps``, each waited for on a GPU."""
     import time
 
+    import torch
+
+    def synced() -> None:
+        step()
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+
+    synced()
+    tic = time.perf_counter()
+    for _ in range(steps):
+        synced()
+    return (time.perf_counter() - tic) / steps
+
+
+def step_seconds(model, images, labels, steps: int = 2) -> float:
+    """Seconds of one SGD training step (forward, cross-entropy, backward, update) of ``model`` on a batch."""
     import torch
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -137,14 +166,8 @@ def step_seconds(model, images, labels, steps: int = 2) -> float:
         optimizer.zero_grad(set_to_none=True)
         torch.nn.functional.cross_entropy(model(images), labels).backward()
         optimizer.step()
-        if images.is_cuda:
-            torch.cuda.synchronize(images.device)
 
-    step()  # warm-up: allocations, cuDNN choices
-    tic = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - tic) / steps
+    return timed_step(step, images.device, steps)
 
 
 def classifier_estimate(data, space: SearchSpace, settings: SearchSettings, *, device, batch_size: int,

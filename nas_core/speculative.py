@@ -162,12 +162,14 @@ class SpeculativeEvaluator:
         faults.trial()
 
 
-def unused_trials(journal: Journal, trials: list) -> dict[str, Any]:
-    """The journaled trials a finished search never asked for (run ahead by ``--parallel``), for result.json."""
+def parallel_figures(journal: Journal, trials: list, journaled) -> dict[str, Any]:
+    """result.json of a finished search: the journaled trials it never asked for (run ahead by ``--parallel``),
+    those dropped unfinished at its end, and the number of workers (``journaled``: the search's evaluator)."""
     used = {(t.genotype.key(), t.epochs) for t in trials}
     unused: dict[Key, float] = {}
     for record in journal.records():
         key = (Genotype.from_dict(record["genotype"]).key(), int(record["epochs"]))
         if key not in used:
             unused.setdefault(key, float(record.get("seconds", 0.0)))
-    return {"speculative_trials": len(unused), "speculative_seconds": sum(unused.values())}
+    return {"speculative_trials": len(unused), "speculative_seconds": sum(unused.values()),
+            "speculative_dropped": getattr(journaled, "dropped", 0), "parallel": getattr(journaled, "workers", 1)}

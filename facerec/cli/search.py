@@ -151,8 +151,10 @@ def _body(args: argparse.Namespace) -> int:
 
 def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log, start: float) -> None:
     from facerec.search import face_evaluator
+    from nas_core.estimate import estimate_vs_actual
     from nas_core.io import atomic_write_json
     from nas_core.search import MacroMicroSearch, SearchSettings
+    from nas_core.speculative import parallel_figures
 
     settings, options = SearchSettings.from_dict(saved["search"]), saved["options"]
     if options["data"] is None:
@@ -183,8 +185,9 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
                        trial_epochs=result.producing_trial.epochs, num_trials=len(result.trials),
                        search_seconds=result.seconds, wall_seconds=time.perf_counter() - start,
                        settings=settings.to_dict(), options=options, space=space.config(), data=data.info,
-                       recipe=recipe.to_dict(), model="model.pt", **_parallel_figures(journaled, result),
-                       **_estimate_vs_actual(run, result, time.perf_counter() - start))
+                       recipe=recipe.to_dict(), model="model.pt",
+                       **parallel_figures(journaled.journal, result.trials, journaled),
+                       **estimate_vs_actual(run, time.perf_counter() - start, len(result.trials)))
         atomic_write_json(run / "result.json", payload)
         _write_report(run, log)
     log.info(f"result {result.genotype.key()}: {result.params:,} params, fitness {result.accuracy:.2f}% after "
@@ -206,16 +209,6 @@ def _estimate(args: argparse.Namespace, run: Path, saved: dict, device) -> int:
     print(f"data cache: {estimate['cache_bytes'] / 1e9:.2f} GB ({estimate['data']['pack_images']:,} images x "
           f"112x112x3 bytes); wrote {run / 'estimate.json'}")
     return 0
-
-
-def _estimate_vs_actual(run: Path, result, wall_seconds: float) -> dict:
-    """result.json: the forecast of RUN/estimate.json (when one was made) next to what the search took."""
-    from nas_core.estimate import compare
-
-    path = run / "estimate.json"
-    if not path.is_file():
-        return {}
-    return {"estimate": compare(json.loads(path.read_text()), wall_seconds, len(result.trials))}
 
 
 def _journaled(evaluator, run: Path, info, log, args, saved: dict):
@@ -264,14 +257,6 @@ def _speculative(evaluator, journal, run: Path, log, args, saved: dict):
 
     return SpeculativeEvaluator(evaluator.space, SearchSettings.from_dict(saved["search"]), journal, executor,
                                 job=job, workers=workers)
-
-
-def _parallel_figures(journaled, result) -> dict:
-    """result.json: the journaled trials the search never asked for, and those dropped unfinished at its end."""
-    from nas_core.speculative import unused_trials
-
-    return {**unused_trials(journaled.journal, result.trials), "speculative_dropped": getattr(journaled, "dropped", 0),
-            "parallel": getattr(journaled, "workers", 1)}
 
 
 def _trial_reporter(bar, journaled, trials_dir: Path, info, log):

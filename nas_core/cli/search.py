@@ -135,8 +135,10 @@ def _load_data(config: dict[str, Any]):
 def _run_search(run_dir: Path, config: dict[str, Any], log, resumed: bool, data=None, where=None) -> int:
     """``where``: the --parallel / --executor / --ray-address flags (None: one trial at a time, in-process)."""
     from nas_core.classify.evaluator import ClassificationEvaluator, create_classifier_space
+    from nas_core.estimate import estimate_vs_actual
     from nas_core.journal import Journal
     from nas_core.search import MacroMicroSearch, SearchSettings
+    from nas_core.speculative import parallel_figures
     from nas_core.train import TrainConfig
 
     settings = SearchSettings.from_dict(config["search"], where=str(run_dir / "settings.json"))
@@ -173,8 +175,8 @@ def _run_search(run_dir: Path, config: dict[str, Any], log, resumed: bool, data=
         finally:
             getattr(journaled, "close", lambda: None)()
     wall = time.perf_counter() - tic
-    _write_result(run_dir, result, config, wall, {**_parallel_figures(journal, result, journaled),
-                                                  **_estimate_vs_actual(run_dir, result, wall)})
+    _write_result(run_dir, result, config, wall, {**parallel_figures(journal, result.trials, journaled),
+                                                  **estimate_vs_actual(run_dir, wall, len(result.trials))})
     log.info("found %s: %d params, %s accuracy %.2f%% after %d trials (%d epochs); wrote %s",
              result.genotype.key(), result.params, evaluator.rank_on, result.accuracy, len(result.trials),
              result.epochs_total, run_dir / "result.json")
@@ -202,24 +204,6 @@ def _trial_evaluator(evaluator, space, settings, journal, config: dict[str, Any]
     executor = parallel_executor(where.executor, workers, evaluator.device, where.ray_address)
     return SpeculativeEvaluator(space, settings, journal, executor, workers=workers,
                                 job=lambda g, e: (run_trial, TrialJob(genotype=g.to_dict(), epochs=e, **base)))
-
-
-def _parallel_figures(journal, result, journaled) -> dict[str, Any]:
-    """result.json: the journaled trials the search never asked for, and those dropped unfinished at its end."""
-    from nas_core.speculative import unused_trials
-
-    return {**unused_trials(journal, result.trials), "speculative_dropped": getattr(journaled, "dropped", 0),
-            "parallel": getattr(journaled, "workers", 1)}
-
-
-def _estimate_vs_actual(run_dir: Path, result, wall_seconds: float) -> dict[str, Any]:
-    """result.json: the forecast of RUN/estimate.json (when one was made) next to what the search took."""
-    from nas_core.estimate import compare
-
-    path = run_dir / "estimate.json"
-    if not path.is_file():
-        return {}
-    return {"estimate": compare(read_json_object(path), wall_seconds, len(result.trials))}
 
 
 def _write_report(run_dir: Path, log) -> None:
