@@ -168,7 +168,7 @@ def scheduled_lr(config, step: int, steps_per_epoch: int) -> float | None:
     "step" divides by 10 at each milestone epoch passed."""
     if config.schedule == "step" and not config.warmup_epochs:
         return None
-    total = max(1, config.epochs * steps_per_epoch)
+    total = max(1, config.schedule_length * steps_per_epoch)
     warm = min(total // 4, round(config.warmup_epochs * steps_per_epoch))
     factor = (step + 1) / warm if step < warm else 1.0
     if config.schedule == "cosine":

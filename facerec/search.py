@@ -70,7 +70,10 @@ class FaceEvaluator:
             accuracy=max(scores), params=self.space.count_params(genotype), seconds=time.perf_counter() - start,
             seed=seed, epoch_accuracies=scores,
             extra={"best_epoch": outcome.best_epoch, "nan_steps": len(outcome.nan_steps),
-                   "val": {k: v["accuracy"] for k, v in outcome.history[outcome.best_epoch - 1]["val"].items()}},
+                   "val": {k: v["accuracy"] for k, v in outcome.history[outcome.best_epoch - 1]["val"].items()},
+                   # per-epoch signals the face rankings read besides accuracy (facerec.ranking)
+                   "epoch_auc": [_mean_auc(h["val"]) for h in outcome.history],
+                   "epoch_loss": [float(h["loss"]) for h in outcome.history]},
         )
         result = broadcast_object(result, self.info)  # decisions use rank 0's fitness (ARCHITECTURE §8)
         if self.trials_dir is not None and self.info.is_main:
@@ -85,6 +88,11 @@ class FaceEvaluator:
                           f"(epochs {', '.join(f'{s:.2f}' for s in scores)}), {result.params:,} params, "
                           f"{result.seconds:.1f} s")
         return result
+
+
+def _mean_auc(results: dict) -> float | None:
+    values = [r["auc"] for r in results.values() if "auc" in r]
+    return float(sum(values) / len(values)) if values else None
 
 
 def face_evaluator(saved: dict, run: Path, device: torch.device | str, *, info: DistInfo = DistInfo(),

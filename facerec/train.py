@@ -64,11 +64,18 @@ class TrainConfig:
     checkpoint_every: int = 500  # steps between mid-epoch writes of last.pt
     max_nan_steps: int = 5  # this many non-finite losses in a row stop training
     val_batch_size: int = 128
+    # The lr schedule is laid out over this many epochs (default: ``epochs``). Longer than ``epochs``, a run is
+    # the first epochs of a longer training: how the "truncated" face ranking trains its short trials.
+    schedule_epochs: int | None = None
+
+    @property
+    def schedule_length(self) -> int:
+        return self.schedule_epochs or self.epochs
 
     def lr_milestones(self) -> list[int]:
-        """AdaFace's milestones scaled to ``epochs`` (12/20/24 of 26 stay 12/20/24)."""
-        scaled = {max(1, round(m * self.epochs / ADAFACE_EPOCHS)) for m in self.milestones}
-        return sorted(m for m in scaled if m < self.epochs)
+        """AdaFace's milestones scaled to the schedule's length (12/20/24 of 26 stay 12/20/24)."""
+        scaled = {max(1, round(m * self.schedule_length / ADAFACE_EPOCHS)) for m in self.milestones}
+        return sorted(m for m in scaled if m < self.schedule_length)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

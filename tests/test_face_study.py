@@ -9,32 +9,48 @@ import pytest
 
 from facerec.cli.study import main
 
-# 3 candidates on the 8-identity synthetic pack: R-10 and R-12 at stem width 4 (Grow), then R-12 at width 2
-# (Prune); trials of 1, 2 and 4 epochs, static 1 epoch, full training 2 epochs.
-_TINY = ["--e-min", "1", "--d-min", "4", "--d-max", "5", "--w-min", "2", "--w-max", "4", "--w-res", "2",
-         "--depth-steps", "2", "--width-steps", "1", "--reference-epochs", "2", "--holdout-ids", "3",
-         "--embedding-size", "16", "--device", "cpu", "--no-progress"]
+# A 2 x 2 grid on the 8-identity synthetic pack: R-10/R-12 (4/5 blocks) at stem width 4 and 2; dynamic epochs
+# 1 (d4-w4), 3 (d4-w2), 2 (d5-w4), 4 (d5-w2); static 1 and 2 epochs; full training 3 epochs x 2 seeds.
+_TINY = ["--e-min", "1", "--w-min", "2", "--w-res", "2", "--depths", "4,5", "--widths", "4,2",
+         "--static-epochs", "1,2", "--truncated", "2", "--reference-epochs", "3", "--reference-seeds", "2",
+         "--bootstrap", "200", "--holdout-ids", "3", "--embedding-size", "16", "--device", "cpu", "--no-progress"]
 
 
-def test_ranking_reports_both_spearman_figures_and_resumes_from_its_journal(tiny_pack, tmp_path, capsys):
+def test_ranking_study_in_parts_reports_every_ranking_and_resumes_from_its_journals(tiny_pack, tmp_path, capsys):
     out = tmp_path / "study"
-    assert main(["ranking", "--data", str(tiny_pack), "--output", str(out), *_TINY]) == 0
+    args = ["ranking", "--data", str(tiny_pack), "--output", str(out), *_TINY]
+    assert main([*args, "--max-trainings", "5"]) == 0  # the first part
+    partial = json.loads((out / "ranking.json").read_text())
+    assert not partial["complete"] and partial["trials_done"] == 5 and not (out / "ranking.png").exists()
+    assert main(args) == 0  # the rest
     report = json.loads((out / "ranking.json").read_text())
-    assert [row["dynamic_epochs"] for row in report["candidates"]] == [1, 2, 4]
-    assert report["static_epochs"] == 1 and report["reference_epochs"] == 2
-    for key in ("spearman_dynamic", "spearman_static"):
-        assert -1.0 <= report[key] <= 1.0
+    assert report["complete"] and report["new_trainings"] == 17 - 5
+    assert [row["dynamic_epochs"] for row in report["candidates"]] == [1, 3, 2, 4]
+    # Seed 0: per candidate the full training, the dynamic trial and static 1 and 2, less those that coincide
+    # (d4-w4's dynamic trial is its static-1 one, d4-w2's is its 3-epoch full training, d5-w4's its static-2).
+    assert len((out / "journal.jsonl").read_text().splitlines()) == 13
+    assert len((out / "journal-seed1.jsonl").read_text().splitlines()) == 4
+    rows = {row["name"]: row for row in report["rankings"]}
+    assert {"paper", "paper-auc", "static-1", "static-2", "static-2-loss", "truncated-2", "truncated-2-auc",
+            "naswot", "static-2+naswot"} <= set(rows)
+    assert rows["paper"]["cost"] == (1 + 3 + 2 + 4) / (3 * 4) and rows["naswot"]["cost"] == 0
+    assert rows["truncated-2"]["cost"] == 2 / 3
+    for row in rows.values():
+        for stat in ("spearman", "kendall"):
+            low, high = row[f"{stat}_ci"]
+            assert -1.0 <= low <= high <= 1.0 and -1.0 <= row[stat] <= 1.0
+    # The reference is the mean last-epoch accuracy of the two full trainings.
+    for row in report["candidates"]:
+        assert row["reference"] == pytest.approx(sum(row["reference_seeds"]) / 2)
+    assert (out / "ranking.png").read_bytes()[:4] == b"\x89PNG"
     assert report["recipe"]["name"] == "small"  # 64 images: auto picks the small-data recipe
-    journal = (out / "journal.jsonl").read_text().splitlines()
-    # 3 candidates x (dynamic, static, full) = 9 trainings, 7 distinct: R-10 at 1 epoch is both its dynamic and
-    # its static trial, R-12 at 2 epochs both its dynamic and its full one (the journal trains each once).
-    assert len(journal) == 7
-    log = (out / "study.log").read_text()
-    assert "Spearman rho vs the 2-epoch training: dynamic" in log and "recipe small" in log
+    assert "paper" in (out / "study.log").read_text()
 
-    assert main(["ranking", "--data", str(tiny_pack), "--output", str(out), *_TINY]) == 0  # all journaled
-    assert (out / "journal.jsonl").read_text().splitlines() == journal
-    assert json.loads((out / "ranking.json").read_text())["candidates"] == report["candidates"]
+    journal = (out / "journal.jsonl").read_text()
+    assert main(args) == 0  # everything journaled: nothing trains again
+    assert (out / "journal.jsonl").read_text() == journal
+    again = json.loads((out / "ranking.json").read_text())
+    assert again["new_trainings"] == 0 and again["rankings"] == report["rankings"]
 
 
 def test_too_few_candidates_fail_before_the_output_folder_exists(tiny_pack, tmp_path, capsys):
