@@ -1,8 +1,11 @@
-"""Fixed IResNet-18/34/50/100 references (InsightFace arcface_torch layouts) and found nets in timm.
+"""Fixed IResNet-18/34/50/100 and MobileFaceNet references (InsightFace arcface_torch layouts) and found
+nets in timm.
 
 Built from the same blocks as the search space (all blocks plain 3x3 convs, widths 64/128/256/512,
 512-d embedding). With arcface_torch's details (fc with bias, affine embedding BN whose scale is
 frozen at 1, no bias on convs) IResNet-18 has 24,025,600 and IResNet-50 43,590,848 parameters.
+MobileFaceNets (facerec.mobilefacenet): ``mobilefacenet`` (get_mbf, 2,059,520 parameters) and
+``mobilefacenet_large`` (get_mbf_large, 6,314,880).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from torch import nn
 
 from facerec.blocks import IResNet
 from facerec.errors import FaceRecError
+from facerec.mobilefacenet import MOBILEFACENETS, fixed_mobilefacenet
 from facerec.space import IResNetSpace
 from nas_core.genotype import Genotype
 from nas_core.registry import Registry
@@ -46,9 +50,9 @@ def _fixed_iresnet(arch: str, embedding_size: int = 512, input_size: int = 112, 
     return model
 
 
-def _add_fixed(arch: str) -> None:
-    def build(**kw: Any) -> IResNet:
-        return _fixed_iresnet(arch, **kw)
+def _add_fixed(arch: str, make) -> None:
+    def build(**kw: Any) -> nn.Module:
+        return make(arch, **kw)
 
     build.__name__ = arch
     BACKBONES.register(arch)(build)
@@ -70,11 +74,14 @@ def _register_in_timm(timm_name: str, build) -> None:
 
 
 for _arch in _LAYERS:
-    _add_fixed(_arch)
+    _add_fixed(_arch, _fixed_iresnet)
+for _arch in MOBILEFACENETS:
+    _add_fixed(_arch, fixed_mobilefacenet)
 
 
 def create_backbone(name: str, **kw: Any) -> nn.Module:
-    """A fixed backbone ("iresnet18" ... "iresnet100") or a net added by ``register_genotype``."""
+    """A fixed backbone ("iresnet18" ... "iresnet100", "mobilefacenet", "mobilefacenet_large") or a net added
+    by ``register_genotype``."""
     return BACKBONES.create(name, **kw)
 
 
@@ -88,7 +95,7 @@ def register_genotype(name: str, genotype: Genotype, **space_kw: Any) -> str:
     ``space_kw`` (embedding_size, input_size, dropout) become the defaults; create-time kwargs override.
     Registering the same name again with the same genotype is a no-op.
     """
-    if name in _LAYERS:
+    if name in _LAYERS or name in MOBILEFACENETS:
         raise FaceRecError(f"{name}: name taken by a fixed backbone; pick another name for the genotype")
 
     def build(**kw: Any) -> nn.Module:

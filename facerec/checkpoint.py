@@ -1,5 +1,6 @@
 """Face checkpoints: the project's one schema (``nas_core.checkpoint``, ARCHITECTURE §10) plus the fixed
-IResNet backbones, which are rebuilt from ``arch`` + ``space`` (backbone kwargs) instead of a genotype.
+backbones (IResNets, MobileFaceNets), which are rebuilt from ``arch`` + ``space`` (backbone kwargs) instead
+of a genotype.
 Files load with ``weights_only=True`` so opening a checkpoint never runs code.
 """
 

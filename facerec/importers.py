@@ -1,10 +1,13 @@
-"""Published IResNet weights → facenas backbones: InsightFace arcface_torch and AdaFace.
+"""Published IResNet and MobileFaceNet weights → facenas backbones: InsightFace arcface_torch and AdaFace.
 
-``import_weights(path, "arcface_torch" | "adaface", "iresnet18" | ... | "iresnet100")`` returns our
-fixed IResNet (``facerec.backbones``) holding the published weights, ready for ``save_checkpoint``.
+``import_weights(path, "arcface_torch" | "adaface", arch)`` returns our fixed net of ``arch`` (one of
+IMPORT_ARCHS: "iresnet18" ... "iresnet100", "mobilefacenet", "mobilefacenet_large"; ``facerec.backbones``)
+holding the published weights, ready for ``save_checkpoint``.
 
 - arcface_torch ``backbone.pth`` is a plain state dict whose keys are ours key for key (facerec.blocks
-  names its modules after arcface_torch's ``iresnet.py``); it loads strictly.
+  names its modules after arcface_torch's ``iresnet.py``, facerec.mobilefacenet after its
+  ``mobilefacenet.py``: ``get_mbf`` → mobilefacenet, ``get_mbf_large`` → mobilefacenet_large); it loads
+  strictly.
 - AdaFace ``.ckpt`` is a PyTorch Lightning checkpoint: the net sits under ``state_dict["model.*"]``
   (``head.*`` is the margin head, dropped). Its ``Backbone`` is the same IResNet under other names:
   ``input_layer.{0,1,2}`` = conv1/bn1/prelu; ``body.{i}`` is a flat list of blocks whose stage we
@@ -38,6 +41,7 @@ from torch import nn
 
 from facerec.backbones import create_backbone
 from facerec.errors import FaceRecError
+from facerec.mobilefacenet import MOBILEFACENETS
 from nas_core.registry import Registry
 
 # The fixed IResNets of facerec.backbones, with arcface_torch's (and AdaFace's IR_18..IR_101) blocks per stage.
@@ -48,6 +52,9 @@ ARCH_BLOCKS = {
     "iresnet100": (3, 13, 30, 3),
 }
 _STEM_WIDTH = 64
+IMPORT_ARCHS = (*ARCH_BLOCKS, *MOBILEFACENETS)
+# What each format's files hold: arcface_torch publishes IResNets and MobileFaceNets, AdaFace only IResNets.
+_FORMAT_ARCHS = {"arcface_torch": IMPORT_ARCHS, "adaface": tuple(ARCH_BLOCKS)}
 
 # A format maps the loaded file to {our key: (key in the file, tensor)} plus {our key: filled-in tensor}.
 KeyMapping = tuple[dict[str, tuple[str, torch.Tensor]], dict[str, torch.Tensor]]
@@ -63,8 +70,11 @@ def import_weights(path: str | Path, fmt: str, arch: str) -> tuple[nn.Module, li
     for the user. FaceRecError naming the first bad key when the file does not fit."""
     if fmt not in WEIGHT_FORMATS:
         raise FaceRecError(f"--format {fmt}: expected one of {', '.join(list_weight_formats())}")
-    if arch not in ARCH_BLOCKS:
-        raise FaceRecError(f"--arch {arch}: expected one of {', '.join(ARCH_BLOCKS)}")
+    if arch not in IMPORT_ARCHS:
+        raise FaceRecError(f"--arch {arch}: expected one of {', '.join(IMPORT_ARCHS)}")
+    if arch not in _FORMAT_ARCHS[fmt]:
+        raise FaceRecError(f"--arch {arch}: expected one of {', '.join(_FORMAT_ARCHS[fmt])} for --format {fmt} "
+                           f"({fmt} publishes no {arch} weights)")
     path = Path(path)
     loaded, notes = _read_weights_file(path, fmt)
     model = create_backbone(arch)
@@ -137,9 +147,13 @@ def _tensor_dict(obj: Any, where: str, fmt: str) -> dict[str, torch.Tensor]:
 # ----------------------------------------------------------------------------------------- formats
 
 _EXPECTED = {
-    "arcface_torch": "an arcface_torch backbone.pth (an IResNet state dict)",
+    "arcface_torch": "an arcface_torch backbone.pth (an IResNet or MobileFaceNet state dict)",
     "adaface": "an AdaFace Lightning .ckpt (an IR net under state_dict['model.*'])",
 }
+# Keys of an arcface_torch MobileFaceNet: its conv_sep conv (no other net has one) and its GDC Linear, whose
+# rows are the embedding.
+_MBF_KEY, _FEATURE_LINEAR = "conv_sep.layers.0.weight", "features.layers.2.weight"
+_ARCFACE_TORCH_KEYS = ("conv1.weight", "layer1.0.conv1.weight", _MBF_KEY)  # any of them: an arcface_torch file
 
 
 def _format_hint(obj: Any, fmt: str) -> str:
@@ -148,7 +162,7 @@ def _format_hint(obj: Any, fmt: str) -> str:
     keys = [k for k in keys if isinstance(k, str)] if isinstance(keys, dict) else []
     if any(k.startswith(("input_layer.", "model.input_layer.", "body.", "model.body.")) for k in keys):
         guess = "adaface"
-    elif "conv1.weight" in keys or "layer1.0.conv1.weight" in keys:
+    elif any(k in keys for k in _ARCFACE_TORCH_KEYS):
         guess = "arcface_torch"
     else:
         return ""
@@ -201,7 +215,7 @@ def _adaface_net_state(loaded: Any, where: str) -> dict[str, torch.Tensor]:
     """The ``model.*`` part of a Lightning checkpoint (``head.*`` dropped); a bare net state dict as is."""
     if isinstance(loaded, dict) and "state_dict" in loaded:
         loaded = loaded["state_dict"]
-    elif isinstance(loaded, dict) and "conv1.weight" in loaded:
+    elif isinstance(loaded, dict) and any(k in loaded for k in _ARCFACE_TORCH_KEYS):
         raise FaceRecError(f"{where}: expected {_EXPECTED['adaface']}; this looks like --format arcface_torch")
     state = _tensor_dict(loaded, where, "adaface")
     if not any(k.startswith("model.") for k in state):
@@ -308,14 +322,30 @@ def _source_name(ours: str, fmt: str, arch: str) -> str:
 
 
 def _arch_hint(mapped: dict[str, tuple[str, torch.Tensor]], arch: str) -> str:
-    """'; the file holds 3/4/14/3 blocks per stage (--arch iresnet50)' when its blocks differ from arch's."""
+    """'; the file holds 3/4/14/3 blocks per stage (--arch iresnet50)' or '; the file holds a MobileFaceNet
+    (--arch mobilefacenet)' when the file holds another of our fixed nets than arch."""
+    if _MBF_KEY in mapped:
+        match = _mobilefacenet_of({ours: value for ours, (_, value) in mapped.items()})
+        return f"; the file holds a MobileFaceNet (--arch {match})" if match not in (None, arch) else ""
     counts = [0, 0, 0, 0]
     for ours in mapped:
         if m := re.match(r"layer([1-4])\.(\d+)\.", ours):
             counts[int(m[1]) - 1] = max(counts[int(m[1]) - 1], int(m[2]) + 1)
-    if tuple(counts) == ARCH_BLOCKS[arch] or not any(counts):
+    if tuple(counts) == ARCH_BLOCKS.get(arch) or not any(counts):
         return ""
     match = next((name for name, blocks in ARCH_BLOCKS.items() if blocks == tuple(counts)), None)
     text = f"; the file holds {'/'.join(map(str, counts))} blocks per stage"
-    return text + (f" (--arch {match})" if match else f", {arch} has {'/'.join(map(str, ARCH_BLOCKS[arch]))}")
+    if match:
+        return text + f" (--arch {match})"
+    return text + (f", {arch} has {'/'.join(map(str, ARCH_BLOCKS[arch]))}" if arch in ARCH_BLOCKS else " (an IResNet)")
 
+
+def _mobilefacenet_of(state: dict[str, torch.Tensor]) -> str | None:
+    """The MobileFaceNet of ours whose every key and shape the state dict has (embedding size aside), if any."""
+    size = {"embedding_size": max(1, state[_FEATURE_LINEAR].shape[0])} if _FEATURE_LINEAR in state else {}
+    for name in MOBILEFACENETS:
+        with torch.device("meta"):  # shapes only, no memory
+            layout = create_backbone(name, **size).state_dict()
+        if layout.keys() == state.keys() and all(state[k].shape == v.shape for k, v in layout.items()):
+            return name
+    return None

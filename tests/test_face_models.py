@@ -5,7 +5,6 @@ import timm
 import torch
 
 from facerec.backbones import create_backbone, list_backbones, register_genotype
-from facerec.blocks import IResNet
 from facerec.errors import FaceRecError
 from facerec.space import IResNetSpace, resnet_depth, stage_plan
 from nas_core.errors import NasError
@@ -60,7 +59,7 @@ def test_every_backbone_builds_and_trains(name):
 @pytest.mark.parametrize("name", timm.list_models("facenas_*"))
 def test_every_timm_name_builds_and_trains(name):
     model = timm.create_model(name)
-    assert isinstance(model, IResNet)
+    assert model.facenas_architecture  # a facenas net: its checkpoints rebuild it
     _train_step(model, 112)
 
 

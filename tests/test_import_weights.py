@@ -388,7 +388,8 @@ BAD_FILES = {
     "not_a_tensor": ("arcface_torch", "arcface_torch", "iresnet18", lambda state: state.update({"fc.weight": "w"}),
                      "fc.weight: expected a tensor"),
     "wrong_arch": ("arcface_torch", "arcface_torch", "iresnet34", None,
-                   "missing key layer1.2.bn1.weight; expected an arcface_torch backbone.pth (an IResNet state dict) "
+                   "missing key layer1.2.bn1.weight; expected an arcface_torch backbone.pth (an IResNet or MobileFaceNet "
+                   "state dict) "
                    "of iresnet34; the file holds 2/2/2/2 blocks per stage (--arch iresnet18)"),
     "adaface_as_arcface": ("adaface", "arcface_torch", "iresnet18", None, "this looks like --format adaface"),
     "arcface_as_adaface": ("arcface_torch", "adaface", "iresnet18", None, "this looks like --format arcface_torch"),

@@ -1,6 +1,7 @@
-"""facerec-import: published IResNet weights (arcface_torch, AdaFace) → a facenas checkpoint.
+"""facerec-import: published IResNet / MobileFaceNet weights (arcface_torch, AdaFace) → a facenas checkpoint.
 
     facerec-import --format arcface_torch --arch iresnet50 --weights backbone.pth --output r50.pt
+    facerec-import --format arcface_torch --arch mobilefacenet --weights backbone.pth --output mbf.pt
     facerec-import --format adaface --arch iresnet100 --weights adaface_ir101_webface12m.ckpt --output ir101.pt
 
 The checkpoint rebuilds itself like any facenas one: facerec-eval --model, facerec-export
@@ -19,11 +20,11 @@ from nas_core.errors import run_cli
 
 
 def get_parser() -> argparse.ArgumentParser:
-    from facerec.importers import ARCH_BLOCKS, list_weight_formats
+    from facerec.importers import IMPORT_ARCHS, list_weight_formats
 
     p = argparse.ArgumentParser(prog="facerec-import", description=__doc__.split("\n\n")[0])
     p.add_argument("--format", required=True, help=f"layout of --weights: {', '.join(list_weight_formats())}")
-    p.add_argument("--arch", required=True, help=f"the net the weights are for: {', '.join(ARCH_BLOCKS)}")
+    p.add_argument("--arch", required=True, help=f"the net the weights are for: {', '.join(IMPORT_ARCHS)}")
     p.add_argument("--weights", required=True, type=Path, help="arcface_torch backbone.pth or AdaFace .ckpt")
     p.add_argument("--output", required=True, type=Path, help="facenas checkpoint to write (replaced if present)")
     return p

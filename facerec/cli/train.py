@@ -36,7 +36,8 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="facerec-train", description=__doc__.split("\n\n")[0])
     model = p.add_mutually_exclusive_group()
     model.add_argument("--genotype", help="RUN/result.json (or a genotype JSON) from facerec-search")
-    model.add_argument("--arch", help="a fixed backbone: iresnet18, iresnet34, iresnet50, iresnet100")
+    model.add_argument("--arch", help="a fixed backbone: iresnet18, iresnet34, iresnet50, iresnet100, "
+                                         "mobilefacenet, mobilefacenet_large")
     p.add_argument("--data", help="face pack folder (train.rec/.idx/property [+ .bin packs]); "
                                   "omitted: the built-in synthetic demo set")
     p.add_argument("--output", required=True, help="output folder OUT")
@@ -45,7 +46,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="global batch over all ranks (default: the recipe's; demo 32)")
     p.add_argument("--lr", type=float, help="SGD learning rate (default: the recipe's; demo 0.05)")
     p.add_argument("--head", help="margin head: adaface, arcface, cosface (default: the recipe's; demo adaface)")
-    p.add_argument("--embedding-size", type=int, help="embedding size of a --genotype net (default: the search's, else 512)")
+    p.add_argument("--embedding-size", type=int, help="embedding size (default: a --genotype net's search's, else 512)")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout before the embedding FC (arcface_torch: 0.4 "
                                                               "for small sets)")
     p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1 ...")
@@ -127,7 +128,7 @@ def build_backbone(genotype_path: str | None, arch: str | None, embedding_size: 
             raise FaceRecError(f"{path}: genotype {genotype.key()[:40]}: expected a net under {MAX_PARAMS:.0e} "
                                f"parameters, this one has {params:.3g}")
         return space.build(genotype), {"genotype": genotype, "space": space.config()}
-    backbone = create_backbone(arch, dropout=dropout)
+    backbone = create_backbone(arch, dropout=dropout, **({"embedding_size": embedding_size} if embedding_size else {}))
     return backbone, {"arch": arch}
 
 
