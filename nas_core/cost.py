@@ -232,8 +232,12 @@ class CostTable:
         return self._get(genotype, "params", lambda: int(self.space.count_params(genotype)))
 
     def mflops(self, genotype: Genotype) -> float:
-        return self._get(genotype, "mflops", lambda: count_mflops(self.space.build(genotype),
-                                                                  tuple(self.space.input_shape())))
+        def count() -> float:
+            with torch.device("meta"):  # counting needs shapes only: no weights to initialise
+                model = self.space.build(genotype)
+            return count_mflops(model, tuple(self.space.input_shape()))
+
+        return self._get(genotype, "mflops", count)
 
     def latency_ms(self, genotype: Genotype, threads: int = 1) -> float:
         entry = self.entries.get(genotype.key(), {})

@@ -43,6 +43,7 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._records: list[dict[str, Any]] = []
         self._over_budget: list[dict[str, Any]] = []
+        self._over_budget_keys: set[tuple[str, int]] = set()
         self._lines: list[dict[str, Any]] = []  # every record, trained or not, in file order
         self._index: dict[tuple[str, int], dict[str, Any]] = {}
         self._good_bytes: int | None = None  # set when a torn last line must be cut before appending
@@ -84,6 +85,7 @@ class Journal:
         if record.get("over_budget") is not None:
             _check_over_budget(record, where)
             self._over_budget.append(record)
+            self._over_budget_keys.add((genotype.key(), record["epochs"]))
         else:
             _check_result_fields(record, where)
             self._records.append(record)
@@ -103,8 +105,7 @@ class Journal:
         return list(self._lines)
 
     def is_over_budget(self, genotype: Genotype, epochs: int) -> bool:
-        key = (genotype.key(), int(epochs))
-        return any((Genotype.from_dict(r["genotype"]).key(), r["epochs"]) == key for r in self._over_budget)
+        return (genotype.key(), int(epochs)) in self._over_budget_keys
 
     def __len__(self) -> int:
         return len(self._records)
