@@ -136,7 +136,8 @@ class TrialRecord:
     def outcome(self) -> str:
         """The end of a log line: params, fitness and decision, or why it was not trained."""
         if self.result is None:
-            return f"params={(self.cost or {}).get('params', 0):,} not trained ({'; '.join(self.over_budget)}) -> over_budget"
+            params = (self.cost or {}).get("params", 0)
+            return f"params={params:,} not trained ({'; '.join(self.over_budget)}) -> over_budget"
         return f"params={self.result.params:,} acc={self.result.accuracy:.2f} -> {self.decision}"
 
 

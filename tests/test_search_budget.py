@@ -196,6 +196,7 @@ def test_no_candidate_over_budget_is_trained(straight):
     report = (straight / "report.md").read_text()
     assert "| budget | params ≤ 1,700 (found " in report and "over budget: params 1,746 > 1,700" in report
     assert f"{len(over)} over budget (not trained)" in report
+    assert "does not replay" not in report and "not on the search path" not in report  # all placed on the path
 
 
 def test_resume_decides_from_the_stored_costs(straight, tmp_path):
@@ -283,7 +284,8 @@ def test_face_search_starts_within_budget(tmp_path):
     result = json.loads((run / "result.json").read_text())
     assert result["cost"]["params"] == result["params"] == 83_760 and result["budget"]["max_params"] == 86_000
     assert result["cost"]["mflops"] > 0
-    assert "over budget: params 89,568 > 86,000" in (run / "report.md").read_text()
+    report = (run / "report.md").read_text()
+    assert "over budget: params 89,568 > 86,000" in report and "does not replay" not in report
     model = torch.load(run / "model.pt", weights_only=True)
     assert Genotype.from_dict(model["genotype"]) == Genotype.uniform(4, 6)
 
