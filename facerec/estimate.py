@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from facerec.errors import FaceRecError
-from nas_core.estimate import forecast, smallest_and_largest, timed_step, worst_case_trials
+from nas_core.cost import CostTable, run_costs
+from nas_core.estimate import budget_figures, forecast, smallest_and_largest, timed_step, worst_case_trials
 from nas_core.search import SearchSettings
 
 IMAGE_BYTES = 112 * 112 * 3  # one decoded uint8 image in the data cache
@@ -89,9 +90,10 @@ def _step_seconds(space, genotype, recipe, classes: int, device: torch.device) -
 
 
 def face_estimate(saved: dict, device: torch.device, workers: int, log=None,
-                  step_seconds: tuple[float, float] | None = None) -> dict:
+                  step_seconds: tuple[float, float] | None = None, run: str | Path | None = None) -> dict:
     """estimate.json of a face search from its settings (RUN/settings.json content); trains no trial.
-    ``step_seconds``: assumed (smallest, largest) step times at the recipe's batch instead of timing them."""
+    ``step_seconds``: assumed (smallest, largest) step times at the recipe's batch instead of timing them.
+    ``run``: with a deployment budget, the candidates' costs go to RUN/latency.json, where the search reads them."""
     from facerec.recipe import resolve_recipe
     from facerec.space import IResNetSpace
 
@@ -100,7 +102,8 @@ def face_estimate(saved: dict, device: torch.device, workers: int, log=None,
     recipe = resolve_recipe(options.get("recipe", "adaface"), counts, batch_size=options["batch_size"],
                             lr=options["lr"], head=options["head"], log=log)
     space = IResNetSpace(embedding_size=options["embedding_size"])
-    trials = worst_case_trials(space, settings)
+    costs = run_costs(space, settings.budget, run) if run is not None else CostTable(space)
+    trials = worst_case_trials(space, settings, costs)
     small, large = smallest_and_largest(trials)
     if step_seconds is None:
         classes = counts["train_identities"]
@@ -113,4 +116,5 @@ def face_estimate(saved: dict, device: torch.device, workers: int, log=None,
                     step_small=step_seconds[0], step_large=step_seconds[1], workers=workers,
                     budget=settings.max_trials, device=str(device),
                     extra={"data": counts, "batch_size": recipe.batch_size, "recipe": recipe.name,
-                           "cache_bytes": counts["pack_images"] * IMAGE_BYTES, "step_source": source})
+                           "cache_bytes": counts["pack_images"] * IMAGE_BYTES, "step_source": source,
+                           **budget_figures(space, settings, costs)})

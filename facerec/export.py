@@ -1,5 +1,8 @@
 """ONNX export with a dynamic batch axis, onnxruntime parity check and CPU latency.
 
+The export, onnxruntime's session options and the median timing are nas_core.cost's (the search's latency
+budget measures candidates with the same code).
+
 The ONNX model takes float32 NCHW RGB images normalised as (x/255 − 0.5)/0.5 ("input") and returns
 the raw embedding ("embedding"), exactly like the torch backbone.
 
@@ -11,10 +14,6 @@ absolute floor for near-zero embeddings): float32 rounding is relative, and raw 
 from __future__ import annotations
 
 import copy
-import io
-import time
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +22,10 @@ import torch
 from torch import nn
 
 from facerec.errors import FaceRecError
+from nas_core.cost import ONNX_OPSET, median_ms, onnx_bytes, session_options
 from nas_core.io import atomic_write
 
-MIN_OPSET = 17
+MIN_OPSET = ONNX_OPSET
 INPUT_NAME, OUTPUT_NAME = "input", "embedding"
 PARITY_TOLERANCE = 1e-4  # relative L2 error per sample; torch and onnxruntime agree to ~1e-6 in float32
 PARITY_FLOOR = 1e-6  # absolute L2 error always allowed, so near-zero embeddings do not fail on rounding
@@ -53,38 +53,19 @@ def export_onnx(backbone: nn.Module, path: str | Path, *, opset: int = MIN_OPSET
     """Write ``backbone`` (eval mode, CPU float32) as ONNX with a dynamic batch axis, atomically."""
     if opset < MIN_OPSET:
         raise FaceRecError(f"opset {opset}: expected {MIN_OPSET} or newer")
-    model = _cpu_eval_copy(backbone)
-    buffer = io.BytesIO()
-    # The torch.export-based exporter (default since torch 2.9) needs onnxscript, which is not a
-    # dependency; the TorchScript exporter handles these plain conv nets offline and exactly.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            model,
-            (sample_batch(model, 2),),
-            buffer,
-            dynamo=False,
-            opset_version=opset,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-        )
+    data = onnx_bytes(backbone, sample_batch(backbone, 2), input_name=INPUT_NAME, output_name=OUTPUT_NAME,
+                      dynamic_batch=True, opset=opset)  # exports an eval, float32 CPU copy
     import onnx
 
-    onnx.checker.check_model(onnx.load_model_from_string(buffer.getvalue()))
-    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+    onnx.checker.check_model(onnx.load_model_from_string(data))
+    atomic_write(path, lambda f: f.write(data))
 
 
 def ort_session(onnx_path: str | Path, threads: int | None = None, spinning: bool = True,
                 providers: list[str] | None = None):
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    if not spinning:
-        # Idle onnxruntime threads otherwise busy-wait after each run and steal the cores torch needs.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options = session_options(threads, spinning)
     try:
         return ort.InferenceSession(str(onnx_path), options, providers=providers or ["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors on bad files
@@ -165,22 +146,6 @@ def check_parity(backbone: nn.Module, onnx_path: str | Path, batch: int = 4, *,
                                    for i in range(0, len(inputs), batch)])
     got = run_onnx(ort_session(onnx_path), inputs, batch)
     return compare_embeddings(expected, got, tolerance)
-
-
-def _timed(run) -> float:
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
-
-
-def median_ms(runs: dict[str, Callable[[], object]], repeats: int = 10, warmup: int = 2) -> dict[str, float]:
-    """Median milliseconds of each run. The runs alternate, so a busy machine slows them alike and their
-    ratios stay fair."""
-    for _ in range(warmup):
-        for run in runs.values():
-            run()
-    times = np.array([[_timed(run) for run in runs.values()] for _ in range(repeats)])
-    return dict(zip(runs, (1000 * np.median(times, axis=0)).tolist()))
 
 
 def measure_latency(

@@ -53,6 +53,10 @@ class IResNetSpace:
         model.facenas_architecture = {"genotype": genotype.to_dict(), "space": self.config()}
         return model
 
+    def input_shape(self) -> tuple[int, int, int]:
+        """One input image (C, H, W): what MFLOPs and latency are measured on (nas_core.cost)."""
+        return (3, self.input_size, self.input_size)
+
     @staticmethod
     def paper_name(genotype: Genotype) -> str:
         """R-<layers>-<8C>: 2 layers per block + stem + FC; final stage width 8C (R-58-256: 28 blocks, C 32)."""

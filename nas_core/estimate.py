@@ -8,7 +8,9 @@ every trial a real run makes is matched by one entry of the same phase with no f
 depth and no smaller width. A trial's time is epochs × steps per epoch × step time, the step time
 interpolated in parameters between the smallest and the largest candidate, each timed for a few steps.
 At ``--parallel N`` the list is scheduled in order on N workers (speculation that always guesses right: a
-lower bound; N = 1 is the sequential time).
+lower bound; N = 1 is the sequential time). Deployment budgets are honoured: the scripted searches check
+candidates as a real one does (Grow starts at the widest width that fits, stops at the first net over
+budget; over-budget candidates are listed as such, never as trials to time).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import heapq
 from dataclasses import dataclass, replace
 from typing import Any
 
+from nas_core.cost import CostTable
 from nas_core.evaluator import TrialResult
 from nas_core.genotype import Genotype
 from nas_core.search import MacroMicroSearch, SearchSettings
@@ -50,15 +53,35 @@ class _Scripted:
         return TrialResult(accuracy=score, params=0)
 
 
-def worst_case_trials(space: SearchSpace, settings: SearchSettings) -> list[PlannedTrial]:
-    """The worst-case trial list (see the module docstring), in search order; max_trials is not applied."""
+def _worst_case_records(space: SearchSpace, settings: SearchSettings, costs: CostTable | None):
+    """The scripted searches' records, in search order: the macro phases, then the micro phase."""
     unbounded = replace(settings, max_trials=None)
-    macro = MacroMicroSearch(space, _Scripted(("depth", "width")), unbounded).run().trials
-    planned = [t for t in macro if t.phase in ("depth", "width")]
+    costs = costs if costs is not None else CostTable(space)
+    macro = MacroMicroSearch(space, _Scripted(("depth", "width")), unbounded, costs=costs).run().trials
+    records = [t for t in macro if t.phase in ("depth", "width")]
     if not settings.macro_only:
-        micro = MacroMicroSearch(space, _Scripted(("depth",)), unbounded).run().trials
-        planned += [t for t in micro if t.phase not in ("depth", "width")]
-    return [PlannedTrial(t.phase, t.genotype, t.epochs, space.count_params(t.genotype)) for t in planned]
+        micro = MacroMicroSearch(space, _Scripted(("depth",)), unbounded, costs=costs).run().trials
+        records += [t for t in micro if t.phase not in ("depth", "width")]
+    return records
+
+
+def worst_case_trials(space: SearchSpace, settings: SearchSettings,
+                      costs: CostTable | None = None) -> list[PlannedTrial]:
+    """The worst-case trial list (see the module docstring), in search order; max_trials is not applied.
+    ``costs``: where budgeted candidates' costs come from (RUN/latency.json, as the search would read them)."""
+    return [PlannedTrial(t.phase, t.genotype, t.epochs, space.count_params(t.genotype))
+            for t in _worst_case_records(space, settings, costs)
+            if t.result is not None]  # over-budget candidates are never trained
+
+
+def over_budget_candidates(space: SearchSpace, settings: SearchSettings, costs: CostTable) -> list[dict[str, Any]]:
+    """The candidates the worst-case searches find over budget: {name, phase, over_budget}."""
+    found: dict[str, dict[str, Any]] = {}
+    for t in _worst_case_records(space, settings, costs):
+        if t.result is None:
+            found.setdefault(t.genotype.key(), {"name": t.genotype.key(), "phase": t.phase,
+                                                "over_budget": t.over_budget})
+    return list(found.values())
 
 
 def trial_seconds(trials: list[PlannedTrial], steps_per_epoch: int, step_small: float, step_large: float) -> list[float]:
@@ -113,7 +136,18 @@ def describe(estimate: dict[str, Any]) -> list[str]:
     budget = f" (max_trials {estimate['max_trials']}: the costliest ones)" if estimate["max_trials"] else ""
     lines.append("projected: " + ", ".join(f"{h:.2f} h at --parallel {n}" for n, h in estimate["hours"].items())
                  + budget)
+    if estimate.get("budget"):
+        over = estimate.get("over_budget", [])
+        lines.append(f"budget: {estimate['budget']}; {len(over)} candidate(s) over it are not trained"
+                     + (f" (e.g. {over[0]['name']}: {'; '.join(over[0]['over_budget'])})" if over else ""))
     return lines
+
+
+def budget_figures(space: SearchSpace, settings: SearchSettings, costs: CostTable) -> dict[str, Any]:
+    """estimate.json's budget record: the budget in words and the candidates found over it (none without)."""
+    if not settings.budget.active:
+        return {}
+    return {"budget": settings.budget.describe(), "over_budget": over_budget_candidates(space, settings, costs)}
 
 
 def compare(estimate: dict[str, Any], actual_seconds: float, actual_trials: int) -> dict[str, Any]:
@@ -171,15 +205,17 @@ def step_seconds(model, images, labels, steps: int = 2) -> float:
 
 
 def classifier_estimate(data, space: SearchSpace, settings: SearchSettings, *, device, batch_size: int,
-                        workers: int) -> dict[str, Any]:
+                        workers: int, costs: CostTable | None = None) -> dict[str, Any]:
     """estimate.json of an image-classifier search (nas-search): steps timed on a batch of the training set."""
     import math
 
-    trials = worst_case_trials(space, settings)
+    costs = costs if costs is not None else CostTable(space)
+    trials = worst_case_trials(space, settings, costs)
     images = data.normalize(data.train_images[:batch_size].to(device))
     labels = data.train_labels[:batch_size].to(device)
     times = [step_seconds(space.build(t.genotype).to(device), images, labels) for t in smallest_and_largest(trials)]
     return forecast(trials, steps_per_epoch=math.ceil(len(data.train_labels) / batch_size), step_small=times[0],
                     step_large=times[1], workers=workers, budget=settings.max_trials, device=str(device),
                     extra={"cache_bytes": int(data.train_images.nbytes), "batch_size": batch_size,
-                           "step_source": f"measured on {device} at batch {len(labels)}"})
+                           "step_source": f"measured on {device} at batch {len(labels)}",
+                           **budget_figures(space, settings, costs)})

@@ -3,6 +3,11 @@
 A search killed mid-write leaves at most a torn last line; reading ignores it and the next append
 cuts it off first. Resuming = wrapping the evaluator in JournaledEvaluator: journaled trials
 return their stored result, so the (deterministic) search walks the same path to the same answer.
+
+A candidate over a deployment budget (nas_core.cost) is journaled too, untrained: ``"accuracy": null``,
+``"over_budget": [the budgets it breaks]`` and its ``"cost"``. Such a line answers no trial (``records()``
+and ``lookup`` hold trained trials only; ``over_budget_records()`` the others): a resumed search decides
+again from the stored costs (RUN/latency.json) and reaches the same verdict.
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ class Journal:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._records: list[dict[str, Any]] = []
+        self._over_budget: list[dict[str, Any]] = []
+        self._over_budget_keys: set[tuple[str, int]] = set()
+        self._lines: list[dict[str, Any]] = []  # every record, trained or not, in file order
         self._index: dict[tuple[str, int], dict[str, Any]] = {}
         self._good_bytes: int | None = None  # set when a torn last line must be cut before appending
         self._read()
@@ -74,12 +82,30 @@ class Journal:
         if "genotype" not in record or "epochs" not in record or "accuracy" not in record:
             raise NasError(f"{where}: expected a trial record with genotype, epochs and accuracy")
         genotype = Genotype.from_dict(record["genotype"], where=where)
-        _check_result_fields(record, where)
-        self._records.append(record)
-        self._index[(genotype.key(), record["epochs"])] = record
+        if record.get("over_budget") is not None:
+            _check_over_budget(record, where)
+            self._over_budget.append(record)
+            self._over_budget_keys.add((genotype.key(), record["epochs"]))
+        else:
+            _check_result_fields(record, where)
+            self._records.append(record)
+            self._index[(genotype.key(), record["epochs"])] = record
+        self._lines.append(record)
 
     def records(self) -> list[dict[str, Any]]:
+        """The trained trials (the lines that answer a trial), in file order."""
         return list(self._records)
+
+    def over_budget_records(self) -> list[dict[str, Any]]:
+        """The candidates journaled as over budget (never trained), in file order."""
+        return list(self._over_budget)
+
+    def all_records(self) -> list[dict[str, Any]]:
+        """Every line, trained or over budget, in file order."""
+        return list(self._lines)
+
+    def is_over_budget(self, genotype: Genotype, epochs: int) -> bool:
+        return (genotype.key(), int(epochs)) in self._over_budget_keys
 
     def __len__(self) -> int:
         return len(self._records)
@@ -89,8 +115,17 @@ class Journal:
         return None if record is None else record_result(record)
 
     def append(self, genotype: Genotype, epochs: int, result: TrialResult, **extra: Any) -> None:
-        record = {"genotype": genotype.to_dict(), "epochs": int(epochs), **result.to_dict(),
-                  "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
+        self._write({"genotype": genotype.to_dict(), "epochs": int(epochs), **result.to_dict(),
+                     "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
+
+    def append_over_budget(self, genotype: Genotype, epochs: int, cost: dict[str, Any], broken: list[str],
+                           **extra: Any) -> None:
+        """Journal a candidate the search did not train because it breaks the ``broken`` budgets."""
+        self._write({"genotype": genotype.to_dict(), "epochs": int(epochs), "accuracy": None,
+                     "params": int(cost.get("params", 0)), "over_budget": list(broken), "cost": dict(cost),
+                     "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
+
+    def _write(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, default=_jsonable) + "\n"
         with open(self.path, "ab") as handle:
             if self._good_bytes is not None:
@@ -131,6 +166,14 @@ def _check_result_fields(record: dict[str, Any], where: str) -> None:
             raise NasError(f"{where}: expected '{name}' to be {wanted[name]}, got {json.dumps(record[name])[:40]}")
 
 
+def _check_over_budget(record: dict[str, Any], where: str) -> None:
+    broken, epochs = record["over_budget"], record["epochs"]
+    if not (isinstance(broken, list) and broken and all(isinstance(b, str) for b in broken)):
+        raise NasError(f"{where}: expected 'over_budget' to be a list of the budgets a candidate breaks")
+    if record["accuracy"] is not None or not _is_count(epochs, 1):
+        raise NasError(f"{where}: expected an over-budget candidate with 'accuracy': null and positive 'epochs'")
+
+
 def record_result(record: dict[str, Any]) -> TrialResult:
     """The TrialResult stored in one journal record."""
     values = {k: record[k] for k in _RESULT_FIELDS if k in record}
@@ -162,6 +205,12 @@ class JournaledEvaluator:
         inner = getattr(self.evaluator, "begin_trial", None)
         if inner is not None:
             inner(**context)
+
+    def over_budget(self, genotype: Genotype, epochs: int, verdict, **context: Any) -> None:
+        """Journal a candidate the search will not train (once: a resumed search meets it again)."""
+        self.last_was_hit = self.journal.is_over_budget(genotype, epochs)
+        if self.writes and not self.last_was_hit:
+            self.journal.append_over_budget(genotype, epochs, verdict.cost, verdict.broken, **context)
 
     def evaluate(self, genotype: Genotype, epochs: int) -> TrialResult:
         stored = self.journal.lookup(genotype, epochs)

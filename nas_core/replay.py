@@ -2,7 +2,8 @@
 
 A LookupEvaluator answers every trial from a table of finished trials. Replaying with other
 settings (thresholds, strikes, macro_only, max_trials) re-decides the search; a candidate the
-table lacks raises NasError naming it, since it would need training.
+table lacks raises NasError naming it, since it would need training. A run folder's budget decisions are
+taken from the costs its search measured (RUN/latency.json), never measured again.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def load_trace(path: str | Path) -> tuple[SearchSettings, SearchSpace, LookupEva
     """(settings, space, evaluator, info) from an authors' trace JSON, a RUN dir or its journal.jsonl.
 
     info holds "kind" ("trace" | "run"), "source" and, for traces, "expected_requests"
-    [(genotype, epochs), ...] and "expected_result" (the logged result, ops as "sep"/"conv").
+    [(genotype, epochs), ...] and "expected_result" (the logged result, ops as "sep"/"conv"); for runs
+    "costs": the run's latency.json when it has one (nas_core.cost.CostTable's ``seed``).
     """
     path = Path(path)
     if path.is_dir() or path.name.endswith(".jsonl"):
@@ -59,9 +61,12 @@ def load_trace(path: str | Path) -> tuple[SearchSettings, SearchSpace, LookupEva
 
 def replay(path: str | Path, *, space: SearchSpace | None = None, **setting_overrides: Any) -> SearchResult:
     """Run the search over a finished trace; overrides (None ignored) re-decide it without training."""
-    settings, loaded_space, evaluator, _ = load_trace(path)
+    from nas_core.cost import CostTable
+
+    settings, loaded_space, evaluator, info = load_trace(path)
     settings = with_overrides(settings, **setting_overrides)
-    return MacroMicroSearch(space or loaded_space, evaluator, settings).run()
+    space = space or loaded_space
+    return MacroMicroSearch(space, evaluator, settings, costs=CostTable(space, seed=info.get("costs"))).run()
 
 
 def _load_authors_trace(path: Path, data: dict[str, Any]):
@@ -181,7 +186,8 @@ def _load_run(path: Path):
     for record in journal.records():
         genotype = Genotype.from_dict(record["genotype"], where=str(journal_path))
         table[(genotype.key(), int(record["epochs"]))] = record_result(record)
-    info = {"kind": "run", "source": str(run_dir), "trials": len(table)}
+    info = {"kind": "run", "source": str(run_dir), "trials": len(table),
+            "costs": str(run_dir / "latency.json") if (run_dir / "latency.json").is_file() else None}
     return settings, space, LookupEvaluator(table, source=str(journal_path)), info
 
 

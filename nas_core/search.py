@@ -4,6 +4,13 @@ Macro: Grow the depth of an all-sep3 net at W_max, then Prune its width. Micro: 
 result briefly as baseline b, then per layer try a plain conv (Replace) and then kernel 5 (Update),
 lowering the width so parameters stay at the phase's reference. The search does no I/O: it asks
 the evaluator for trials and reports each one through ``on_trial``.
+
+Deployment budgets (``max_params``, ``max_mflops``, ``max_latency_ms``; nas_core.cost): a candidate over
+any of them is never trained. It is recorded with the decision "over_budget" (and journaled through the
+evaluator's optional ``over_budget`` hook) and treated as rejected: Grow starts at the widest width (W_max,
+W_max − W_res, ...) whose D_min net fits and stops at the first deeper net that does not; in Prune it is a
+strike; in the micro phase the change is rejected. An over-budget candidate advances the epoch counter like
+any candidate tried, and does not count towards max_trials (it trains nothing).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from nas_core.cost import Budget, CostTable, Verdict
 from nas_core.errors import NasError
 from nas_core.evaluator import Evaluator, TrialResult
 from nas_core.genotype import KERNELS, Genotype
@@ -38,6 +46,11 @@ class SearchSettings:
     seed: int = 0
     depth_epoch_step: int = 1  # E += 1 per depth candidate tried (reference add_epochs)
     width_epoch_step: int = 2  # E += 2 per width candidate tried (reference add_epochs_w)
+    # Deployment budgets (nas_core.cost.Budget); None: no limit, and the search is the paper's.
+    max_params: int | None = None
+    max_mflops: float | None = None
+    max_latency_ms: float | None = None  # onnxruntime CPU, batch 1, latency_threads threads
+    latency_threads: int = 1
 
     def __post_init__(self) -> None:
         self.micro_kernels = tuple(int(k) for k in self.micro_kernels)
@@ -54,6 +67,11 @@ class SearchSettings:
             problems.append(f"max_trials >= 1 or None (got {self.max_trials})")
         if problems:
             raise NasError("search settings: expected " + "; ".join(problems))
+        self.budget  # noqa: B018  (validates the budget fields)
+
+    @property
+    def budget(self) -> Budget:
+        return Budget(self.max_params, self.max_mflops, self.max_latency_ms, self.latency_threads)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -102,13 +120,25 @@ class TrialRecord:
     layer: int | None
     genotype: Genotype
     epochs: int
-    result: TrialResult
-    decision: str  # "baseline" | "accept" | "neutral" | "strike" | "reject"
+    result: TrialResult | None  # None: over budget, not trained
+    decision: str  # "baseline" | "accept" | "neutral" | "strike" | "reject" | "over_budget"
+    over_budget: list[str] = field(default_factory=list)  # the budgets it breaks ("params 2,104,330 > 2,000,000")
+    cost: dict[str, Any] | None = None  # its params / MFLOPs / latency when a budget was checked
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "phase": self.phase, "layer": self.layer,
+        data = {"index": self.index, "phase": self.phase, "layer": self.layer,
                 "genotype": self.genotype.to_dict(), "epochs": self.epochs,
-                "result": self.result.to_dict(), "decision": self.decision}
+                "result": None if self.result is None else self.result.to_dict(), "decision": self.decision}
+        if self.result is None:
+            data.update(over_budget=list(self.over_budget), cost=self.cost)
+        return data
+
+    def outcome(self) -> str:
+        """The end of a log line: params, fitness and decision, or why it was not trained."""
+        if self.result is None:
+            params = (self.cost or {}).get("params", 0)
+            return f"params={params:,} not trained ({'; '.join(self.over_budget)}) -> over_budget"
+        return f"params={self.result.params:,} acc={self.result.accuracy:.2f} -> {self.decision}"
 
 
 @dataclass
@@ -154,12 +184,16 @@ class _BudgetSpent(Exception):
 
 
 class MacroMicroSearch:
+    """``costs``: where a budgeted search gets each candidate's costs (a CostTable over RUN/latency.json, so
+    every replay of the run decides from the same measurements); default: measured in memory."""
+
     def __init__(self, space: SearchSpace, evaluator: Evaluator, settings: SearchSettings,
-                 on_trial: Callable[[TrialRecord], None] | None = None):
+                 on_trial: Callable[[TrialRecord], None] | None = None, costs: CostTable | None = None):
         self.space = space
         self.evaluator = evaluator
         self.settings = settings
         self.on_trial = on_trial
+        self.costs = costs if costs is not None else CostTable(space)
 
     def describe(self) -> dict[str, Any]:
         """Settings and space of this search: what a run folder needs to be replayed or resumed."""
@@ -171,6 +205,7 @@ class MacroMicroSearch:
         self._schedule = EpochSchedule(s.e_min, s.depth_epoch_step, s.width_epoch_step, s.micro_epochs)
         self._macro: tuple[Genotype, float, int] | None = None  # genotype, score, epochs
         self._micro: tuple[Genotype, float] | None = None
+        self._trained = 0
         try:
             depth_best = self._grow()
             self._prune(depth_best)
@@ -182,27 +217,55 @@ class MacroMicroSearch:
 
     # -- trials ---------------------------------------------------------------------------------
 
-    def _evaluate(self, phase: str, layer: int | None, genotype: Genotype, epochs: int) -> TrialResult:
-        budget = self.settings.max_trials
-        if budget is not None and len(self._trials) >= budget:
+    def _evaluate(self, phase: str, layer: int | None, genotype: Genotype, epochs: int) -> TrialResult | None:
+        """The trial's result; None when the candidate is over budget (recorded here, not trained)."""
+        verdict = self._check(genotype)
+        if not verdict.fits:  # recorded even when max_trials is spent: it trains nothing
+            note = getattr(self.evaluator, "over_budget", None)
+            if note is not None:  # optional hook: lets a journal record the untrained candidate
+                note(genotype, epochs, verdict, index=len(self._trials), phase=phase, layer=layer)
+            self._record(phase, layer, genotype, epochs, None, "over_budget", verdict)
+            return None
+        limit = self.settings.max_trials
+        if limit is not None and self._trained >= limit:
             raise _BudgetSpent
         begin = getattr(self.evaluator, "begin_trial", None)
         if begin is not None:  # optional hook: lets a journal record the phase of each trial
             begin(index=len(self._trials), phase=phase, layer=layer)
+        self._trained += 1
         return self.evaluator.evaluate(genotype, epochs)
 
+    def _check(self, genotype: Genotype) -> Verdict:
+        budget = self.settings.budget
+        return budget.check(self.costs, genotype) if budget.active else Verdict({})
+
     def _record(self, phase: str, layer: int | None, genotype: Genotype, epochs: int,
-                result: TrialResult, decision: str) -> None:
+                result: TrialResult | None, decision: str, verdict: Verdict | None = None) -> None:
         record = TrialRecord(len(self._trials), phase, layer, genotype, epochs, result, decision)
+        if verdict is not None:
+            record.over_budget, record.cost = list(verdict.broken), dict(verdict.cost)
         self._trials.append(record)
         if self.on_trial is not None:
             self.on_trial(record)
 
     # -- macro: Grow then Prune -------------------------------------------------------------------
 
+    def _start_width(self) -> int:
+        """W_max, or with a budget the widest of W_max, W_max − W_res, ... ≥ W_min whose D_min net fits it."""
+        s = self.settings
+        width = s.w_max
+        while not (verdict := self._check(Genotype.uniform(s.d_min, width))).fits:
+            if width - s.w_res < s.w_min:
+                raise NasError(f"budget: expected a net of depth D_min {s.d_min} between W_min {s.w_min} and W_max "
+                               f"{s.w_max} within it; the narrowest, {Genotype.uniform(s.d_min, width).key()}, is "
+                               f"over budget: {'; '.join(verdict.broken)}")
+            width -= s.w_res
+        return width
+
     def _grow(self) -> Genotype:
         s = self.settings
-        genotype = Genotype.uniform(s.d_min, s.w_max)
+        width = self._start_width()
+        genotype = Genotype.uniform(s.d_min, width)
         epochs = self._schedule.baseline()
         result = self._evaluate("depth", None, genotype, epochs)
         self._macro = (genotype, result.accuracy, epochs)
@@ -212,8 +275,10 @@ class MacroMicroSearch:
         while depth < s.d_max:
             depth += 1  # one past the last *tried* depth, not the best one
             epochs = self._schedule.next_depth()
-            candidate = Genotype.uniform(depth, s.w_max)
+            candidate = Genotype.uniform(depth, width)
             result = self._evaluate("depth", None, candidate, epochs)
+            if result is None:
+                break  # over budget: a deeper net of this width costs more still
             best = self._macro[1]
             if at_least(result.accuracy, best, s.depth_accept):
                 decision, strikes = "accept", 0
@@ -237,12 +302,15 @@ class MacroMicroSearch:
             epochs = self._schedule.next_width()
             candidate = depth_best.with_width(width)
             result = self._evaluate("width", None, candidate, epochs)
-            if at_least(result.accuracy, self._macro[1]):  # ties accept: same accuracy, fewer params
-                decision, strikes = "accept", 0
+            if result is None:  # over budget (a narrower net can measure slower): rejected, a strike
+                strikes += 1
+            elif at_least(result.accuracy, self._macro[1]):  # ties accept: same accuracy, fewer params
+                strikes = 0
                 self._macro = (candidate, result.accuracy, epochs)
+                self._record("width", None, candidate, epochs, result, "accept")
             else:
-                decision, strikes = "strike", strikes + 1
-            self._record("width", None, candidate, epochs, result, decision)
+                strikes += 1
+                self._record("width", None, candidate, epochs, result, "strike")
             if strikes >= s.max_strikes:
                 break
 
@@ -274,6 +342,8 @@ class MacroMicroSearch:
         candidate = match_width(self.space, changed.with_width(reference.width), reference_params,
                                 self.settings.param_slack)
         result = self._evaluate(phase, layer, candidate, epochs)
+        if result is None:
+            return  # over budget: the change is rejected
         if greater(result.accuracy, self._micro[1]):  # strictly better than b
             decision = "accept"
             self._micro = (candidate, result.accuracy)
@@ -291,7 +361,7 @@ class MacroMicroSearch:
         return SearchResult(
             genotype=genotype, macro_genotype=macro, params=self.space.count_params(genotype),
             accuracy=accuracy, trials=list(self._trials),
-            epochs_total=sum(t.epochs for t in self._trials),
-            seconds=sum(t.result.seconds for t in self._trials), macro_epochs=macro_epochs,
+            epochs_total=sum(t.epochs for t in self._trials if t.result is not None),
+            seconds=sum(t.result.seconds for t in self._trials if t.result is not None), macro_epochs=macro_epochs,
             **self.describe(),
         )

@@ -26,6 +26,10 @@ class SearchSpace(Protocol):
     def count_params(self, genotype: Genotype) -> int:
         """Trainable parameters of ``build(genotype)``, in closed form (no model is built)."""
 
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape (C, H, W) of one input of ``build(genotype)`` as the space trains it: what a candidate's
+        MFLOPs and latency are measured on (nas_core.cost, deployment budgets)."""
+
 
 def match_width(space: SearchSpace, genotype: Genotype, reference_params: int, slack: int) -> Genotype:
     """Lower the width by 1 until params ≤ reference + slack (ARCHITECTURE §3, micro search)."""

@@ -8,7 +8,9 @@ clear accept or a clear reject for each trial still training), so the speculatio
 rules and nothing is restated here. The search only ever sees real results, and a trial's result depends
 only on (run seed, genotype, epochs) (ARCHITECTURE §3), so the decisions, the trial table and the genotype
 are those of a sequential run. Every finished trial is journaled at once (``speculative: true`` when the
-search had not asked for it yet), so a killed run resumes without retraining any of them.
+search had not asked for it yet), so a killed run resumes without retraining any of them. With deployment
+budgets the what-if searches check candidates against the run's own CostTable (RUN/latency.json), so a
+candidate's costs are measured once and the speculation skips what the search will find over budget.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nas_core import faults
+from nas_core.cost import CostTable
 from nas_core.evaluator import TrialResult
 from nas_core.genotype import Genotype
 from nas_core.journal import Journal, record_result
@@ -67,7 +70,8 @@ class ParamCounts:
 
 
 def next_trials(space: SearchSpace, settings: SearchSettings, known: dict[Key, TrialResult],
-                running: set[Key], limit: int, max_probes: int = 64) -> list[tuple[Genotype, int]]:
+                running: set[Key], limit: int, max_probes: int = 64,
+                costs: CostTable | None = None) -> list[tuple[Genotype, int]]:
     """Up to ``limit`` trials, neither known nor running, that the search may ask next, nearest first.
 
     Breadth first over the outcomes of the trials whose result is not known yet (a reject first: the
@@ -81,7 +85,7 @@ def next_trials(space: SearchSpace, settings: SearchSettings, known: dict[Key, T
         assumed = queue.popleft()
         probes += 1
         try:
-            MacroMicroSearch(space, _WhatIf({**known, **assumed}), settings).run()
+            MacroMicroSearch(space, _WhatIf({**known, **assumed}), settings, costs=costs).run()
             continue  # on this branch the search ends here
         except _Asked as asked:
             key = (asked.genotype.key(), asked.epochs)
@@ -98,11 +102,14 @@ class SpeculativeEvaluator:
 
     ``job(genotype, epochs)`` returns ``(fn, item)``: a picklable trial, run as ``fn(item)`` by ``executor``
     (nas_core.executor: process or Ray) and returning the TrialResult in-process evaluation would.
+    ``costs``: the CostTable the search itself checks budgets with.
     """
 
     def __init__(self, space: SearchSpace, settings: SearchSettings, journal: Journal, executor: Any,
-                 job: Callable[[Genotype, int], tuple[Callable[[Any], TrialResult], Any]], workers: int):
+                 job: Callable[[Genotype, int], tuple[Callable[[Any], TrialResult], Any]], workers: int,
+                 costs: CostTable | None = None):
         self.space, self.settings, self.journal = ParamCounts(space), settings, journal
+        self.costs = costs if costs is not None else CostTable(space)
         self.executor, self.job, self.workers = executor, job, workers
         self.known: dict[Key, TrialResult] = {}
         for record in journal.records():  # the first record of a trial answers it, as Journal.lookup does
@@ -119,6 +126,12 @@ class SpeculativeEvaluator:
     def begin_trial(self, **context: Any) -> None:
         """Phase information of the next trial (index, phase, layer), stored with its record."""
         self._context = dict(context)
+
+    def over_budget(self, genotype: Genotype, epochs: int, verdict, **context: Any) -> None:
+        """Journal a candidate the search will not train (once: a resumed search meets it again)."""
+        self.last_was_hit = self.journal.is_over_budget(genotype, epochs)
+        if not self.last_was_hit:
+            self.journal.append_over_budget(genotype, epochs, verdict.cost, verdict.broken, **context)
 
     def evaluate(self, genotype: Genotype, epochs: int) -> TrialResult:
         key = (genotype.key(), int(epochs))
@@ -150,7 +163,7 @@ class SpeculativeEvaluator:
         free = self.workers - len(self.running)
         if free > 0:
             for genotype, epochs in next_trials(self.space, self.settings, self.known, set(self.running), free,
-                                                max_probes=8 * self.workers + 8):
+                                                max_probes=8 * self.workers + 8, costs=self.costs):
                 self._submit(genotype, epochs)
 
     def _finish(self, key: Key) -> None:

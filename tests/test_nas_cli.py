@@ -45,7 +45,8 @@ def test_search_writes_the_result_contract(digits_run):
     log = (digits_run / "search.log").read_text()
     assert "trial   0 depth: d2-w8-ss-33 E=1" in log and "-> baseline" in log
     settings = json.loads((digits_run / "settings.json").read_text())
-    assert settings["space"]["task"] == {"in_channels": 1, "num_classes": 10}
+    # digits trains on 8x8 images (its crop): the space's input size, what MFLOPs/latency are measured at
+    assert settings["space"]["task"] == {"in_channels": 1, "num_classes": 10, "image_size": 8}
 
 
 def test_search_refuses_to_overwrite_a_run(digits_run, capsys):

@@ -106,6 +106,23 @@ def embedding_collapse(features: Path, dim_hint: int | None = None) -> dict:
     return {**stats, "warning": collapse_warning(stats, dim_hint or embeddings.shape[1])}
 
 
+def search_command(args: argparse.Namespace, work: Path) -> list[str]:
+    """The facerec-search step; --max-params N is its deployment budget (no candidate over it is trained)."""
+    budget = ["--max-params", str(args.max_params)] if args.max_params is not None else []
+    return ["facerec-search", "--data", str(work / "train"), "--output", str(work / "search"), *SEARCH_FLAGS,
+            "--recipe", args.recipe, "--device", args.device, "--seed", str(args.seed), "--no-progress", *budget]
+
+
+def _positive_count(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if not (value >= 1 and value.is_integer()):
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(value)
+
+
 def _pipeline(args: argparse.Namespace, work: Path, t: dict, loads: dict) -> dict:
     bin_path = work / "unseen" / "lfw.bin"
     dev = ["--device", args.device]
@@ -113,8 +130,7 @@ def _pipeline(args: argparse.Namespace, work: Path, t: dict, loads: dict) -> dic
     _run(["facerec-data", "pack", str(work / "train_images"), str(work / "train")], t, loads, "pack")
     _run(["facerec-data", "make-bin", str(work / "unseen_images"), str(bin_path), "--pairs", str(args.pairs),
           "--seed", str(args.seed)], t, loads, "make-bin")
-    _run(["facerec-search", "--data", str(work / "train"), "--output", str(work / "search"), *SEARCH_FLAGS, *recipe,
-          *dev, "--seed", str(args.seed), "--no-progress"], t, loads, "search")
+    _run(search_command(args, work), t, loads, "search")
     _run(["facerec-train", "--genotype", str(work / "search" / "result.json"), "--data", str(work / "train"),
           "--output", str(work / "model"), *TRAIN_FLAGS, *recipe, *dev, "--seed", str(args.seed), "--no-progress"],
          t, loads, "train")
@@ -142,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-minutes", type=float, default=40.0, help="limit for search + train + export")
     p.add_argument("--margin", type=float, default=10.0, help="points the model must beat raw pixels by")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--max-params", type=_positive_count, metavar="N",
+                   help="deployment budget of the search: no candidate over N parameters is trained")
     p.add_argument("--before", action="store_true",
                    help="also train the found genotype with --recipe adaface (the recipe before --recipe auto), "
                         "same epochs, and score it on the same pairs (not counted in the budget)")
@@ -193,6 +211,7 @@ def _summary(args, work: Path, t: dict, loads: dict, scores: dict, people: int, 
     return {
         "recipe": args.recipe, "seed": args.seed, "training_people": people, "unseen_people": unseen,
         "genotype": result["genotype"], "params": result["params"], "search_fitness": result["fitness"],
+        "budget": result.get("budget"), "cost": result.get("cost"),
         "train_recipe": (metrics.get("train") or {}).get("recipe"),
         "seconds": t, "load_average": loads, "search_train_export_seconds": t["search"] + t["train"] + t["export"],
         "unseen_pairs": int(scores["onnx"]["pairs"]),

@@ -9,7 +9,9 @@ RUN/result.json (genotype, params, fitness, trials, search_seconds, settings), R
 best trial's weights as a facerec checkpoint (facerec-eval / facerec-export take it), and
 RUN/report.html + RUN/report.md (`nas-report RUN` writes them at any time, also mid-search). --d-min/--d-max
 count IResNet blocks (R-10 = 4 blocks, R-100 = 49). One process writes into RUN at a time
-(RUN/.facenas.lock); a second one exits 2 naming it.
+(RUN/.facenas.lock); a second one exits 2 naming it. With a deployment budget (--max-params / --max-mflops /
+--max-latency-ms, nas_core.cost) no candidate over it is trained; RUN/latency.json keeps every candidate's
+measured costs, so a resume and --parallel decide from the same numbers.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from facerec.recipe import add_recipe_flag
 from facerec.run_data import add_cache_flags, cache_options
 from nas_core.cli._common import (
     SEARCH_SETTING_FLAGS,
+    add_budget_args,
     add_parallel_args,
     add_search_setting_args,
+    budget_overrides,
     search_setting_overrides,
 )
 from nas_core.errors import run_cli
@@ -59,6 +63,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--embedding-size", type=int, help="embedding size (default 512; demo 128)")
     p.add_argument("--workers", type=int, help="data loader workers (default 2; demo 0)")
     add_search_setting_args(p, _SEARCH_FLAGS)
+    add_budget_args(p)
     p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1 ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_cache_flags(p)
@@ -95,7 +100,7 @@ def _new_run(args: argparse.Namespace) -> tuple[Path, dict]:
         from facerec.demo import DEMO_SEARCH
 
         overrides = {k: (DEMO_SEARCH.get(k) if v is None else v) for k, v in overrides.items()}
-    settings = settings_for(args.size, **overrides)
+    settings = settings_for(args.size, **overrides, **budget_overrides(args))
     if args.macro_only:
         settings.macro_only = True
     options = {k: (getattr(args, k) if getattr(args, k) is not None else default[1 if demo else 0])
@@ -151,6 +156,7 @@ def _body(args: argparse.Namespace) -> int:
 
 def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log, start: float) -> None:
     from facerec.search import face_evaluator
+    from nas_core.cost import budget_record
     from nas_core.estimate import estimate_vs_actual
     from nas_core.io import atomic_write_json
     from nas_core.search import MacroMicroSearch, SearchSettings
@@ -168,16 +174,18 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
     log.info(f"data {data.source}: {data.info['train_images']} training images of {data.num_classes} "
              f"identities; fitness = 10-fold accuracy on {data.info['val_sets']} (pairs); device {device}, "
              f"world size {info.world_size}; settings {settings.to_dict()}")
-    journaled = _journaled(evaluator, run, info, log, args, saved)
+    costs = _budget_costs(space, settings, run, info, log)
+    journaled = _journaled(evaluator, run, info, log, args, saved, costs)
     bar = tqdm(total=settings.max_trials, unit="trial", desc="search", dynamic_ncols=True,
                disable=args.no_progress or not info.is_main)
     with bar:
         try:
-            result = MacroMicroSearch(space, journaled, settings,
+            result = MacroMicroSearch(space, journaled, settings, costs=costs,
                                       on_trial=_trial_reporter(bar, journaled, run / "trials", info, log)).run()
         finally:
             getattr(journaled, "close", lambda: None)()
     _write_model(run, result, evaluator, info, log)
+    found = budget_record(settings.budget, costs, result)  # every rank: a latency is shared from rank 0
     if info.is_main:
         payload = result.to_dict()
         # search_seconds: summed train+eval time of all trials, journaled ones included (as nas-search)
@@ -185,7 +193,7 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
                        trial_epochs=result.producing_trial.epochs, num_trials=len(result.trials),
                        search_seconds=result.seconds, wall_seconds=time.perf_counter() - start,
                        settings=settings.to_dict(), options=options, space=space.config(), data=data.info,
-                       recipe=recipe.to_dict(), model="model.pt",
+                       recipe=recipe.to_dict(), model="model.pt", **found,
                        **parallel_figures(journaled.journal, result.trials, journaled),
                        **estimate_vs_actual(run, time.perf_counter() - start, len(result.trials)))
         atomic_write_json(run / "result.json", payload)
@@ -201,7 +209,7 @@ def _estimate(args: argparse.Namespace, run: Path, saved: dict, device) -> int:
     from nas_core.estimate import describe
     from nas_core.io import atomic_write_json
 
-    estimate = face_estimate(saved, device, args.parallel, step_seconds=args.step_seconds)
+    estimate = face_estimate(saved, device, args.parallel, step_seconds=args.step_seconds, run=run)
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run / "estimate.json", {**estimate, "settings": saved})
     for line in describe(estimate):
@@ -211,7 +219,18 @@ def _estimate(args: argparse.Namespace, run: Path, saved: dict, device) -> int:
     return 0
 
 
-def _journaled(evaluator, run: Path, info, log, args, saved: dict):
+def _budget_costs(space, settings, run: Path, info, log):
+    """The search's CostTable (RUN/latency.json with a budget); under torchrun rank 0 measures latency."""
+    from facerec.dist import broadcast_object
+    from nas_core.cost import run_costs
+
+    if settings.budget.active:
+        log.info(f"budget: {settings.budget.describe()}; costs measured once into {run / 'latency.json'}")
+    return run_costs(space, settings.budget, run, writes=info.is_main,
+                     share=(lambda value: broadcast_object(value, info)) if info.enabled else None)
+
+
+def _journaled(evaluator, run: Path, info, log, args, saved: dict, costs=None):
     """The evaluator behind RUN/journal.jsonl: journaled trials are answered from it, new ones appended
     (with --parallel N > 1 trained N at a time by speculative workers, nas_core.speculative)."""
     from facerec.dist import broadcast_object
@@ -223,7 +242,7 @@ def _journaled(evaluator, run: Path, info, log, args, saved: dict):
     if args.parallel > 1:
         if info.enabled:
             raise FaceRecError("--parallel: expected either --parallel N or torchrun (DDP trials), not both")
-        return _speculative(evaluator, journal, run, log, args, saved)
+        return _speculative(evaluator, journal, run, log, args, saved, costs)
     # Under torchrun all ranks follow rank 0's journal; only rank 0 appends.
     return JournaledEvaluator(evaluator, journal, writes=info.is_main,
                               share=(lambda known: broadcast_object(known, info)) if info.enabled else None)
@@ -235,7 +254,7 @@ def with_cache(saved: dict, args: argparse.Namespace) -> dict:
     return {**saved, "cache": cache_options(args)}
 
 
-def _speculative(evaluator, journal, run: Path, log, args, saved: dict):
+def _speculative(evaluator, journal, run: Path, log, args, saved: dict, costs=None):
     import torch
 
     from facerec.search import FaceTrialJob, run_face_trial
@@ -256,7 +275,7 @@ def _speculative(evaluator, journal, run: Path, log, args, saved: dict):
         return run_face_trial, FaceTrialJob(text, str(run), worker_device, threads, genotype.to_dict(), epochs)
 
     return SpeculativeEvaluator(evaluator.space, SearchSettings.from_dict(saved["search"]), journal, executor,
-                                job=job, workers=workers)
+                                job=job, workers=workers, costs=costs)
 
 
 def _trial_reporter(bar, journaled, trials_dir: Path, info, log):
@@ -268,7 +287,7 @@ def _trial_reporter(bar, journaled, trials_dir: Path, info, log):
         layer = "" if record.layer is None else f" layer {record.layer}"
         hit = " (journal)" if getattr(journaled, "last_was_hit", False) else ""
         log.info(f"trial {record.index:3d} {record.phase}{layer}: {record.genotype.key()} E={record.epochs} "
-                 f"params={record.result.params:,} acc={record.result.accuracy:.2f} -> {record.decision}{hit}")
+                 f"{record.outcome()}{hit}")
         if info.is_main and record.decision not in ("baseline", "accept"):
             trial_weights_path(trials_dir, record.genotype, record.epochs).unlink(missing_ok=True)
 

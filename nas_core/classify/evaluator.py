@@ -21,7 +21,9 @@ from nas_core.train import TrainConfig, cpu_threads, resolve_device, seed_everyt
 def create_classifier_space(data: ClassificationData) -> SearchSpace:
     import nas_core.classify.network  # noqa: F401  (registers the "fcn" space)
 
-    return create_space("fcn", in_channels=data.in_channels, num_classes=data.num_classes)
+    # The side it trains on: the random crop's, else the images' own (ARCHITECTURE §3).
+    size = data.augment.crop or int(data.train_images.shape[-1])
+    return create_space("fcn", in_channels=data.in_channels, num_classes=data.num_classes, image_size=size)
 
 
 class ClassificationEvaluator:

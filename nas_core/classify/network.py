@@ -60,20 +60,29 @@ class FCN(nn.Module):
 
 @SPACES.register("fcn")
 class ClassifierSpace:
-    """The FCN search space bound to a task (input channels, number of classes)."""
+    """The FCN search space bound to a task (input channels, number of classes, side of the images it
+    trains on: 32 for CIFAR and the 28x28 sets, which train on 32x32 crops; 8 for digits)."""
 
     name = "fcn"
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 10):
-        if int(in_channels) < 1 or int(num_classes) < 2:
-            raise NasError(f"fcn space: expected in_channels >= 1 and num_classes >= 2, got {in_channels}, {num_classes}")
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, image_size: int = 32):
+        if int(in_channels) < 1 or int(num_classes) < 2 or int(image_size) < 1:
+            raise NasError(f"fcn space: expected in_channels >= 1, num_classes >= 2 and image_size >= 1, got "
+                           f"{in_channels}, {num_classes}, {image_size}")
         self.in_channels = int(in_channels)
         self.num_classes = int(num_classes)
+        self.image_size = int(image_size)
 
     @property
     def task(self) -> dict[str, int]:
-        """Constructor arguments: saved with a run so replay and checkpoints rebuild the space."""
-        return {"in_channels": self.in_channels, "num_classes": self.num_classes}
+        """Constructor arguments: saved with a run so replay and checkpoints rebuild the space (the image
+        size only when it is not the paper's 32, so runs from before it was a setting read the same)."""
+        task = {"in_channels": self.in_channels, "num_classes": self.num_classes}
+        return task if self.image_size == 32 else {**task, "image_size": self.image_size}
+
+    def input_shape(self) -> tuple[int, int, int]:
+        """One training image (C, H, W): what MFLOPs and latency are measured on (nas_core.cost)."""
+        return (self.in_channels, self.image_size, self.image_size)
 
     def config(self) -> dict[str, int | str]:
         """Space name + task: what a checkpoint stores to rebuild a net of this space."""
@@ -92,4 +101,5 @@ class ClassifierSpace:
         return total + final * self.num_classes + self.num_classes
 
     def __repr__(self) -> str:
-        return f"ClassifierSpace(in_channels={self.in_channels}, num_classes={self.num_classes})"
+        return (f"ClassifierSpace(in_channels={self.in_channels}, num_classes={self.num_classes}, "
+                f"image_size={self.image_size})")

@@ -70,6 +70,33 @@ def search_setting_overrides(args: argparse.Namespace, names=SEARCH_SETTING_FLAG
     return {name: getattr(args, name) for name in names}
 
 
+def add_budget_args(parser: argparse.ArgumentParser) -> None:
+    """Deployment budgets of a search (nas_core.cost): a candidate over any of them is never trained.
+    Values are read as text and checked in ``budget_overrides``, so a bad one is one ``error:`` line."""
+    group = parser.add_argument_group("deployment budgets (a candidate over any is never trained)")
+    group.add_argument("--max-params", metavar="N", help="at most N parameters (e.g. 2e6)")
+    group.add_argument("--max-mflops", metavar="N", help="at most N MFLOPs (million multiply-accumulates of the "
+                                                         "conv/linear layers, batch 1, at the space's input size)")
+    group.add_argument("--max-latency-ms", metavar="MS", help="at most MS milliseconds per image: median of "
+                                                              "onnxruntime CPU runs at batch 1 (needs onnxruntime)")
+    group.add_argument("--latency-threads", metavar="T", help="onnxruntime threads of the latency measurement "
+                                                              "(default 1)")
+
+
+def budget_overrides(args: argparse.Namespace) -> dict:
+    """The SearchSettings budget fields the flags of ``add_budget_args`` carry (None = not given); a bad value
+    (not a number, ≤ 0; a latency budget without onnxruntime) is a NasError naming the flag."""
+    from nas_core.cost import parse_budget_value, require_onnxruntime
+
+    values = {"max_params": parse_budget_value("--max-params", args.max_params, integer=True),
+              "max_mflops": parse_budget_value("--max-mflops", args.max_mflops),
+              "max_latency_ms": parse_budget_value("--max-latency-ms", args.max_latency_ms),
+              "latency_threads": parse_budget_value("--latency-threads", args.latency_threads, integer=True)}
+    if values["max_latency_ms"] is not None:
+        require_onnxruntime("--max-latency-ms")
+    return values
+
+
 def output_folder(path: str | Path, resumable_file: str) -> Path:
     """A fresh output folder: refuse to mix a new run into an old one (use --resume for that)."""
     path = Path(path)

@@ -6,7 +6,9 @@
     nas-search --replay seed_traces/cifar10_64.json --output runs/replay
 
 RUN/settings.json (everything that defines the run), RUN/journal.jsonl (one line per finished trial),
-RUN/search.log, RUN/result.json (written atomically at the end), RUN/report.html + RUN/report.md (nas-report).
+RUN/search.log, RUN/result.json (written atomically at the end), RUN/report.html + RUN/report.md (nas-report),
+and with a deployment budget (--max-params / --max-mflops / --max-latency-ms) RUN/latency.json, the costs of
+every candidate checked, measured once (a resume, a replay and --parallel decide from them).
 A replay journals the trials it replays too, so `nas-report RUN` works on it like on a search.
 One process writes into RUN at a time (RUN/.facenas.lock); a second one exits 2 naming it.
 """
@@ -22,11 +24,13 @@ from typing import Any
 from tqdm import tqdm
 
 from nas_core.cli._common import (
+    add_budget_args,
     add_data_args,
     add_parallel_args,
     add_run_args,
     add_search_setting_args,
     add_split_args,
+    budget_overrides,
     output_folder,
     search_setting_overrides,
 )
@@ -45,6 +49,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", default="tiny", help="settings preset: tiny (W_max 64) or mobile (W_max 128)")
     parser.add_argument("--output", default=None, help="run folder (default runs/<dataset>-<size>-<time>)")
     add_search_setting_args(parser)
+    add_budget_args(parser)
     parser.add_argument("--resume", metavar="RUN", default=None,
                         help="continue the search in RUN (reads RUN/settings.json; journaled trials are reused)")
     parser.add_argument("--replay", metavar="FILE", default=None,
@@ -65,7 +70,7 @@ def _run_config(args: argparse.Namespace) -> dict[str, Any]:
     from nas_core.search import settings_for
 
     overrides = search_setting_overrides(args)
-    settings = settings_for(args.size, seed=args.seed, **overrides)
+    settings = settings_for(args.size, seed=args.seed, **overrides, **budget_overrides(args))
     return {"size": args.size, "dataset": args.dataset, "data_root": args.data_root,
             "val_fraction": args.val_fraction, "rank_on": args.rank_on, "batch_size": args.batch_size,
             "reference_schedule": args.reference_schedule, "device": args.device,
@@ -108,15 +113,17 @@ def _search(args: argparse.Namespace) -> int:
 def _estimate(args: argparse.Namespace, config: dict[str, Any], data) -> int:
     """--estimate: the worst-case trial list and projected hours (nas_core.estimate), OUTPUT/estimate.json."""
     from nas_core.classify.evaluator import create_classifier_space
+    from nas_core.cost import run_costs
     from nas_core.estimate import classifier_estimate, describe
     from nas_core.search import SearchSettings
     from nas_core.train import cpu_threads, resolve_device
 
     run_dir = Path(args.output or f"runs/{args.dataset}-{args.size}-estimate")
     device = resolve_device(config.get("device"))
-    with cpu_threads(device, config.get("threads")):
-        estimate = classifier_estimate(data, create_classifier_space(data), SearchSettings.from_dict(config["search"]),
-                                       device=device, batch_size=config["batch_size"], workers=args.parallel)
+    settings, space = SearchSettings.from_dict(config["search"]), create_classifier_space(data)
+    with cpu_threads(device, config.get("threads")):  # costs measured here are the ones a search in RUN reads
+        estimate = classifier_estimate(data, space, settings, device=device, batch_size=config["batch_size"],
+                                       workers=args.parallel, costs=run_costs(space, settings.budget, run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "estimate.json", {**estimate, "settings": config})
     for line in describe(estimate):
@@ -135,6 +142,7 @@ def _load_data(config: dict[str, Any]):
 def _run_search(run_dir: Path, config: dict[str, Any], log, resumed: bool, data=None, where=None) -> int:
     """``where``: the --parallel / --executor / --ray-address flags (None: one trial at a time, in-process)."""
     from nas_core.classify.evaluator import ClassificationEvaluator, create_classifier_space
+    from nas_core.cost import budget_record, run_costs
     from nas_core.estimate import estimate_vs_actual
     from nas_core.journal import Journal
     from nas_core.search import MacroMicroSearch, SearchSettings
@@ -163,7 +171,10 @@ def _run_search(run_dir: Path, config: dict[str, Any], log, resumed: bool, data=
     journal = Journal(run_dir / "journal.jsonl")
     if resumed:
         log.info("journal: %d finished trial(s) will be reused", len(journal))
-    journaled = _trial_evaluator(evaluator, space, settings, journal, config, where, log)
+    costs = run_costs(space, settings.budget, run_dir)
+    if settings.budget.active:
+        log.info("budget: %s; costs measured once into %s", settings.budget.describe(), run_dir / "latency.json")
+    journaled = _trial_evaluator(evaluator, space, settings, journal, config, where, log, costs)
     with tqdm(total=settings.max_trials, unit="trial", desc="search", dynamic_ncols=True) as bar:
         def on_trial(record) -> None:
             bar.update(1)
@@ -171,12 +182,13 @@ def _run_search(run_dir: Path, config: dict[str, Any], log, resumed: bool, data=
             log.info(_trial_line(record) + note)
 
         try:
-            result = MacroMicroSearch(space, journaled, settings, on_trial=on_trial).run()
+            result = MacroMicroSearch(space, journaled, settings, on_trial=on_trial, costs=costs).run()
         finally:
             getattr(journaled, "close", lambda: None)()
     wall = time.perf_counter() - tic
     _write_result(run_dir, result, config, wall, {**parallel_figures(journal, result.trials, journaled),
-                                                  **estimate_vs_actual(run_dir, wall, len(result.trials))})
+                                                  **estimate_vs_actual(run_dir, wall, len(result.trials)),
+                                                  **budget_record(settings.budget, costs, result)})
     log.info("found %s: %d params, %s accuracy %.2f%% after %d trials (%d epochs); wrote %s",
              result.genotype.key(), result.params, evaluator.rank_on, result.accuracy, len(result.trials),
              result.epochs_total, run_dir / "result.json")
@@ -184,9 +196,10 @@ def _run_search(run_dir: Path, config: dict[str, Any], log, resumed: bool, data=
     return 0
 
 
-def _trial_evaluator(evaluator, space, settings, journal, config: dict[str, Any], where, log):
+def _trial_evaluator(evaluator, space, settings, journal, config: dict[str, Any], where, log, costs):
     """Journaled trials answered from the journal, new ones trained in-process or, with --parallel N > 1,
-    N at a time by speculative workers (nas_core.speculative: the same trials, results and genotype)."""
+    N at a time by speculative workers (nas_core.speculative: the same trials, results and genotype; the
+    speculation checks budgets against the search's own ``costs``)."""
     from nas_core.journal import JournaledEvaluator
 
     workers = getattr(where, "parallel", 1)
@@ -202,7 +215,7 @@ def _trial_evaluator(evaluator, space, settings, journal, config: dict[str, Any]
             "reference_schedule": config.get("reference_schedule", False), "threads": config.get("threads")}
     log.info("parallel: %d %s worker(s); trials the search may ask next run ahead", workers, where.executor)
     executor = parallel_executor(where.executor, workers, evaluator.device, where.ray_address)
-    return SpeculativeEvaluator(space, settings, journal, executor, workers=workers,
+    return SpeculativeEvaluator(space, settings, journal, executor, workers=workers, costs=costs,
                                 job=lambda g, e: (run_trial, TrialJob(genotype=g.to_dict(), epochs=e, **base)))
 
 
@@ -214,8 +227,7 @@ def _write_report(run_dir: Path, log) -> None:
 
 def _trial_line(record) -> str:
     layer = "" if record.layer is None else f" layer {record.layer}"
-    return (f"trial {record.index:3d} {record.phase}{layer}: {record.genotype.key()} E={record.epochs} "
-            f"params={record.result.params:,} acc={record.result.accuracy:.2f} -> {record.decision}")
+    return f"trial {record.index:3d} {record.phase}{layer}: {record.genotype.key()} E={record.epochs} {record.outcome()}"
 
 
 def _write_result(run_dir: Path, result, config: dict[str, Any], wall_seconds: float,
@@ -241,6 +253,7 @@ def _write_result(run_dir: Path, result, config: dict[str, Any], wall_seconds: f
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from nas_core.cost import CostTable, budget_record
     from nas_core.journal import Journal, JournaledEvaluator
     from nas_core.replay import load_trace
     from nas_core.search import MacroMicroSearch, space_spec, with_overrides
@@ -251,7 +264,9 @@ def _replay(args: argparse.Namespace) -> int:
         tic = time.perf_counter()
         settings, space, evaluator, meta = load_trace(args.replay)
         # Setting flags given with --replay re-decide the recorded search (no training happens).
-        settings = with_overrides(settings, **search_setting_overrides(args))
+        settings = with_overrides(settings, **search_setting_overrides(args), **budget_overrides(args))
+        # A replayed run's measured costs decide again (its latency.json); new ones are kept in this RUN.
+        costs = CostTable(space, run_dir / "latency.json" if settings.budget.active else None, seed=meta.get("costs"))
         config = {"replay": str(args.replay), "dataset": meta.get("dataset") if isinstance(meta, dict) else None,
                   "search": settings.to_dict(), "space": space_spec(space)}
         atomic_write_json(run_dir / "settings.json", config)
@@ -262,8 +277,9 @@ def _replay(args: argparse.Namespace) -> int:
                 bar.update(1)
                 log.info(_trial_line(record))
 
-            result = MacroMicroSearch(space, journaled, settings, on_trial=on_trial).run()
-        _write_result(run_dir, result, config, time.perf_counter() - tic)
+            result = MacroMicroSearch(space, journaled, settings, on_trial=on_trial, costs=costs).run()
+        _write_result(run_dir, result, config, time.perf_counter() - tic,
+                      budget_record(settings.budget, costs, result))
         log.info("replayed %s: found %s, %d params, accuracy %.2f%%; wrote %s", args.replay,
                  result.genotype.key(), result.params, result.accuracy, run_dir / "result.json")
         _write_report(run_dir, log)

@@ -4,7 +4,7 @@ micro decisions per layer, and the epoch curves of every trial."""
 from __future__ import annotations
 
 from nas_core.report.document import figure_png, pyplot
-from nas_core.report.run import SearchRun, Trial
+from nas_core.report.run import SearchRun, Trial, trained
 
 # Algorithm 1's phases as the paper names them; the journal's phase names are the keys.
 PHASE_NAMES = {
@@ -63,7 +63,7 @@ def search_path(run: SearchRun) -> bytes:
     """Fitness per trial in search order, by phase; accepted steps joined; the current best starred."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(11, 4.2))
-    path = run.path
+    path = trained(run.path)  # candidates over a deployment budget have no fitness
     for t in path:
         color = PHASE_COLORS.get(t.phase, PHASE_COLORS[None])
         ax.scatter(
@@ -123,7 +123,7 @@ def pareto_front(trials: list[Trial]) -> list[Trial]:
 def fitness_vs_params(run: SearchRun, result_key: str | None) -> bytes:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(11, 4.2))
-    trials = [t for t in run.lines if t.params > 0]
+    trials = [t for t in trained(run.lines) if t.params > 0]
     for phase in _phases_in(trials):
         group = [t for t in trials if t.phase == phase]
         ax.scatter(
@@ -185,13 +185,16 @@ def macro_trajectory(run: SearchRun) -> bytes:
         ax.plot(xs, ys, color="#999", linewidth=0.8, zorder=1)
         for t, y in zip(run.path, ys):
             color = PHASE_COLORS.get(t.phase, PHASE_COLORS[None])
-            ax.scatter(t.index, y, s=26, zorder=2, color=color if t.accepted else "white", edgecolors=color)
+            if t.over_budget:  # a candidate over a deployment budget: not trained
+                ax.scatter(t.index, y, s=30, zorder=2, marker="x", color=color)
+            else:
+                ax.scatter(t.index, y, s=26, zorder=2, color=color if t.accepted else "white", edgecolors=color)
         ax.set_ylabel(what)
         ax.grid(alpha=0.3)
         _integer_axis(ax.xaxis)
         _integer_axis(ax.yaxis)
     _phase_legend(top, _phases_in(run.path))
-    bottom.set_xlabel("trial (search order); filled = accepted")
+    bottom.set_xlabel("trial (search order); filled = accepted, x = over budget (not trained)")
     return figure_png(fig)
 
 
@@ -259,10 +262,11 @@ def epoch_curves(run: SearchRun) -> bytes:
     left.grid(alpha=0.3)
     _integer_axis(left.xaxis)
     _phase_legend(left, _phases_in(run.path))
+    done = trained(run.path)
     right.bar(
-        [t.index for t in run.path],
-        [t.epochs for t in run.path],
-        color=[PHASE_COLORS.get(t.phase, PHASE_COLORS[None]) for t in run.path],
+        [t.index for t in done],
+        [t.epochs for t in done],
+        color=[PHASE_COLORS.get(t.phase, PHASE_COLORS[None]) for t in done],
     )
     right.set_xlabel("trial (search order)")
     right.set_ylabel("epochs trained")

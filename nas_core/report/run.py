@@ -5,7 +5,9 @@ look-up evaluator, so they follow the search's own rules for any journal: a fini
 one (the replay stops at the first candidate the journal lacks), one still running, or a journaled
 replay of the authors' traces. The replay needs no search space: the micro phase lowers the width
 until the parameter count fits, and the journal holds the count of every candidate that was trained;
-a width that was never trained is answered as "too big", which is why the search skipped it.
+a width that was never trained is answered as "too big", which is why the search skipped it. A budgeted
+run's verdicts come from the costs its search measured (RUN/latency.json), so the candidates it found over
+budget (journaled untrained) take their place on the path again.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Trial:
     decision: str | None = None  # baseline | accept | neutral | strike | reject; None: not on the path
     index: int | None = None  # position on the search path
     speculative: bool = False  # run ahead of the search by a parallel executor
+    over_budget: list[str] = field(default_factory=list)  # budgets broken: never trained, no fitness
     record: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -65,6 +68,11 @@ class SearchRun:
     def best(self) -> Trial | None:
         """The trial whose genotype the search holds as its answer so far."""
         return next((t for t in reversed(self.path) if t.accepted), None)
+
+
+def trained(trials: list[Trial]) -> list[Trial]:
+    """The trials that were trained (have a fitness): all but the candidates over a deployment budget."""
+    return [t for t in trials if not t.over_budget]
 
 
 class _JournalParams:
@@ -109,40 +117,47 @@ def _journal_lines(journal_path: Path, notes: list[str]) -> list[Trial]:
     journal = Journal(journal_path)
     raw = journal_path.read_bytes()
     written = sum(1 for line in raw.split(b"\n") if line.strip())
-    if written > len(journal):
+    if written > len(journal.all_records()):
         notes.append(
             f"the last line of {journal_path.name} is torn (a trial was being written when the search "
             "stopped); it is left out"
         )
     lines = []
-    for number, record in enumerate(journal.records(), start=1):
-        result = record_result(record)
+    for number, record in enumerate(journal.all_records(), start=1):
+        over = list(record.get("over_budget") or [])
+        result = record_result({**record, "accuracy": 0.0} if over else record)
         lines.append(
             Trial(
                 line=number,
                 genotype=Genotype.from_dict(record["genotype"]),
                 epochs=int(record["epochs"]),
-                fitness=float(result.accuracy),
+                fitness=float("nan") if over else float(result.accuracy),
                 params=int(result.params),
                 seconds=float(result.seconds),
                 epoch_accuracies=[float(a) for a in result.epoch_accuracies],
                 phase=record.get("phase"),
                 layer=record.get("layer"),
                 speculative=bool(record.get("speculative", False)),
+                over_budget=over,
                 record=record,
             )
         )
     return lines
 
 
-def _replay_path(lines: list[Trial], settings: SearchSettings) -> tuple[list[TrialRecord], str | None]:
+def _replay_path(lines: list[Trial], settings: SearchSettings, folder: Path) -> tuple[list[TrialRecord], str | None]:
     """The search path the journal answers, and why the replay stopped early (None: it ran to the end)."""
+    from nas_core.cost import LATENCY_FILE, CostTable
+
     table = {}
-    for trial in lines:  # the first line of a (genotype, epochs) answers it, as the journal's look-up does
+    for trial in trained(lines):  # the first line of a (genotype, epochs) answers it, as the journal's look-up does
         table.setdefault((trial.genotype.key(), trial.epochs), record_result(trial.record))
     params = {trial.genotype.key(): trial.params for trial in lines}
     path: list[TrialRecord] = []
-    search = MacroMicroSearch(_JournalParams(params), LookupEvaluator(table), settings, on_trial=path.append)
+    space = _JournalParams(params)
+    # Budget verdicts from the stored costs only: a report measures nothing.
+    costs = CostTable(space, folder / LATENCY_FILE, measure=False)
+    search = MacroMicroSearch(space, LookupEvaluator(table), settings, on_trial=path.append, costs=costs)
     try:
         search.run()
     except NasError as exc:
@@ -157,7 +172,9 @@ def _place(lines: list[Trial], records: list[TrialRecord]) -> list[Trial]:
         first.setdefault((trial.genotype.key(), trial.epochs), trial)
     path = []
     for record in records:
-        trial = first[(record.genotype.key(), record.epochs)]
+        trial = first.get((record.genotype.key(), record.epochs))
+        if trial is None:  # over budget, killed before its line was journaled
+            continue
         if trial.index is None:
             trial.index, trial.phase, trial.layer, trial.decision = (
                 record.index,
@@ -204,7 +221,7 @@ def read_search_run(folder: str | Path) -> SearchRun:
         for number, trial in enumerate(path):
             trial.index = number
     elif lines:
-        records, stopped = _replay_path(lines, settings)
+        records, stopped = _replay_path(lines, settings, folder)
         path = _place(lines, records)
         if stopped is not None and result is not None:
             notes.append(f"the journal does not replay to the end of the search ({stopped})")
@@ -225,7 +242,8 @@ def journal_summary(run: SearchRun) -> dict[str, Any]:
         key = trial.phase or "unknown"
         per_phase[key] = per_phase.get(key, 0.0) + trial.seconds
     return {
-        "trials": len(run.path),
+        "trials": len(trained(run.path)),
+        "over_budget": len(run.path) - len(trained(run.path)),
         "lines": len(run.lines),
         "speculative": sum(t.speculative for t in run.lines),
         "seconds": sum(t.seconds for t in run.lines),

@@ -9,7 +9,7 @@ from typing import Any
 from nas_core.genotype import Genotype
 from nas_core.report import figures
 from nas_core.report.document import Document, Facts, Figure, Note, Table, write_document
-from nas_core.report.run import SearchRun, Trial, describe_config, journal_summary, read_search_run
+from nas_core.report.run import SearchRun, Trial, describe_config, journal_summary, read_search_run, trained
 
 
 def genotype_name(space: str | None, genotype: Genotype) -> str:
@@ -108,9 +108,10 @@ def _header(run: SearchRun, space: dict[str, Any] | None) -> Facts:
         (
             "trials",
             f"{summary['trials']} on the search path; {summary['lines']} journal line(s)"
-            + (f"; {summary['speculative']} speculative" if summary["speculative"] else ""),
+            + (f"; {summary['speculative']} speculative" if summary["speculative"] else "")
+            + (f"; {summary['over_budget']} over budget (not trained)" if summary["over_budget"] else ""),
         ),
-        ("epochs trained", str(sum(t.epochs for t in run.lines))),
+        ("epochs trained", str(sum(t.epochs for t in trained(run.lines)))),
         ("time (sum of trials)", hms(summary["seconds"])),
         (
             "time per phase",
@@ -118,6 +119,10 @@ def _header(run: SearchRun, space: dict[str, Any] | None) -> Facts:
             or "?",
         ),
     ]
+    if run.settings is not None and run.settings.budget.active:
+        cost = (run.result or {}).get("cost")
+        items.insert(items.index(("fitness", fitness)) + 1,
+                     ("budget", run.settings.budget.describe(cost if isinstance(cost, dict) else None)))
     if run.result is not None and run.result.get("wall_seconds") is not None:
         items.append(("wall time of the last invocation", hms(run.result["wall_seconds"])))
     if run.config.get("replay"):
@@ -140,10 +145,12 @@ def _rows(run: SearchRun, space: str | None) -> list[list[Any]]:
     for t in run.lines:
         on_path = steps.get(t.line, [])
         phases = [figures.phase_name(s.phase) for s in on_path] or [figures.phase_name(t.phase)]
+        decision = f"over budget: {'; '.join(t.over_budget)}" if t.over_budget else \
+            _joined([s.decision for s in on_path])
         rows.append([
             t.line, _joined([s.index for s in on_path]), _joined(phases), "" if t.layer is None else t.layer,
-            genotype_name(space, t.genotype), t.epochs, round(t.fitness, 2), t.params, round(t.seconds, 1),
-            _joined([s.decision for s in on_path]), "yes" if any(s.accepted for s in on_path) else "no",
+            genotype_name(space, t.genotype), t.epochs, "" if t.over_budget else round(t.fitness, 2), t.params,
+            "" if t.over_budget else round(t.seconds, 1), decision, "yes" if any(s.accepted for s in on_path) else "no",
             "yes" if t.speculative else "",
         ])
     return rows
