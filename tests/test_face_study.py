@@ -3,8 +3,11 @@ trains nothing; bad settings are one-line errors before anything is written."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from facerec.cli.study import main
@@ -16,8 +19,18 @@ _TINY = ["--e-min", "1", "--d-min", "4", "--d-max", "5", "--w-min", "2", "--w-ma
          "--embedding-size", "16", "--device", "cpu", "--no-progress"]
 
 
+def _bin_beside(pack: Path) -> None:
+    """An lfw.bin beside the pack (as in faces_webface_112x112/): the study must not rank on it."""
+    tools = Path(__file__).resolve().parents[1] / "tools"
+    spec = importlib.util.spec_from_file_location("make_fixtures", tools / "make_fixtures.py")
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    fixtures.make_verification_pack(pack / "lfw.bin", np.random.default_rng(0), pairs=20, identities=4)
+
+
 def test_ranking_reports_both_spearman_figures_and_resumes_from_its_journal(tiny_pack, tmp_path, capsys):
     out = tmp_path / "study"
+    _bin_beside(tiny_pack)
     assert main(["ranking", "--data", str(tiny_pack), "--output", str(out), *_TINY]) == 0
     report = json.loads((out / "ranking.json").read_text())
     assert [row["dynamic_epochs"] for row in report["candidates"]] == [1, 2, 4]
@@ -25,7 +38,9 @@ def test_ranking_reports_both_spearman_figures_and_resumes_from_its_journal(tiny
     for key in ("spearman_dynamic", "spearman_static"):
         assert -1.0 <= report[key] <= 1.0
     assert report["recipe"]["name"] == "small"  # 64 images: auto picks the small-data recipe
+    assert report["data"]["fitness_on"]["kind"] == "holdout"  # held-out identities, not lfw.bin beside the pack
     journal = (out / "journal.jsonl").read_text().splitlines()
+    assert all(list(json.loads(line)["extra"]["val"]) == ["holdout"] for line in journal)
     # 3 candidates x (dynamic, static, full) = 9 trainings, 7 distinct: R-10 at 1 epoch is both its dynamic and
     # its static trial, R-12 at 2 epochs both its dynamic and its full one (the journal trains each once).
     assert len(journal) == 7

@@ -78,7 +78,7 @@ def _candidates(args: argparse.Namespace):
 def _ranking(args: argparse.Namespace) -> int:
     from facerec.dist import resolve_device
     from facerec.recipe import recipe_from_args
-    from facerec.run_data import check_pack_dir, prepare_data
+    from facerec.run_data import check_pack_dir, describe_fitness, prepare_data
     from facerec.search import FaceEvaluator
     from facerec.space import IResNetSpace
     from nas_core.baselines import ranking_study
@@ -94,13 +94,14 @@ def _ranking(args: argparse.Namespace) -> int:
     with log_to(out / "study.log", "facerec") as log:
         log.info("facerec-study " + " ".join(sys.argv[1:] if args.argv is None else args.argv))
         data = prepare_data(args.data, out, subset_ids=args.subset_ids, holdout_ids=args.holdout_ids,
-                            seed=args.seed)
+                            fitness="holdout", seed=args.seed)  # never the .bin packs beside the pack
         recipe = recipe_from_args(args, data.info, log)
         config = recipe.train_config(epochs=1, seed=args.seed, workers=args.workers)
         space = IResNetSpace(embedding_size=args.embedding_size)
         log.info(f"ranking study on {data.source}: {data.info['train_images']} training images of "
-                 f"{data.num_classes} identities; fitness on {data.info['val_sets']} pairs; {len(candidates)} "
-                 f"candidates, static {static} epochs, full training {reference} epochs; device {device}")
+                 f"{data.num_classes} identities; fitness on {describe_fitness(data.info['fitness_on'])}; "
+                 f"{len(candidates)} candidates, static {static} epochs, full training {reference} epochs; "
+                 f"device {device}")
         evaluator = FaceEvaluator(space, data.train_set, data.val_sets, config, run_seed=args.seed, device=device,
                                   progress=not args.no_progress)
         journal = Journal(out / "journal.jsonl")
