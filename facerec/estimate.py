@@ -45,8 +45,8 @@ def pack_counts(root: str | Path) -> tuple[int, int]:
 
 def _data_counts(options: dict, seed: int) -> dict:
     from facerec.demo import DEMO_IDENTITIES, DEMO_IMAGES_PER_IDENTITY
-    from facerec.run_data import HOLDOUT_FRACTION
-    from facerec.validation import find_bins
+    from facerec.run_data import default_holdout
+    from facerec.search import search_fitness
 
     if options["data"] is None:
         images, identities = DEMO_IDENTITIES * DEMO_IMAGES_PER_IDENTITY, DEMO_IDENTITIES
@@ -54,9 +54,8 @@ def _data_counts(options: dict, seed: int) -> dict:
         images, identities = pack_counts(options["data"])
     used = min(options["subset_ids"] or identities, identities)
     holdout = options["holdout_ids"]
-    if holdout is None:  # as facerec.run_data.prepare_data: .bin packs when there are any, else held-out ids
-        bins = find_bins(options["data"]) if options["data"] is not None else []
-        holdout = 0 if bins else max(2, round(HOLDOUT_FRACTION * used))
+    if holdout is None:  # as facerec.run_data.prepare_data
+        holdout = default_holdout(used, search_fitness(options))
     train_ids = used - holdout
     return {"pack_images": images, "identities": used, "train_identities": train_ids,
             "train_images": round(images * train_ids / identities)}

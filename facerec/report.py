@@ -1,8 +1,9 @@
 """Face reports: the paper's names of IResNet genotypes in search reports (R-58-256), and the report of a
 `facerec-train` output folder (OUT/report.html + OUT/report.md), built with nas_core.report's pieces.
 
-The training report reads OUT/metrics.json (one entry per epoch: loss, lr, images/s, verification) and
-the per-step scalars TensorBoard already holds in OUT/tb (loss, lr, images/s every 10 steps).
+The training report reads OUT/metrics.json (one entry per epoch: loss, lr, images/s, verification, the
+report-only benchmark packs when they were due; what model.pt was selected on) and the per-step scalars
+TensorBoard already holds in OUT/tb (loss, lr, images/s every 10 steps).
 """
 
 from __future__ import annotations
@@ -70,6 +71,31 @@ def _model_name(metrics: dict[str, Any]) -> str:
     return str(metrics.get("arch") or "?")
 
 
+def _model_epoch(metrics: dict[str, Any]) -> int | None:
+    """The epoch model.pt holds (metrics of runs before --select: the best epoch, else the last)."""
+    chosen = (metrics.get("selection") or {}).get("model_epoch")
+    if chosen is None:
+        chosen = metrics.get("best_epoch")
+    epochs = metrics["epochs"]
+    return chosen if chosen is not None else (epochs[-1].get("epoch") if epochs else None)
+
+
+def _sets_text(sets: dict | None) -> str:
+    return ", ".join(f"{k}: {v} pairs" for k, v in (sets or {}).items()) or "none"
+
+
+def _selection_text(metrics: dict[str, Any]) -> str:
+    selection = metrics.get("selection") or {}
+    on = selection.get("on") or {}
+    if not selection.get("select"):
+        return f"epoch {_model_epoch(metrics)}"
+    if selection["select"] == "last":
+        return f"epoch {_model_epoch(metrics)}: the last epoch (--select last)"
+    where = f"pairs of {on.get('identities')} held-out identities" if on.get("kind") == "holdout" else \
+        "the benchmark .bin packs (--select bins: scores reported on them are optimistic)"
+    return f"epoch {_model_epoch(metrics)}: the best mean accuracy on {where} (--select {selection['select']})"
+
+
 def _header(output: Path, metrics: dict[str, Any]) -> Facts:
     train, run, epochs = metrics.get("train") or {}, metrics.get("run") or {}, metrics["epochs"]
     planned = train.get("epochs")
@@ -92,8 +118,11 @@ def _header(output: Path, metrics: dict[str, Any]) -> Facts:
                 f"{run.get('data', '?')}: {run.get('train_images', '?')} images of "
                 f"{run.get('train_identities', '?')} identities",
             ),
-            ("verification", ", ".join(f"{k}: {v} pairs" for k, v in (run.get("val_sets") or {}).items())
-             or "none"),
+            ("model.pt", _selection_text(metrics)),
+            ("verification every epoch", _sets_text(run.get("val_sets"))),
+            ("benchmark packs (a report, not a choice)", _sets_text(run.get("report_sets"))
+             + (f"; every {run['report_every']} epoch(s), after the last one and on model.pt"
+                if run.get("report_sets") else "")),
             ("head", str(run.get("head", train.get("head", "?")))),
             ("train settings", ", ".join(f"{k} {v}" for k, v in train.items())),
             ("steps", str(metrics.get("global_step", "?"))),
@@ -143,21 +172,18 @@ def _verification_figure(metrics: dict[str, Any]) -> bytes:
             (e["epoch"], 100 * e["val"][name]["accuracy"]) for e in epochs if name in (e.get("val") or {})
         ]
         ax.plot(*zip(*points), marker="o", label=name)
+    for name in sorted({name for e in epochs for name in (e.get("benchmarks") or {})}):
+        points = [(e["epoch"], 100 * e["benchmarks"][name]["accuracy"]) for e in epochs
+                  if name in (e.get("benchmarks") or {})]
+        ax.plot(*zip(*points), marker="s", linestyle=":", label=f"{name} (report only)")
     scores = [(e["epoch"], 100 * e["score"]) for e in epochs if e.get("score") is not None]
     if len(names) > 1 and scores:
         ax.plot(*zip(*scores), color="black", linestyle="--", label="mean (fitness)")
-    best = metrics.get("best_epoch")
-    if best is not None and metrics.get("best_score") is not None:
-        ax.scatter(
-            best,
-            100 * metrics["best_score"],
-            marker="*",
-            s=260,
-            color="gold",
-            edgecolors="black",
-            zorder=4,
-            label=f"model.pt: epoch {best}",
-        )
+    chosen = _model_epoch(metrics)
+    score = next((e.get("score") for e in epochs if e.get("epoch") == chosen), None)
+    if chosen is not None and score is not None:
+        ax.scatter(chosen, 100 * score, marker="*", s=260, color="gold", edgecolors="black", zorder=4,
+                   label=f"model.pt: epoch {chosen}")
     if not names:
         ax.set_title("no verification sets in this run", fontsize=9)
     ax.set_xlabel("epoch")
@@ -172,6 +198,7 @@ def _verification_figure(metrics: dict[str, Any]) -> bytes:
 def _epoch_table(metrics: dict[str, Any]) -> Table:
     epochs = metrics["epochs"]
     names = sorted({name for e in epochs for name in (e.get("val") or {})})
+    benchmarks = sorted({name for e in epochs for name in (e.get("benchmarks") or {})})
     rows = [
         [
             e.get("epoch"),
@@ -182,33 +209,38 @@ def _epoch_table(metrics: dict[str, Any]) -> Table:
             round(e.get("train_seconds") or 0.0, 1),
             *[round(100 * e["val"][n]["accuracy"], 2) if n in (e.get("val") or {}) else "" for n in names],
             "" if e.get("score") is None else round(100 * e["score"], 2),
+            *[round(100 * e["benchmarks"][n]["accuracy"], 2) if n in (e.get("benchmarks") or {}) else ""
+              for n in benchmarks],
         ]
         for e in epochs
     ]
     return Table(
         "Epochs",
-        ["epoch", "step", "loss", "lr", "images/s", "seconds", *[f"{n} (%)" for n in names], "mean (%)"],
+        ["epoch", "step", "loss", "lr", "images/s", "seconds", *[f"{n} (%)" for n in names], "mean (%)",
+         *[f"{n} (%, report only)" for n in benchmarks]],
         rows,
         table_id="epochs",
     )
 
 
 def _checkpoint_table(metrics: dict[str, Any]) -> Table:
-    """The final model.pt: the best epoch's verification (or the last epoch without verification sets)."""
+    """The final model.pt: its epoch's verification and the report-only benchmark packs scored on it."""
     epochs = metrics["epochs"]
-    best = metrics.get("best_epoch")
-    entry = next((e for e in epochs if e.get("epoch") == best), epochs[-1] if epochs else {})
+    chosen = _model_epoch(metrics)
+    entry = next((e for e in epochs if e.get("epoch") == chosen), epochs[-1] if epochs else {})
+    benchmarks = (metrics.get("model_benchmarks") or {}).get("results") or {}
     rows = [
         [
-            name,
+            name + role,
             round(100 * r["accuracy"], 2),
             round(100 * r.get("std", 0.0), 2),
             round(r["threshold"], 3) if isinstance(r.get("threshold"), float) else r.get("threshold"),
             r.get("pairs"),
         ]
-        for name, r in sorted((entry.get("val") or {}).items())
+        for results, role in ((entry.get("val") or {}, ""), (benchmarks, " (report only)"))
+        for name, r in sorted(results.items())
     ]
-    title = f"Final checkpoint model.pt (epoch {entry.get('epoch', '?')})"
+    title = f"Final checkpoint model.pt ({_selection_text(metrics)})"
     return Table(title, ["set", "accuracy (%)", "std (%)", "threshold", "pairs"], rows, table_id="checkpoint")
 
 
@@ -235,8 +267,8 @@ def build_train_document(output: str | Path) -> Document:
             "verification",
             "Verification accuracy per epoch",
             _verification_figure(metrics),
-            "10-fold accuracy on each verification set after every epoch; "
-            "the star is the epoch saved as model.pt.",
+            "10-fold accuracy on each verification set after every epoch; dotted: the benchmark packs "
+            "scored as a report only (never a choice); the star is the epoch saved as model.pt.",
         ),
         _checkpoint_table(metrics),
         _epoch_table(metrics),

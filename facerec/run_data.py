@@ -2,8 +2,10 @@
 
 `--data DIR` is a RecordIO face pack (train.rec/.idx/property), possibly with `.bin` packs beside it;
 no --data means the built-in synthetic demo set (facerec.demo), cached under the output folder.
-`--subset-ids N` keeps N identities (seeded); `--holdout-ids N` holds N of them out of training and
-builds verification pairs from them; `--val-bins a,b` verifies on those `.bin` packs instead.
+`--subset-ids N` keeps N identities (seeded). The fitness (what a search ranks on and what facerec-train
+selects model.pt on) is measured on pairs of identities held out of the training pack (`--holdout-ids N`,
+default 10 %) unless the user asks for the `.bin` packs (`--val-bins a,b`, the paper's protocol): never rank
+or select on a benchmark by default. `.bin` packs may also be loaded as a report only (facerec-train).
 Training images come from the pack's decoded cache when it has one (`facerec-data cache DATA`; `--no-cache`
 decodes the JPEGs instead), ARCHITECTURE §8.
 """
@@ -24,10 +26,28 @@ HOLDOUT_FRACTION = 0.10
 @dataclass
 class RunData:
     train_set: object  # facerec.data.datasets.FaceDataset or facerec.data.cached_dataset.CachedFaceDataset
-    val_sets: list[VerificationSet]
+    val_sets: list[VerificationSet]  # the fitness: scored after every epoch
     num_classes: int
     source: str  # the data folder, or "demo"
     info: dict = field(default_factory=dict)  # identities used / held out, pairs: written into settings
+    report_sets: list[VerificationSet] = field(default_factory=list)  # .bin packs scored as a report only
+
+
+def default_holdout(identities: int, fitness: str | None) -> int:
+    """Identities held out when --holdout-ids is not given: 10 % (at least 2) when the fitness is measured on
+    them, none when it is on the .bin packs or nothing is selected (training then uses every identity)."""
+    return max(2, round(HOLDOUT_FRACTION * identities)) if fitness == "holdout" else 0
+
+
+def describe_fitness(fitness_on: dict) -> str:
+    """One phrase for logs: what the fitness of a run (``info["fitness_on"]``) is measured on."""
+    sets = ", ".join(f"{name} {pairs} pairs" for name, pairs in fitness_on["sets"].items())
+    if fitness_on["kind"] == "holdout":
+        return (f"pairs of {fitness_on['identities']} identities held out of the training pack ({sets})")
+    if fitness_on["kind"] == "bins":
+        return (f"the benchmark .bin packs asked for with --val-bins ({sets}), so scores later reported on them "
+                "are optimistic")
+    return "nothing (no held-out identities)"
 
 
 def parse_names(text: str | None) -> list[str] | None:
@@ -90,12 +110,19 @@ def _train_set(pack, train_ids: list[int], augment: bool, cache: bool, cache_on_
 
 
 def prepare_data(data_dir: str | Path | None, output: str | Path, *, subset_ids: int | None = None,
-                 holdout_ids: int | None = None, val_bins: list[str] | None = None, seed: int = 0,
-                 augment: bool = True, need_val: bool = True, cache: bool = True,
-                 cache_on_device: bool = False) -> RunData:
-    """Build the training set and verification sets of a run (see the module docstring)."""
-    from facerec.data.datasets import FacePack, split_identities
+                 holdout_ids: int | None = None, val_bins: list[str] | None = None, fitness: str | None = "holdout",
+                 report_bins: bool = False, seed: int = 0, augment: bool = True, need_val: bool = True,
+                 cache: bool = True, cache_on_device: bool = False) -> RunData:
+    """Build the training set and verification sets of a run (see the module docstring).
 
+    ``fitness``: "holdout" (pairs of held-out identities), "bins" (the .bin packs ``val_bins`` names, or all
+    of them) or None (nothing to select on: no identities held out unless ``holdout_ids`` asks). With
+    ``report_bins`` the .bin packs that are not the fitness become ``report_sets``.
+    """
+    from facerec.data.datasets import FacePack
+
+    if fitness not in ("holdout", "bins", None):
+        raise ValueError(f"fitness: expected 'holdout', 'bins' or None, got {fitness!r}")
     if data_dir is None:
         from facerec.demo import demo_pack
 
@@ -104,33 +131,59 @@ def prepare_data(data_dir: str | Path | None, output: str | Path, *, subset_ids:
         root, source = Path(data_dir), str(data_dir)
         check_pack_dir(root)
     pack = FacePack(root)
-    identities = list(range(pack.num_identities))
-    if subset_ids is not None:
-        if not 2 <= subset_ids <= len(identities):
-            raise FaceRecError(f"--subset-ids: expected 2..{len(identities)} identities, got {subset_ids}")
-        rng = np.random.default_rng(seed)
-        identities = sorted(rng.choice(identities, size=subset_ids, replace=False).tolist())
-    bin_paths = find_bins(root, val_bins) if data_dir is not None else []
-    if holdout_ids is None:  # default: verify on the .bin packs when there are any, else on held-out identities
-        holdout_ids = 0 if bin_paths else max(2, round(HOLDOUT_FRACTION * len(identities)))
-    if holdout_ids and holdout_ids > len(identities) - 2:
-        raise FaceRecError(f"--holdout-ids: expected fewer than {len(identities) - 1} (of {len(identities)} "
-                           f"identities), got {holdout_ids}")
-    held: list[int] = []
-    train_ids = identities
-    if holdout_ids:
-        train_idx, held_idx = split_identities(len(identities), holdout_ids, seed)
-        train_ids = [identities[i] for i in train_idx]
-        held = [identities[i] for i in held_idx]
-    val_sets = load_bin_sets(bin_paths) if bin_paths else []
-    if held:
-        val_sets.append(holdout_set(pack, held, seed))
+    identities = _used_identities(pack, subset_ids, seed)
+    bin_paths = find_bins(root, val_bins) if data_dir is not None and (fitness == "bins" or report_bins) else []
+    if fitness == "bins" and not bin_paths:
+        raise FaceRecError(f"{root}: expected .bin verification packs to rank or select on (--val-bins)")
+    if fitness == "bins" and holdout_ids:
+        raise FaceRecError(f"--holdout-ids: expected none when the fitness is on .bin packs (--val-bins), "
+                           f"got {holdout_ids}")
+    train_ids, held = _split(identities, default_holdout(len(identities), fitness) if holdout_ids is None
+                             else holdout_ids, seed)
+    if fitness == "bins":
+        val_sets = load_bin_sets(bin_paths)
+    else:
+        val_sets = [holdout_set(pack, held, seed)] if held else []
     if need_val and not val_sets:
-        raise FaceRecError(f"{root}: expected .bin verification packs or held-out identities (--holdout-ids N)")
+        raise FaceRecError(f"{root}: expected held-out identities to measure the fitness on (--holdout-ids N > 0)")
+    report_sets = load_bin_sets(bin_paths) if report_bins and fitness != "bins" else []
     train_set = _train_set(pack, train_ids, augment, cache, cache_on_device)
+    kind = "bins" if fitness == "bins" else "holdout" if held else None
     info = {"data": source, "pack_images": pack.num_images, "identities": len(identities),
             "train_identities": len(train_ids),
             "train_images": len(train_set), "decoded_cache": hasattr(train_set, "device_batches"),
             "holdout_identities": held,
-            "val_sets": {vs.name: int(len(vs.issame)) for vs in val_sets}}
-    return RunData(train_set, val_sets, train_set.num_classes, source, info)
+            "val_sets": {vs.name: int(len(vs.issame)) for vs in val_sets},
+            "fitness_on": _fitness_on(kind, val_sets, len(held)),
+            "report_sets": {vs.name: int(len(vs.issame)) for vs in report_sets}}
+    return RunData(train_set, val_sets, train_set.num_classes, source, info, report_sets)
+
+
+def _fitness_on(kind: str | None, val_sets: list[VerificationSet], held: int) -> dict:
+    """What the fitness is measured on, as result.json / metrics.json state it (with a phrase for reports)."""
+    on = {"kind": kind, "sets": {vs.name: int(len(vs.issame)) for vs in val_sets}, "identities": held}
+    return {**on, "text": describe_fitness(on)}
+
+
+def _used_identities(pack, subset_ids: int | None, seed: int) -> list[int]:
+    """The pack's identities, or a seeded choice of ``subset_ids`` of them (--subset-ids)."""
+    identities = list(range(pack.num_identities))
+    if subset_ids is None:
+        return identities
+    if not 2 <= subset_ids <= len(identities):
+        raise FaceRecError(f"--subset-ids: expected 2..{len(identities)} identities, got {subset_ids}")
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(identities, size=subset_ids, replace=False).tolist())
+
+
+def _split(identities: list[int], holdout_ids: int, seed: int) -> tuple[list[int], list[int]]:
+    """(training identities, held-out identities): a seeded split holding ``holdout_ids`` out."""
+    from facerec.data.datasets import split_identities
+
+    if holdout_ids < 0 or holdout_ids > len(identities) - 2:
+        raise FaceRecError(f"--holdout-ids: expected 0 to {len(identities) - 2} (of {len(identities)} "
+                           f"identities), got {holdout_ids}")
+    if not holdout_ids:
+        return identities, []
+    train_idx, held_idx = split_identities(len(identities), holdout_ids, seed)
+    return [identities[i] for i in train_idx], [identities[i] for i in held_idx]

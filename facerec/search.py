@@ -1,8 +1,9 @@
 """The face Evaluator for nas_core.search.MacroMicroSearch over the "iresnet" space (ARCHITECTURE §4).
 
 A trial trains the genotype for E epochs with the facerec trainer (facerec.train.train_model) and is
-scored by the 10-fold verification accuracy, in percent, on held-out-identity pairs (or .bin packs):
-the best accuracy over its epochs (ARCHITECTURE §3). Each trial is seeded by nas_core.evaluator.trial_seed,
+scored by the 10-fold verification accuracy, in percent, on pairs of identities held out of the training
+pack (or, only when asked with --val-bins, on .bin benchmark packs): the best accuracy over its epochs
+(ARCHITECTURE §3, §4). Each trial is seeded by nas_core.evaluator.trial_seed,
 so a resumed search retrains exactly what an uninterrupted one would. The weights of every trial that
 may still be the search's answer are kept under RUN/trials/ until the search ends (RUN/model.pt).
 
@@ -95,6 +96,18 @@ def _mean_auc(results: dict) -> float | None:
     return float(sum(values) / len(values)) if values else None
 
 
+def search_fitness(options: dict) -> str:
+    """What a search ranks on: "bins" with --val-bins, else "holdout" (RUN/settings.json 'fitness'). A run
+    from before that setting took every .bin pack of its folder when --holdout-ids was not given: its resume
+    keeps ranking the way its journaled trials were ranked."""
+    from facerec.validation import find_bins
+
+    if "fitness" in options:
+        return options["fitness"]
+    legacy_bins = options["holdout_ids"] is None and options["data"] is not None and find_bins(options["data"])
+    return "bins" if options["val_bins"] or legacy_bins else "holdout"
+
+
 def face_evaluator(saved: dict, run: Path, device: torch.device | str, *, info: DistInfo = DistInfo(),
                    log: logging.Logger | None = None, progress: bool = True):
     """The FaceEvaluator of a search from its RUN/settings.json content: data, space and recipe, built the same
@@ -105,7 +118,8 @@ def face_evaluator(saved: dict, run: Path, device: torch.device | str, *, info: 
 
     seed, options = int(saved["search"].get("seed", 0)), saved["options"]
     data = prepare_data(options["data"], run, subset_ids=options["subset_ids"], holdout_ids=options["holdout_ids"],
-                        val_bins=parse_names(options["val_bins"]), seed=seed, **saved.get("cache", {}))
+                        val_bins=parse_names(options["val_bins"]), fitness=search_fitness(options), seed=seed,
+                        **saved.get("cache", {}))
     space = IResNetSpace(embedding_size=options["embedding_size"])
     # A run from before --recipe stored AdaFace's batch/lr/head explicitly: its recipe is AdaFace's.
     recipe = resolve_recipe(options.get("recipe", "adaface"), data.info, batch_size=options["batch_size"],

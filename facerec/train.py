@@ -92,13 +92,15 @@ class TrainConfig:
 
 @dataclass
 class TrainOutcome:
-    history: list[dict]  # one entry per epoch: loss, lr, img/s, seconds, val results, score
+    history: list[dict]  # one entry per epoch: loss, lr, img/s, seconds, val results, score (+ benchmarks)
     best_epoch: int | None  # 1-based epoch with the best mean verification accuracy
     best_score: float | None  # fraction
-    best_state: dict | None  # backbone state_dict of the best epoch (CPU), when keep_best
+    best_state: dict | None  # backbone state_dict of the selected epoch (CPU), when keep_best
     global_step: int
     seconds: float
     nan_steps: list[int] = field(default_factory=list)
+    model_epoch: int | None = None  # the epoch OUT/model.pt holds (with an output folder)
+    model_benchmarks: dict | None = None  # the report-only .bin packs scored on OUT/model.pt
 
     @property
     def epoch_scores(self) -> list[float]:
@@ -327,6 +329,17 @@ def _validate(run: TrainRun, val_sets: list[VerificationSet]) -> tuple[dict, flo
     return results, mean_accuracy(results) if results else None
 
 
+def _benchmark(run: TrainRun, report_sets: list[VerificationSet], epoch: int, every: int) -> dict:
+    """The .bin packs scored as a report only, every ``every`` epochs and after the last one (none when
+    ``every`` is 0): on the main rank, and nothing is decided on them (ARCHITECTURE §4)."""
+    due = every > 0 and ((epoch + 1) % every == 0 or epoch + 1 == run.config.epochs)
+    if not (report_sets and due and run.info.is_main):
+        return {}
+    tic = time.perf_counter()
+    results = verify(run.model.backbone, list(report_sets), run.device, run.config.val_batch_size)
+    return {"benchmarks": results, "benchmark_seconds": time.perf_counter() - tic}
+
+
 def _diagnose(run: TrainRun, results: dict, train_set: Dataset) -> dict:
     """Collapse numbers of the epoch's embeddings (facerec.diagnostics), measured on the main rank."""
     health = epoch_diagnostics(run.model.backbone, results, train_set, run.device, run.config.val_batch_size) \
@@ -399,10 +412,14 @@ def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config
                 device: torch.device | str = "cpu", val_sets: list[VerificationSet] = (),
                 info: DistInfo = DistInfo(), output: str | Path | None = None, resume: str | Path | None = None,
                 architecture: dict | None = None, run_config: dict | None = None, keep_best: bool = False,
+                select: str = "best", report_sets: list[VerificationSet] = (), report_every: int = 0,
                 progress: bool = True, verbose: bool = True) -> TrainOutcome:
     """Train ``backbone`` with margin ``head`` on ``train_set`` (items: normalised CHW tensor, label).
 
-    With ``output`` it writes last.pt (resume state), model.pt (best epoch, or last without val sets),
+    ``val_sets`` are scored after every epoch; ``select`` "best" keeps the epoch with the best mean accuracy on
+    them (the last one without val sets), "last" the last epoch. ``report_sets`` are scored as a report only,
+    every ``report_every`` epochs and after the last one (0: never), and on model.pt at the end.
+    With ``output`` it writes last.pt (resume state), model.pt (the selected epoch),
     metrics.json, TensorBoard scalars under tb/ and, at the end, report.html + report.md; ``architecture``
     (genotype / arch / space) goes into every checkpoint so it rebuilds its model alone; SIGTERM or
     Ctrl-C then raises TrainingStopped once last.pt holds the last step. Without ``output`` (search
@@ -421,7 +438,7 @@ def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config
         logging.getLogger("facerec").info(
             f"resumed from {resume}: epoch {run.state['epoch'] + 1}, step {run.state['global_step']} "
             f"({run.state['step_in_epoch']}/{run.steps_per_epoch} of the epoch done)")
-    files = RunFiles(output, architecture, run_config) if output is not None and info.is_main else None
+    files = RunFiles(output, architecture, run_config, select) if output is not None and info.is_main else None
     sinks = TrainSinks(run, output, progress, verbose)
     try:
         with _stop_on_signals(enabled=output is not None) as stop:
@@ -432,6 +449,7 @@ def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config
                 results, score = _validate(run, list(val_sets))
                 record, is_best = _end_epoch(run, epoch, images, seconds, lr, results, score, keep_best)
                 record["embeddings"] = _diagnose(run, results, train_set)
+                record.update(_benchmark(run, list(report_sets), epoch, report_every))
                 sinks.end_epoch(run, record, is_best)
                 if files is not None:
                     files.end_epoch(run, is_best, results)
@@ -439,9 +457,10 @@ def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config
                     stop.check(run, files=None)  # last.pt was just written
     finally:
         sinks.close()
-    if files is not None:
-        files.write_report()
-    if keep_best and run.best_state is None:  # no verification sets: the last weights are the result
+    model_benchmarks = files.finish(run, list(report_sets) if report_every > 0 else []) if files is not None \
+        else None
+    if keep_best and (run.best_state is None or select == "last"):  # the last weights are the result
         run.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in backbone.state_dict().items()})
     return TrainOutcome(run.state["history"], run.state["best_epoch"], run.state["best_score"], run.best_state,
-                        run.state["global_step"], run.seconds(), list(run.state["nan_steps"]))
+                        run.state["global_step"], run.seconds(), list(run.state["nan_steps"]),
+                        files.model_epoch(run) if files is not None else None, model_benchmarks)

@@ -64,13 +64,15 @@ class TrainSinks:
                                  f"lr {record['lr']:.4g}, {record['images_per_second']:.0f} img/s, "
                                  f"{record['train_seconds']:.1f} s"
                      + (f"; {val_text}" + (" (best)" if is_best else "") if results else "")
-                     + _embeddings_text(record.get("embeddings")))
+                     + _embeddings_text(record.get("embeddings")) + _benchmarks_text(record))
         if (record.get("embeddings") or {}).get("warning"):
             self.log.warning(f"epoch {epoch}: {record['embeddings']['warning']} ({record['embeddings']['on']})")
         if self.writer is not None:
             self.writer.add_scalar("epoch/loss", record["loss"], epoch)
             for name, r in results.items():
                 self.writer.add_scalar(f"val/{name}/accuracy", r["accuracy"], epoch)
+            for name, r in (record.get("benchmarks") or {}).items():
+                self.writer.add_scalar(f"benchmark/{name}/accuracy", r["accuracy"], epoch)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -85,6 +87,14 @@ def _embeddings_text(health: dict | None) -> str:
         return ""
     return (f"; embeddings ({health['on']}): mean-norm {health['mean_norm']:.3f}, "
             f"effective rank {health['effective_rank']:.1f}/{health['dim']}")
+
+
+def _benchmarks_text(record: dict) -> str:
+    """The epoch line's report-only benchmark scores, when they were due this epoch."""
+    if not record.get("benchmarks"):
+        return ""
+    scores = ", ".join(f"{k} {v['accuracy']:.4f}" for k, v in record["benchmarks"].items())
+    return f"; benchmarks (report only, {record['benchmark_seconds']:.1f} s): {scores}"
 
 
 def _hms(seconds: float) -> str:

@@ -2,8 +2,9 @@
 
 OUT/last.pt: the full resume state (backbone, head, optimizer, scheduler, scaler, the training state
 of facerec.train, the global RNGs) and, in ``config``, the settings that define the run, so a resume
-that changes them is refused. OUT/model.pt: the best epoch's weights (the last ones without
-verification sets). OUT/metrics.json: the history so far. Every file is written atomically.
+that changes them is refused. OUT/model.pt: the selected epoch's weights (the best epoch on the verification
+sets, or the last one). OUT/metrics.json: the history so far, what model.pt was selected on and, at the end,
+the report-only benchmark packs scored on model.pt. Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -28,10 +29,14 @@ if TYPE_CHECKING:
 class RunFiles:
     """What the main rank of a training with an output folder writes there."""
 
-    def __init__(self, output: Path, architecture: dict | None, run_config: dict | None):
+    def __init__(self, output: Path, architecture: dict | None, run_config: dict | None, select: str = "best"):
+        if select not in ("best", "last"):
+            raise ValueError(f"select: expected 'best' or 'last', got {select!r}")
         self.output = Path(output)
         self.architecture = dict(architecture or {})  # genotype / arch / space: every checkpoint rebuilds its model alone
         self.run_config = dict(run_config or {})
+        self.select = select
+        self.model_benchmarks: dict | None = None
 
     def _config(self, run: TrainRun) -> dict:
         return {**self.run_config, "train": run.config.to_dict()}
@@ -43,9 +48,15 @@ class RunFiles:
                         scheduler=_plain_scheduler_state(run.scheduler), scaler=run.scaler.state_dict(),
                         train_state=dict(run.state), rng=rng_state())
 
+    def model_epoch(self, run: TrainRun) -> int | None:
+        """The epoch model.pt holds: the last one, or with "best" the best so far (the last without scores)."""
+        if self.select == "best" and run.state["best_epoch"] is not None:
+            return run.state["best_epoch"]
+        return run.state["epoch"] or None
+
     def end_epoch(self, run: TrainRun, is_best: bool, results: dict) -> None:
-        """model.pt when the epoch is the best (or there is nothing to score), then last.pt and metrics.json."""
-        if is_best or (run.state["best_score"] is None and not results):
+        """model.pt when the epoch is the selected one so far, then last.pt and metrics.json."""
+        if self.select == "last" or is_best or (run.state["best_score"] is None and not results):
             save_checkpoint(self.output / "model.pt", backbone=run.model.backbone, **self.architecture,
                             config=self._config(run), epoch=run.state["epoch"], val=results)
         self.save_last(run)
@@ -62,12 +73,43 @@ class RunFiles:
             "nan_steps": state["nan_steps"], "images_per_second": float(np.mean(speeds)) if speeds else None,
             "seconds": state["seconds"], "train": run.config.to_dict(), "run": self.run_config,
             "genotype": genotype.to_dict() if genotype is not None else None, "arch": self.architecture.get("arch"),
+            "selection": {**self.run_config.get("selection", {}), "model_epoch": self.model_epoch(run)},
+            "model_benchmarks": self.model_benchmarks,
         })
+
+    def finish(self, run: TrainRun, report_sets: list) -> dict | None:
+        """At the end: the report-only benchmark packs scored on model.pt (the last epoch's scores when it holds
+        the last epoch), then metrics.json and the report. Returns {"epoch", "results", "seconds"} or None."""
+        epoch, history = self.model_epoch(run), run.state["history"]
+        if report_sets and epoch is not None:
+            last = history[-1] if history else {}
+            if epoch == last.get("epoch") and "benchmarks" in last:
+                self.model_benchmarks = {"epoch": epoch, "results": last["benchmarks"],
+                                         "seconds": last["benchmark_seconds"]}
+            else:
+                self.model_benchmarks = {"epoch": epoch, **_score_model_pt(self.output / "model.pt", run, report_sets)}
+            self.write_metrics(run)
+        self.write_report()
+        return self.model_benchmarks
 
     def write_report(self) -> None:
         from facerec.report import write_train_report
 
         write_train_report(self.output)
+
+
+def _score_model_pt(path: Path, run: TrainRun, sets: list) -> dict:
+    """{"results", "seconds"}: ``sets`` scored on the weights of ``path`` in a copy of the run's backbone."""
+    import copy
+    import time
+
+    from facerec.validation import verify
+
+    tic = time.perf_counter()
+    backbone = copy.deepcopy(run.model.backbone)
+    backbone.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+    results = verify(backbone, sets, run.device, run.config.val_batch_size)
+    return {"results": results, "seconds": time.perf_counter() - tic}
 
 
 def _plain_scheduler_state(scheduler) -> dict:

@@ -3,8 +3,11 @@ trains nothing; bad settings are one-line errors before anything is written."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from facerec.cli.study import main
@@ -16,8 +19,18 @@ _TINY = ["--e-min", "1", "--w-min", "2", "--w-res", "2", "--depths", "4,5", "--w
          "--bootstrap", "200", "--holdout-ids", "3", "--embedding-size", "16", "--device", "cpu", "--no-progress"]
 
 
+def _bin_beside(pack: Path) -> None:
+    """An lfw.bin beside the pack (as in faces_webface_112x112/): the study must not rank on it."""
+    tools = Path(__file__).resolve().parents[1] / "tools"
+    spec = importlib.util.spec_from_file_location("make_fixtures", tools / "make_fixtures.py")
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    fixtures.make_verification_pack(pack / "lfw.bin", np.random.default_rng(0), pairs=20, identities=4)
+
+
 def test_ranking_study_in_parts_reports_every_ranking_and_resumes_from_its_journals(tiny_pack, tmp_path, capsys):
     out = tmp_path / "study"
+    _bin_beside(tiny_pack)
     args = ["ranking", "--data", str(tiny_pack), "--output", str(out), *_TINY]
     assert main([*args, "--max-trainings", "5"]) == 0  # the first part
     partial = json.loads((out / "ranking.json").read_text())
@@ -45,6 +58,9 @@ def test_ranking_study_in_parts_reports_every_ranking_and_resumes_from_its_journ
     assert (out / "ranking.png").read_bytes()[:4] == b"\x89PNG"
     assert report["recipe"]["name"] == "small"  # 64 images: auto picks the small-data recipe
     assert "paper" in (out / "study.log").read_text()
+    assert report["data"]["fitness_on"]["kind"] == "holdout"  # held-out identities, not lfw.bin beside the pack
+    assert all(list(json.loads(line)["extra"]["val"]) == ["holdout"]
+               for line in (out / "journal.jsonl").read_text().splitlines())
 
     journal = (out / "journal.jsonl").read_text()
     assert main(args) == 0  # everything journaled: nothing trains again

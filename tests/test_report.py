@@ -324,7 +324,9 @@ def test_facerec_train_writes_its_report(train_out):
     assert report.rows["epochs"] == len(metrics["epochs"]) == 2
     assert report.rows["checkpoint"] == len(metrics["epochs"][0]["val"]) >= 1
     assert "R-10-32 (d4-w4-ssss-3333)" in report.body
-    assert f"Final checkpoint model.pt (epoch {metrics['best_epoch']})" in report.body
+    assert metrics["selection"]["model_epoch"] == metrics["best_epoch"]
+    assert (f"Final checkpoint model.pt (epoch {metrics['best_epoch']}: the best mean accuracy on pairs of 2 "
+            "held-out identities (--select holdout))") in report.body
     assert (train_out / "report.md").is_file() and (train_out / "report-training.png").is_file()
 
 

@@ -5,13 +5,14 @@
     facerec-search --resume RUN
 
 Writes RUN/settings.json, RUN/journal.jsonl (one line per finished trial), RUN/search.log,
-RUN/result.json (genotype, params, fitness, trials, search_seconds, settings), RUN/model.pt, the
+RUN/result.json (genotype, params, fitness, fitness_on, trials, search_seconds, settings), RUN/model.pt, the
 best trial's weights as a facerec checkpoint (facerec-eval / facerec-export take it), and
 RUN/report.html + RUN/report.md (`nas-report RUN` writes them at any time, also mid-search). --d-min/--d-max
-count IResNet blocks (R-10 = 4 blocks, R-100 = 49). One process writes into RUN at a time
-(RUN/.facenas.lock); a second one exits 2 naming it. With a deployment budget (--max-params / --max-mflops /
---max-latency-ms, nas_core.cost) no candidate over it is trained; RUN/latency.json keeps every candidate's
-measured costs, so a resume and --parallel decide from the same numbers.
+count IResNet blocks (R-10 = 4 blocks, R-100 = 49). The fitness is measured on pairs of identities held out
+of the training pack (10 %); `--val-bins lfw,cfp_fp` ranks on those benchmark packs instead. One process
+writes into RUN at a time (RUN/.facenas.lock); a second one exits 2 naming it. With a deployment budget
+(--max-params / --max-mflops / --max-latency-ms, nas_core.cost) no candidate over it is trained; RUN/latency.json
+keeps every candidate's measured costs, so a resume and --parallel decide from the same numbers.
 """
 
 from __future__ import annotations
@@ -52,9 +53,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="run folder RUN (default runs/face-search-<size>)")
     p.add_argument("--resume", metavar="RUN", help="continue the search in RUN with its saved settings")
     p.add_argument("--subset-ids", type=int, help="search on N identities (seeded choice)")
-    p.add_argument("--holdout-ids", type=int, help="identities held out for verification pairs "
-                                                   "(default 10%%, none with --val-bins)")
-    p.add_argument("--val-bins", help="score on these .bin packs of --data instead, e.g. lfw,cfp_fp,agedb_30")
+    p.add_argument("--holdout-ids", type=int, help="identities held out of training; the fitness is 10-fold "
+                                                   "accuracy on their pairs (default 10%%, none with --val-bins)")
+    p.add_argument("--val-bins", help="rank on these .bin packs of --data instead, e.g. lfw,cfp_fp,agedb_30 (the "
+                                      "paper's protocol: a net ranked on a benchmark scores optimistically on it)")
     p.add_argument("--macro-only", action="store_true", help="stop after Prune (as the paper did for faces)")
     add_recipe_flag(p)
     p.add_argument("--batch-size", type=int, help="global batch of a trial (default: the recipe's; demo 32)")
@@ -106,7 +108,7 @@ def _new_run(args: argparse.Namespace) -> tuple[Path, dict]:
     options = {k: (getattr(args, k) if getattr(args, k) is not None else default[1 if demo else 0])
                for k, default in _OPTIONS.items()}
     options.update(size=args.size, data=None if demo else str(Path(args.data).resolve()),
-                   val_bins=args.val_bins, recipe=args.recipe)
+                   val_bins=args.val_bins, recipe=args.recipe, fitness="bins" if args.val_bins else "holdout")
     # The space spec lets a report (or a replay) of a killed run rebuild what the run searched.
     space = space_spec(IResNetSpace(embedding_size=options["embedding_size"]))
     return run, {"search": settings.to_dict(), "options": options, "space": space}
@@ -155,6 +157,7 @@ def _body(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log, start: float) -> None:
+    from facerec.run_data import describe_fitness
     from facerec.search import face_evaluator
     from nas_core.cost import budget_record
     from nas_core.estimate import estimate_vs_actual
@@ -172,8 +175,8 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
                                              progress=not args.no_progress)
     space = evaluator.space
     log.info(f"data {data.source}: {data.info['train_images']} training images of {data.num_classes} "
-             f"identities; fitness = 10-fold accuracy on {data.info['val_sets']} (pairs); device {device}, "
-             f"world size {info.world_size}; settings {settings.to_dict()}")
+             f"identities; fitness = 10-fold accuracy on {describe_fitness(data.info['fitness_on'])}; "
+             f"device {device}, world size {info.world_size}; settings {settings.to_dict()}")
     costs = _budget_costs(space, settings, run, info, log)
     journaled = _journaled(evaluator, run, info, log, args, saved, costs)
     bar = tqdm(total=settings.max_trials, unit="trial", desc="search", dynamic_ncols=True,
@@ -193,6 +196,7 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
                        trial_epochs=result.producing_trial.epochs, num_trials=len(result.trials),
                        search_seconds=result.seconds, wall_seconds=time.perf_counter() - start,
                        settings=settings.to_dict(), options=options, space=space.config(), data=data.info,
+                       fitness_on=data.info["fitness_on"],
                        recipe=recipe.to_dict(), model="model.pt", **found,
                        **parallel_figures(journaled.journal, result.trials, journaled),
                        **estimate_vs_actual(run, time.perf_counter() - start, len(result.trials)))

@@ -116,7 +116,7 @@ def _ranking(args: argparse.Namespace) -> int:
     from facerec.dist import resolve_device
     from facerec.rankings import StudyTrials, study_report
     from facerec.recipe import recipe_from_args
-    from facerec.run_data import check_pack_dir, prepare_data
+    from facerec.run_data import check_pack_dir, describe_fitness, prepare_data
     from nas_core.io import atomic_write_bytes, atomic_write_json
     from nas_core.rank_fidelity import fidelity_png
     from nas_core.runlog import log_to
@@ -129,11 +129,11 @@ def _ranking(args: argparse.Namespace) -> int:
     with log_to(out / "study.log", "facerec") as log:
         log.info("facerec-study " + " ".join(sys.argv[1:] if args.argv is None else args.argv))
         data = prepare_data(args.data, out, subset_ids=args.subset_ids, holdout_ids=args.holdout_ids,
-                            seed=args.seed)
+                            fitness="holdout", seed=args.seed)  # never the .bin packs beside the pack
         recipe = recipe_from_args(args, data.info, log)
         config = recipe.train_config(epochs=1, seed=args.seed, workers=args.workers)
         log.info(f"ranking study on {data.source}: {data.info['train_images']} training images of "
-                 f"{data.num_classes} identities; fitness on {data.info['val_sets']} pairs of held-out identities; "
+                 f"{data.num_classes} identities; fitness on {describe_fitness(data.info['fitness_on'])}; "
                  f"{len(candidates)} candidates, static {static} epochs, full training {reference} epochs x "
                  f"{args.reference_seeds} seed(s); device {device}")
         trials = StudyTrials(out, data, config, args.embedding_size, device, seed=args.seed,

@@ -4,9 +4,14 @@
     torchrun --nproc_per_node 8 -m facerec.cli.train --arch iresnet50 --data ... --output OUT
     facerec-train --init r50.pt --data faces_webface_112x112 --output OUT   # fine-tune a facerec-import'ed net
 
-Writes OUT/model.pt (best epoch: weights + genotype/arch + config), OUT/last.pt (full resume state,
+Writes OUT/model.pt (the selected epoch: weights + genotype/arch + config), OUT/last.pt (full resume state,
 every epoch and every --checkpoint-every steps), OUT/metrics.json, OUT/train.log, OUT/tb/.
 With no --data it trains on the built-in synthetic demo set with a CPU-sized budget.
+
+model.pt is selected on pairs of identities held out of the training pack (10 % by default), or is the last
+epoch with --holdout-ids 0 or --select last (as arcface_torch); on the .bin benchmark packs only with --select
+bins. The .bin packs in --data are otherwise scored as a report only: every few epochs (--report-every) and on
+model.pt at the end. metrics.json ("selection") and the log say what model.pt was selected on.
 
 A new run needs a new or empty OUT; `--resume OUT` continues one (the same --epochs, --batch-size, --data
 ... or exit 2 naming the flag that changed) and ends with the weights of an uninterrupted run. One process
@@ -23,7 +28,7 @@ from pathlib import Path
 
 from facerec.errors import FaceRecError
 from facerec.recipe import add_recipe_flag
-from facerec.run_data import add_cache_flags
+from facerec.run_data import add_cache_flags, describe_fitness
 from nas_core.errors import run_cli
 
 # Batch, lr and head otherwise come from --recipe (facerec.recipe); the demo keeps its CPU-sized choice.
@@ -56,10 +61,19 @@ def get_parser() -> argparse.ArgumentParser:
                                       "run: epoch 0, fresh optimizer; its net unless --genotype/--arch is given")
     p.add_argument("--seed", type=int, default=TrainConfig.seed)
     p.add_argument("--workers", type=int, help="data loader workers (default 2; demo 0)")
-    p.add_argument("--val-bins", help="comma-separated .bin packs in --data to verify on each epoch "
-                                      "(default: all .bin packs found there)")
-    p.add_argument("--holdout-ids", type=int, help="hold out N identities and verify on their pairs "
-                                                   "(default: 0 when .bin packs exist, else 10%%)")
+    p.add_argument("--select", choices=["holdout", "last", "bins"],
+                   help="what model.pt is: holdout, the epoch best on the held-out identities' pairs (default "
+                        "when identities are held out); last, the last epoch (default with --holdout-ids 0); "
+                        "bins, the epoch best on the .bin packs (the paper's protocol: scores reported on them "
+                        "are then optimistic)")
+    p.add_argument("--holdout-ids", type=int, help="hold out N identities and verify on their pairs each epoch "
+                                                   "(default 10%%; 0 with --select last or bins)")
+    p.add_argument("--val-bins", help="comma-separated .bin packs in --data to score (default: all found there): "
+                                      "a report only, or what --select bins selects on")
+    p.add_argument("--report-every", type=_report_every, default="auto", metavar="K|auto",
+                   help="epochs between scorings of the .bin packs as a report (never a choice); always after "
+                        "the last epoch and on model.pt. auto (default): as rarely as keeps them near 10%% of "
+                        "the training time; 0: never")
     p.add_argument("--subset-ids", type=int, help="train on N identities only (seeded choice)")
     p.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every,
                    help="steps between mid-epoch last.pt writes")
@@ -69,6 +83,18 @@ def get_parser() -> argparse.ArgumentParser:
     add_cache_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def _report_every(text: str) -> str | int:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected auto or a number of epochs >= 0, got {text}")
+    return value
 
 
 def _resume_path(text: str | None) -> Path | None:
@@ -160,7 +186,7 @@ def init_backbone(path: str, genotype_path: str | None, arch: str | None, embedd
 # schedule, batches or data would no longer be the run being resumed). Workers, device and checkpoint cadence
 # may change: they do not change the weights.
 _RUN_FLAGS = ("epochs", "recipe", "batch_size", "lr", "head", "seed", "data", "subset_ids", "holdout_ids",
-              "val_bins", "no_augment", "embedding_size", "dropout", "no_cache", "cache_on_device")
+              "val_bins", "select", "no_augment", "embedding_size", "dropout", "no_cache", "cache_on_device")
 
 
 def _run_flags(args: argparse.Namespace) -> dict:
@@ -169,7 +195,8 @@ def _run_flags(args: argparse.Namespace) -> dict:
     return flags
 
 
-def _check_resume_flags(resume: Path, flags: dict) -> None:
+def _check_resume_flags(resume: Path, flags: dict) -> dict:
+    """The flags the resumed run was started with; a changed one is refused."""
     from facerec.checkpoint import read_checkpoint
 
     config = read_checkpoint(resume).get("config") or {}
@@ -181,6 +208,22 @@ def _check_resume_flags(resume: Path, flags: dict) -> None:
             shown = "(not given)" if flags[flag] is None else flags[flag]
             raise FaceRecError(f"{resume}: expected {flag} {value} as in the run it resumes, got {shown} "
                                "(a changed setting is a new run: give it another --output)")
+    return saved
+
+
+def _selection(args: argparse.Namespace, saved_flags: dict | None) -> str:
+    """--select as given, or its default: holdout when identities are held out, else last. A last.pt from
+    before --select (its flags lack it) held out no identities when --data had .bin packs and selected on them:
+    its resume keeps that, so it trains on the same identities."""
+    from facerec.validation import find_bins
+
+    legacy = bool(saved_flags) and "--select" not in saved_flags
+    if legacy and args.holdout_ids is None and args.data is not None and find_bins(args.data):
+        args.holdout_ids = 0
+        return "bins"
+    if args.select is not None:
+        return args.select
+    return "last" if args.holdout_ids == 0 else "holdout"
 
 
 def _check_new_output(output: Path, resuming: bool) -> None:
@@ -207,12 +250,16 @@ def _body(args: argparse.Namespace) -> int:
     if args.epochs < 1:
         raise FaceRecError(f"--epochs: expected a positive number, got {args.epochs}")
     resume = _resume_path(args.resume)
-    if resume is not None:
-        _check_resume_flags(resume, _run_flags(args))
-    info = init_distributed()
-    device = resolve_device(args.device, info)
+    saved_flags = _check_resume_flags(resume, _run_flags(args)) if resume is not None else None
+    args.flags = _run_flags(args)  # as given: what a resume must repeat
+    if saved_flags and "--select" not in saved_flags:
+        del args.flags["--select"]  # a run from before --select stays one (see _selection)
     if args.data is not None:
         check_pack_dir(args.data)
+    args.selection = _selection(args, saved_flags)
+    _check_selection(args)
+    info = init_distributed()
+    device = resolve_device(args.device, info)
     # A bad --init fails before the output folder is made; its weights do not depend on --seed.
     init = init_backbone(args.init, args.genotype, args.arch, args.embedding_size, args.dropout) if args.init else None
     # One process writes into OUT (rank 0 for torchrun): a second one refuses instead of mixing files.
@@ -221,10 +268,50 @@ def _body(args: argparse.Namespace) -> int:
         return _train(args, output, resume, info, device, init)
 
 
+def _check_selection(args: argparse.Namespace) -> None:
+    """A --select that cannot be honoured fails before the output folder is made."""
+    from facerec.run_data import parse_names
+    from facerec.validation import find_bins
+
+    if args.selection == "holdout" and args.holdout_ids == 0:
+        raise FaceRecError("--select holdout: expected held-out identities (--holdout-ids N > 0), "
+                           "got --holdout-ids 0")
+    if args.selection == "bins":
+        if args.data is None or not find_bins(args.data, parse_names(args.val_bins)):
+            raise FaceRecError(f"{args.data or '--data'}: expected .bin verification packs for --select bins")
+        if args.holdout_ids:
+            raise FaceRecError(f"--holdout-ids: expected none with --select bins, got {args.holdout_ids}")
+
+
+def _prepare(args: argparse.Namespace, output: Path, info, log):
+    """The run's data: held-out identities (or the .bin packs with --select bins) scored every epoch, the other
+    .bin packs of --data as a report; and the report's cadence in epochs."""
+    from facerec.run_data import cache_options, parse_names, prepare_data
+    from facerec.validation import report_cadence
+
+    fitness = {"holdout": "holdout", "bins": "bins", "last": None}[args.selection]
+    data = prepare_data(args.data, output, subset_ids=args.subset_ids, holdout_ids=args.holdout_ids,
+                        val_bins=parse_names(args.val_bins), fitness=fitness, report_bins=args.report_every != 0,
+                        seed=args.seed, augment=not args.no_augment, need_val=False, **cache_options(args))
+    every = report_cadence(data.report_sets, data.info["train_images"], info.world_size) \
+        if args.report_every == "auto" else args.report_every
+    on = describe_fitness(data.info["fitness_on"])
+    if args.selection == "last":
+        log.info("--select last: model.pt is the last epoch" + (f"; scored every epoch (not a choice): {on}"
+                                                                  if data.val_sets else ""))
+    else:
+        log.info(f"--select {args.selection}: model.pt is the epoch with the best mean 10-fold accuracy on {on}")
+    if data.report_sets:
+        log.info(f"benchmark packs {data.info['report_sets']} (pairs): a report only, never a choice; scored "
+                 f"every {every} epoch(s) ({args.report_every}), after the last one and on model.pt")
+    data.info["selection"] = {"select": args.selection, "on": data.info["fitness_on"]}
+    data.info["report_every"] = every if data.report_sets else 0
+    return data
+
+
 def _train(args: argparse.Namespace, output: Path, resume: Path | None, info, device, init) -> int:
     from facerec.heads import create_head
     from facerec.recipe import recipe_from_args
-    from facerec.run_data import cache_options, parse_names, prepare_data
     from facerec.train import TrainingStopped, train_model
     from nas_core.runlog import log_to
     from nas_core.train import seed_everything
@@ -236,9 +323,7 @@ def _train(args: argparse.Namespace, output: Path, resume: Path | None, info, de
         if args.data is None:
             log.info("no --data: training on the built-in synthetic demo face set (facerec.demo, 20 identities "
                      f"x 12 images, 112x112) with a CPU-sized budget ({args.epochs} epochs, batch {args.batch_size})")
-        data = prepare_data(args.data, output, subset_ids=args.subset_ids, holdout_ids=args.holdout_ids,
-                            val_bins=parse_names(args.val_bins), seed=args.seed, augment=not args.no_augment,
-                            need_val=False, **cache_options(args))
+        data = _prepare(args, output, info, log)
         seed_everything(args.seed)  # the initial weights depend on --seed alone
         backbone, architecture = init or build_backbone(args.genotype, args.arch, args.embedding_size, resume, args.dropout)
         if args.init:
@@ -250,22 +335,40 @@ def _train(args: argparse.Namespace, output: Path, resume: Path | None, info, de
         params = sum(p.numel() for p in backbone.parameters())
         what = architecture["genotype"].key() if architecture.get("genotype") is not None else architecture.get("arch")
         log.info(f"model {what}: {params:,} parameters; data {data.source}: {data.info['train_images']} images of "
-                 f"{data.num_classes} identities; verification {data.info['val_sets'] or 'none'}; "
+                 f"{data.num_classes} identities; "
                  f"device {device}, world size {info.world_size}; lr "
                  + (f"milestones {config.lr_milestones()}" if config.schedule == "step" else config.schedule))
         run_config = {**data.info, "head": recipe.head, "params": params, "world_size": info.world_size,
-                      "flags": _run_flags(args)}
+                      "flags": args.flags}
         try:
             outcome = train_model(backbone, head, data.train_set, config, device=device, val_sets=data.val_sets,
                                   info=info, output=output, resume=resume, architecture=architecture, run_config=run_config,
+                                  select="last" if args.selection == "last" else "best",
+                                  report_sets=data.report_sets, report_every=data.info["report_every"],
                                   progress=not args.no_progress)
         except TrainingStopped as stopped:
             log.info(f"{stopped}: wrote {output / 'last.pt'}; resume with --resume {output}")
             return 128 + stopped.signum
-        best = f"best epoch {outcome.best_epoch} (score {outcome.best_score:.4f})" \
-            if outcome.best_score is not None else "no verification sets: model.pt holds the last epoch"
-        log.info(f"done: {outcome.global_step} steps in {outcome.seconds:.1f} s; {best}; wrote {output / 'model.pt'}")
+        for line in _done_lines(outcome, args.selection, output):
+            log.info(line)
     return 0
+
+
+def _done_lines(outcome, selection: str, output: Path) -> list[str]:
+    """The log's summary: model.pt's epoch and what it was selected on, its benchmark scores (a report) and
+    the share of the training time they took."""
+    best = f"; best epoch {outcome.best_epoch} (mean verification accuracy {outcome.best_score:.4f})" \
+        if outcome.best_score is not None else ""
+    lines = [f"done: {outcome.global_step} steps in {outcome.seconds:.1f} s{best}; wrote {output / 'model.pt'}: "
+             f"epoch {outcome.model_epoch}, selected with --select {selection}"]
+    bench = outcome.model_benchmarks
+    if bench:
+        seconds = sum(h.get("benchmark_seconds", 0.0) for h in outcome.history)
+        lines.append(f"model.pt (epoch {bench['epoch']}) on the benchmark packs, a report not a choice: "
+                     + ", ".join(f"{k} {v['accuracy']:.4f}" for k, v in bench["results"].items())
+                     + f"; scoring them during training took {seconds:.1f} s "
+                     f"({100 * seconds / max(outcome.seconds, 1e-9):.1f} % of the run)")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

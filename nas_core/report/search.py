@@ -77,6 +77,21 @@ def _answer(run: SearchRun, space: str | None) -> tuple[str, str, str, str | Non
     return name, params_text, fitness_text, genotype.key()
 
 
+_RANK_ON = {"val": "the held-out validation split of the training set (rank_on val)",
+            "test": "the test set (rank_on test, the paper's protocol: the test accuracy is then optimistic)"}
+
+
+def fitness_on(run: SearchRun) -> str:
+    """What the run's fitness is measured on: result.json's "fitness_on" phrase, else the settings' choice."""
+    on = (run.result or {}).get("fitness_on")
+    if isinstance(on, dict) and on.get("text"):
+        return str(on["text"])
+    rank_on = "test" if run.config.get("val_fraction") == 0 else run.config.get("rank_on")  # no split: test
+    if rank_on in _RANK_ON:
+        return _RANK_ON[rank_on]
+    return str((run.config.get("options") or {}).get("fitness") or "?")
+
+
 def _header(run: SearchRun, space: dict[str, Any] | None) -> Facts:
     space_name = space.get("name") if space else None
     name, params, fitness, _ = _answer(run, space_name)
@@ -105,6 +120,7 @@ def _header(run: SearchRun, space: dict[str, Any] | None) -> Facts:
         ("result genotype" if run.finished else "best genotype so far", name),
         ("params", params),
         ("fitness", fitness),
+        ("fitness measured on", fitness_on(run)),
         (
             "trials",
             f"{summary['trials']} on the search path; {summary['lines']} journal line(s)"
