@@ -38,8 +38,11 @@ class FaceEvaluator:
 
     def __init__(self, space, train_set, val_sets: list[VerificationSet], config: TrainConfig, *,
                  run_seed: int = 0, device: torch.device | str = "cpu", info: DistInfo = DistInfo(),
-                 trials_dir: str | Path | None = None, progress: bool = True):
+                 trials_dir: str | Path | None = None, progress: bool = True, metric: str = "accuracy",
+                 schedule_epochs: int | None = None):
         self.space = space
+        self.metric = metric  # "accuracy" (10-fold) or "auc" (pairs' ROC AUC): what a trial is scored by
+        self.schedule_epochs = schedule_epochs  # a trial = the first epochs of a training this long (truncated)
         self.train_set = train_set
         self.val_sets = list(val_sets)
         self.config = config
@@ -58,7 +61,8 @@ class FaceEvaluator:
         backbone = self.space.build(genotype)
         head = create_head(self.config.head, self.space.embedding_size, self.train_set.num_classes,
                            **self.config.head_options)
-        config = replace(self.config, epochs=epochs, seed=seed, checkpoint_every=0)
+        config = replace(self.config, epochs=epochs, seed=seed, checkpoint_every=0,
+                         schedule_epochs=max(epochs, self.schedule_epochs) if self.schedule_epochs else None)
         outcome = train_model(backbone, head, self.train_set, config, device=self.device, val_sets=self.val_sets,
                               info=self.info, keep_best=True, progress=self.progress, verbose=False)
         return outcome, backbone, seed
@@ -67,6 +71,8 @@ class FaceEvaluator:
         start = time.perf_counter()
         outcome, backbone, seed = self.train_trial(genotype, epochs)
         scores = [100.0 * s for s in outcome.epoch_scores]  # percent: the units of the search's thresholds
+        if self.metric == "auc":
+            scores = [100.0 * _mean_auc(h["val"]) for h in outcome.history if h.get("val")]
         result = TrialResult(
             accuracy=max(scores), params=self.space.count_params(genotype), seconds=time.perf_counter() - start,
             seed=seed, epoch_accuracies=scores,
@@ -108,6 +114,13 @@ def search_fitness(options: dict) -> str:
     return "bins" if options["val_bins"] or legacy_bins else "holdout"
 
 
+def search_ranking(options: dict):
+    """The facerec.rankings.SearchRanking of a search (RUN/settings.json 'ranking'; runs from before it: paper)."""
+    from facerec.rankings import SEARCH_RANKINGS
+
+    return SEARCH_RANKINGS[options.get("ranking", "paper")]
+
+
 def face_evaluator(saved: dict, run: Path, device: torch.device | str, *, info: DistInfo = DistInfo(),
                    log: logging.Logger | None = None, progress: bool = True):
     """The FaceEvaluator of a search from its RUN/settings.json content: data, space and recipe, built the same
@@ -125,8 +138,10 @@ def face_evaluator(saved: dict, run: Path, device: torch.device | str, *, info: 
     recipe = resolve_recipe(options.get("recipe", "adaface"), data.info, batch_size=options["batch_size"],
                             lr=options["lr"], head=options["head"], log=log)
     config = recipe.train_config(epochs=1, seed=seed, workers=options["workers"])
+    ranking = search_ranking(options)
     evaluator = FaceEvaluator(space, data.train_set, data.val_sets, config, run_seed=seed, device=device, info=info,
-                              trials_dir=run / "trials", progress=progress)
+                              trials_dir=run / "trials", progress=progress, metric=ranking.metric,
+                              schedule_epochs=options.get("ranking_full_epochs") if ranking.truncated else None)
     return evaluator, data, recipe
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from facerec.errors import FaceRecError
+from facerec.rankings import DEFAULT_FACE_RANKING, SEARCH_RANKINGS
 from facerec.recipe import add_recipe_flag
 from facerec.run_data import add_cache_flags, cache_options
 from nas_core.cli._common import (
@@ -58,6 +59,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-bins", help="rank on these .bin packs of --data instead, e.g. lfw,cfp_fp,agedb_30 (the "
                                       "paper's protocol: a net ranked on a benchmark scores optimistically on it)")
     p.add_argument("--macro-only", action="store_true", help="stop after Prune (as the paper did for faces)")
+    p.add_argument("--ranking", choices=sorted(SEARCH_RANKINGS), default=DEFAULT_FACE_RANKING,
+                   help="how trials are trained and scored: " + "; ".join(
+                       f"{r.name}: {r.description}" for r in SEARCH_RANKINGS.values()) +
+                   f" (default {DEFAULT_FACE_RANKING}; README 'Does the search pay?')")
+    p.add_argument("--ranking-full-epochs", type=int, default=12,
+                   help="truncated rankings: the length of the training whose first E_min epochs a trial is "
+                        "(default 12)")
     add_recipe_flag(p)
     p.add_argument("--batch-size", type=int, help="global batch of a trial (default: the recipe's; demo 32)")
     p.add_argument("--lr", type=float, help="SGD learning rate of a trial (default: the recipe's; demo 0.05)")
@@ -105,10 +113,15 @@ def _new_run(args: argparse.Namespace) -> tuple[Path, dict]:
     settings = settings_for(args.size, **overrides, **budget_overrides(args))
     if args.macro_only:
         settings.macro_only = True
+    if SEARCH_RANKINGS[args.ranking].static:  # every macro trial E_min epochs: no +1/+2 per candidate tried
+        settings.depth_epoch_step = settings.width_epoch_step = 0
+    if args.ranking_full_epochs < 1:
+        raise FaceRecError(f"--ranking-full-epochs: expected a positive number of epochs, got {args.ranking_full_epochs}")
     options = {k: (getattr(args, k) if getattr(args, k) is not None else default[1 if demo else 0])
                for k, default in _OPTIONS.items()}
     options.update(size=args.size, data=None if demo else str(Path(args.data).resolve()),
-                   val_bins=args.val_bins, recipe=args.recipe, fitness="bins" if args.val_bins else "holdout")
+                   val_bins=args.val_bins, recipe=args.recipe, fitness="bins" if args.val_bins else "holdout",
+                   ranking=args.ranking, ranking_full_epochs=args.ranking_full_epochs)
     # The space spec lets a report (or a replay) of a killed run rebuild what the run searched.
     space = space_spec(IResNetSpace(embedding_size=options["embedding_size"]))
     return run, {"search": settings.to_dict(), "options": options, "space": space}
@@ -175,7 +188,8 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
                                              progress=not args.no_progress)
     space = evaluator.space
     log.info(f"data {data.source}: {data.info['train_images']} training images of {data.num_classes} "
-             f"identities; fitness = 10-fold accuracy on {describe_fitness(data.info['fitness_on'])}; "
+             f"identities; fitness = 10-fold accuracy on {describe_fitness(data.info['fitness_on'])}; ranking "
+             f"{options.get('ranking', 'paper')}; "
              f"device {device}, world size {info.world_size}; settings {settings.to_dict()}")
     costs = _budget_costs(space, settings, run, info, log)
     journaled = _journaled(evaluator, run, info, log, args, saved, costs)
