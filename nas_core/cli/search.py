@@ -72,11 +72,30 @@ def _run_config(args: argparse.Namespace) -> dict[str, Any]:
             "threads": args.threads, "search": settings.to_dict()}
 
 
+# The run options of settings.json (written by _run_config), each of the type and range a run uses it as.
+_CONFIG_STRINGS = {"size": False, "dataset": False, "data_root": True, "device": True}  # name: may be null
+_CONFIG_NUMBERS = {"val_fraction": (False, 0, 0.99), "batch_size": (True, 1, 1 << 20), "threads": (True, 1, 4096)}
+
+
 def _read_config(run_dir: Path) -> dict[str, Any]:
+    from nas_core.search import SearchSettings
+    from nas_core.values import is_number, shown
+
     path = run_dir / "settings.json"
     config = read_json_object(path, "the settings of a search run to resume")
     if "search" not in config or "dataset" not in config:
         raise NasError(f"{path}: expected a settings object with 'dataset' and 'search'")
+    for name, nullable in _CONFIG_STRINGS.items():
+        if not (isinstance(config.get(name), str) or (nullable and config.get(name) is None)):
+            raise NasError(f"{path}: expected '{name}' to be a string{' or null' if nullable else ''}, "
+                           f"got {shown(config.get(name))}")
+    for name, (integer, lo, hi) in _CONFIG_NUMBERS.items():
+        if config.get(name) is not None and not is_number(config[name], integer=integer, lo=lo, hi=hi):
+            raise NasError(f"{path}: expected '{name}' to be {'an integer' if integer else 'a number'} in "
+                           f"[{lo:g}, {hi:g}], got {shown(config[name])}")
+    if config.get("rank_on", "val") not in ("val", "test") or not isinstance(config.get("reference_schedule", False), bool):
+        raise NasError(f"{path}: expected 'rank_on' val or test and 'reference_schedule' true or false")
+    SearchSettings.from_dict(config["search"], where=f"{path}: search settings")
     return config
 
 
