@@ -32,7 +32,7 @@ def load_features(path: str | Path) -> tuple[dict[str, dict[str, np.ndarray]], d
             features: dict[str, dict[str, np.ndarray]] = {name: {} for name in meta["protocols"]}
             for key in data.files:
                 if key != _META:
-                    name, field = key.split(".", 1)
+                    name, field = key.rsplit(".", 1)  # a pack's stem may hold dots; field names never do
                     features[name][field] = data[key]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
         raise EvalError(f"{path}: expected a features .npz written by facerec-eval --features-out") from None

@@ -303,7 +303,7 @@ def _bad_case(case: str, root: Path, model: Path) -> tuple[list[str], str]:
         return base, "expected --output FILE.npz, --gallery FILE.npz or both"
     if case == "output_is_folder":
         (root / "out").mkdir()
-        return base + ["--output", str(root / "out")], "expected an .npz file name, got a folder"
+        return base + ["--output", str(root / "out")], "out: expected a file name to write; it is a folder"
     raise AssertionError(case)
 
 
@@ -322,7 +322,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(case, onnx_model, tm
     before = sorted(tmp_path.rglob("*"))
     assert main(argv) == 2
     captured = capsys.readouterr()
-    err = [line for line in captured.err.splitlines() if line.startswith("error: ")]
-    assert len(err) == 1 and needle in err[0], captured.err
+    err = captured.err.splitlines()  # the error line alone: no progress bar, runtime line or warning
+    assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], captured.err
     assert captured.out == ""
     assert sorted(tmp_path.rglob("*")) == before  # no output, no temporary file left behind

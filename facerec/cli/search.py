@@ -170,7 +170,7 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
              f"world size {info.world_size}; settings {settings.to_dict()}")
     journaled = _journaled(evaluator, run, info, log, args, saved)
     bar = tqdm(total=settings.max_trials, unit="trial", desc="search", dynamic_ncols=True,
-               disable=args.no_progress or not info.is_main)
+               disable=True if args.no_progress or not info.is_main else None)  # None: only on a terminal
     with bar:
         try:
             result = MacroMicroSearch(space, journaled, settings,

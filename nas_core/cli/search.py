@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from nas_core.cli._common import (
     add_data_args,
     add_parallel_args,
@@ -33,7 +31,7 @@ from nas_core.cli._common import (
 from nas_core.errors import NasError, run_cli
 from nas_core.io import atomic_write_json, read_json_object
 from nas_core.runlock import run_lock
-from nas_core.runlog import log_to
+from nas_core.runlog import log_to, progress_bar
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -183,7 +181,7 @@ def _run_search(run_dir: Path, config: dict[str, Any], log, resumed: bool, data=
     if resumed:
         log.info("journal: %d finished trial(s) will be reused", len(journal))
     journaled = _trial_evaluator(evaluator, space, settings, journal, config, where, log)
-    with tqdm(total=settings.max_trials, unit="trial", desc="search", dynamic_ncols=True) as bar:
+    with progress_bar(total=settings.max_trials, unit="trial", desc="search") as bar:
         def on_trial(record) -> None:
             bar.update(1)
             note = " (journal)" if journaled.last_was_hit else ""
@@ -276,7 +274,7 @@ def _replay(args: argparse.Namespace) -> int:
         atomic_write_json(run_dir / "settings.json", config)
         log.info("replaying %s (%d recorded trials)", args.replay, len(getattr(evaluator, "table", {}) or {}))
         journaled = JournaledEvaluator(evaluator, Journal(run_dir / "journal.jsonl"))
-        with tqdm(unit="trial", desc="replay", dynamic_ncols=True) as bar:
+        with progress_bar(unit="trial", desc="replay") as bar:
             def on_trial(record) -> None:
                 bar.update(1)
                 log.info(_trial_line(record))
