@@ -156,7 +156,8 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
     from nas_core.search import MacroMicroSearch, SearchSettings
     from nas_core.speculative import parallel_figures
 
-    settings, options = SearchSettings.from_dict(saved["search"]), saved["options"]
+    settings = SearchSettings.from_dict(saved["search"], where=f"{run / 'settings.json'}: search settings")
+    options = saved["options"]
     if options["data"] is None:
         log.info("no --data: searching on the built-in synthetic demo face set (facerec.demo, 20 identities x "
                  "12 images, 112x112) with a CPU-sized budget: " + ", ".join(
