@@ -199,9 +199,10 @@ def load_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:
     if (names.ndim != 1 or names.dtype.kind != "U" or embeddings.ndim != 2 or embeddings.dtype.kind != "f"
             or len(names) != len(embeddings) or len(names) == 0 or not np.isfinite(embeddings).all()):
         raise FaceRecError(f"{path}: expected {EMBEDDINGS_NPZ}: one name per row of finite float embeddings")
-    embeddings = embeddings.astype(np.float32)
+    # Normalised in float64: rows of huge float32 values would overflow their norm in float32.
+    embeddings = embeddings.astype(np.float64)
     embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-    return names.tolist(), embeddings
+    return names.tolist(), embeddings.astype(np.float32)
 
 
 def nearest(queries: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

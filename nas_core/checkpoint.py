@@ -75,7 +75,7 @@ def build_searched(ckpt: dict, where: str = "checkpoint", error: type[NasError] 
 def tensor_problem(value: Any, expected: Any) -> str | None:
     """Why a file's tensor cannot stand for the model's ``expected`` one (None: it can): not a tensor, not a
     dense (strided) tensor, a complex or non-floating tensor where the model holds floats, a floating one
-    where it holds integer counts, or another shape."""
+    where it holds integer counts, another shape, or NaN/inf values (a net computing nothing but NaN)."""
     import torch
 
     if not isinstance(value, torch.Tensor):
@@ -87,6 +87,8 @@ def tensor_problem(value: Any, expected: Any) -> str | None:
         return f"expected a {kind} tensor, found {str(value.dtype).removeprefix('torch.')}"
     if tuple(value.shape) != tuple(expected.shape):
         return f"expected shape {tuple(expected.shape)}, found {tuple(value.shape)}"
+    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        return "expected finite values, found NaN or inf"
     return None
 
 

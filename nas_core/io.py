@@ -125,7 +125,7 @@ def read_json_object(path: str | Path, expected: str = "a JSON object") -> dict[
     """Read a JSON object; a missing, unreadable or malformed file is a user error naming ``expected``."""
     path = Path(path)
     if not path.is_file():
-        raise NasError(f"{path}: expected {expected}; file not found")
+        raise NasError(f"{path}: expected {expected}; {'it is a folder' if path.is_dir() else 'file not found'}")
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as exc:
