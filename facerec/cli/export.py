@@ -2,7 +2,7 @@
 
     facerec-export --checkpoint OUT/model.pt --output model.onnx [--data PACK] [--tolerance 1e-4]
     facerec-export --checkpoint OUT/model.pt --output model-int8.onnx --precision int8 \\
-        --calibration PACK --check-bin heldout/lfw.bin [--max-drop 0.5]
+        --calibration PACK --check-bin heldout/orl.bin [--max-drop 0.5]
 
 Parity: per sample, ‖onnxruntime − torch‖₂ ≤ tolerance·‖torch‖₂ (plus a 1e-6 absolute floor) on a random
 batch and on face images from --data / --calibration; exit 1 and nothing written when a sample fails.
