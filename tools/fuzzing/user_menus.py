@@ -39,8 +39,8 @@ def _weights_special(path: Path, rng, name: str) -> Mutation:
 
     if name == "pickle_code":
         with path.open("wb") as f:
-            pickle.dump({"conv1.weight": _RunsCode()}, f, protocol=2)
-        return Mutation(name, path, "a pickle naming os.system")
+            pickle.dump({"conv1.weight": _RunsCode()}, f, protocol=4)  # torch warns about protocol 4 pickles
+        return Mutation(name, path, "a protocol-4 pickle naming os.system")
     if name == "plain_pickle":
         obj = torch.load(path, map_location="cpu", weights_only=True)
         with path.open("wb") as f:
@@ -195,9 +195,11 @@ def images(case: Path, rng) -> Mutation:
 # --- decoded cache (facerec-data verify / inspect) --------------------------------------------------
 
 
-def _labels_rewrite(path: Path, rng) -> Mutation:
+LABEL_EDITS = ("object", "float", "negative", "beyond", "short", "two_d", "int32")
+
+
+def labels_rewrite(path: Path, how: str) -> Mutation:
     labels = np.load(path, allow_pickle=False)
-    how = mut._pick(rng, ["object", "float", "negative", "beyond", "short", "two_d", "int32"])
     changed = {
         "object": lambda: np.asarray(labels.tolist(), dtype=object),
         "float": lambda: labels.astype(np.float64),
@@ -217,7 +219,7 @@ def cache(case: Path, rng) -> Mutation:
     which = mut._pick(rng, ["images.u8", "labels.npy", "labels.npy", "cache.json", "cache.json"])
     path = folder / which
     if which == "labels.npy" and rng.random() < 0.5:
-        return _labels_rewrite(path, rng)
+        return labels_rewrite(path, mut._pick(rng, LABEL_EDITS))
     if which == "cache.json" and rng.random() < 0.6:
         name = menus._menu(rng, {"json_value": 60, "json_drop": 25, "json_reformat": 15})
         return mut.reformat_json_file(path, rng) if name == "json_reformat" else mut.mutate_json_file(path, rng, name)
@@ -274,11 +276,16 @@ def report(case: Path, rng) -> Mutation:
 OUTPUT_NAMES = ("e.npz", "model.pt", "result.json", "report.html", "pairs.bin")
 
 
+OUTPUT_SITUATIONS = ("missing_parent", "parent_file", "ancestor_file", "target_folder", "readonly", "previous_file")
+
+
 def output_path(case: Path, rng) -> Mutation:
+    return output_situation(case, mut._pick(rng, OUTPUT_SITUATIONS))
+
+
+def output_situation(case: Path, name: str) -> Mutation:
     """``case/o/out`` is the folder every variant writes its output into (tools/fuzzing/user_kinds.py)."""
     out = case / "o" / "out"
-    name = mut._pick(rng, ["missing_parent", "parent_file", "ancestor_file", "target_folder", "readonly",
-                           "previous_file"])
     if name == "missing_parent":  # created on the way: the output lands as if the folder had been there
         return Mutation(name, out, "the output folder does not exist yet", harmless=True)
     out.parent.mkdir(parents=True, exist_ok=True)
