@@ -71,7 +71,7 @@ def _run_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # The run options of settings.json (written by _run_config), each of the type and range a run uses it as.
-_CONFIG_STRINGS = {"size": False, "dataset": False, "data_root": True, "device": True}  # name: may be null
+_CONFIG_STRINGS = ("dataset", "size", "data_root", "device")  # 'dataset' required; the others may be null
 _CONFIG_NUMBERS = {"val_fraction": (False, 0, 0.99), "batch_size": (True, 1, 1 << 20), "threads": (True, 1, 4096)}
 
 
@@ -83,7 +83,8 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
     config = read_json_object(path, "the settings of a search run to resume")
     if "search" not in config or "dataset" not in config:
         raise NasError(f"{path}: expected a settings object with 'dataset' and 'search'")
-    for name, nullable in _CONFIG_STRINGS.items():
+    for name in _CONFIG_STRINGS:
+        nullable = name != "dataset"
         if not (isinstance(config.get(name), str) or (nullable and config.get(name) is None)):
             raise NasError(f"{path}: expected '{name}' to be a string{' or null' if nullable else ''}, "
                            f"got {shown(config.get(name))}")
