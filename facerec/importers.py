@@ -275,7 +275,7 @@ def _load_mapped(model: nn.Module, mapped: dict[str, tuple[str, torch.Tensor]], 
         if tuple(value.shape) != tuple(expected[ours].shape):
             raise FaceRecError(f"{where}: {named(ours, src)}: shape {tuple(value.shape)}, but {arch} expects "
                                f"{tuple(expected[ours].shape)}{hint}")
-        why = tensor_problem(value, expected[ours])  # sparse, complex, integer weights: refused by name
+        why = tensor_problem(value, expected[ours], finite=True)  # sparse, complex, integer, NaN: refused by name
         if why is not None:
             raise FaceRecError(f"{where}: {named(ours, src)}: {why} ({arch})")
     for ours in expected:

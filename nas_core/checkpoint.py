@@ -72,10 +72,12 @@ def build_searched(ckpt: dict, where: str = "checkpoint", error: type[NasError] 
         raise error(f"{where}: expected a facenas checkpoint (bad 'space' settings: {exc})") from None
 
 
-def tensor_problem(value: Any, expected: Any) -> str | None:
+def tensor_problem(value: Any, expected: Any, *, finite: bool = False) -> str | None:
     """Why a file's tensor cannot stand for the model's ``expected`` one (None: it can): not a tensor, not a
     dense (strided) tensor, a complex or non-floating tensor where the model holds floats, a floating one
-    where it holds integer counts, another shape, or NaN/inf values (a net computing nothing but NaN)."""
+    where it holds integer counts, another shape, or (with ``finite``) NaN/inf values. A facenas checkpoint
+    with NaN weights is left to the commands that run it (their embeddings are checked); published weights
+    are checked here."""
     import torch
 
     if not isinstance(value, torch.Tensor):
@@ -87,7 +89,7 @@ def tensor_problem(value: Any, expected: Any) -> str | None:
         return f"expected a {kind} tensor, found {str(value.dtype).removeprefix('torch.')}"
     if tuple(value.shape) != tuple(expected.shape):
         return f"expected shape {tuple(expected.shape)}, found {tuple(value.shape)}"
-    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+    if finite and value.is_floating_point() and not bool(torch.isfinite(value).all()):
         return "expected finite values, found NaN or inf"
     return None
 
