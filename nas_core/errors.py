@@ -19,16 +19,18 @@ class NasError(Exception):
     """
 
 
-def run_cli(body: Callable[[], int]) -> int:
+def run_cli(body: Callable[[], int], *, hold_native_output: bool = False) -> int:
     """Run a CLI body; user errors become one ``error: ...`` line on stderr and exit code 2.
 
-    What libraries say on their own while the body runs is held back until it ends: Python warnings, and
-    what native code writes straight to file descriptor 2 (libjpeg's "Premature end of JPEG file",
-    onnxruntime's log). A run that ends in a user error prints its one line, with the first thing a native
-    library reported folded into it; a run that succeeds shows what was held at its end.
+    What libraries say on their own while the body runs is held back until it ends: Python warnings and,
+    with ``hold_native_output``, what native code writes straight to file descriptor 2 (libjpeg's "Premature
+    end of JPEG file", onnxruntime's log). A run that ends in a user error prints its one line, with the
+    first thing a native library reported folded into it; a run that succeeds shows what was held at its
+    end. Commands that decode images or run onnxruntime hold native output; long training and search jobs
+    do not (a native diagnostic of a job that dies hours in must reach the terminal at once).
     """
     failure: BaseException | None = None
-    with _NativeStderr() as native, warnings.catch_warnings(record=True) as caught:
+    with _NativeStderr(hold_native_output) as native, warnings.catch_warnings(record=True) as caught:
         try:
             code = body()
         except NasError as exc:
@@ -56,11 +58,14 @@ class _NativeStderr:
     """Holds what native code writes to file descriptor 2 while a command runs (``text`` after the block);
     Python's ``sys.stderr`` keeps writing to where fd 2 went before, so progress bars still draw."""
 
-    def __init__(self) -> None:
+    def __init__(self, active: bool) -> None:
         self.text = ""
+        self.active = active
         self._held = self._saved = self._python = None
 
     def __enter__(self) -> _NativeStderr:
+        if not self.active:
+            return self
         try:
             sys.stderr.flush()
             replace = sys.stderr.fileno() == 2

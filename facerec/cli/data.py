@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     body = {"pack": _pack, "unpack": _unpack, "inspect": _inspect, "verify": _verify, "cache": _cache,
             "index": _index, "make-bin": _make_bin}[args.command]
-    return run_cli(lambda: body(args))
+    return run_cli(lambda: body(args), hold_native_output=True)
 
 
 # --- pack / unpack ---------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    return run_cli(lambda: _run(args))
+    return run_cli(lambda: _run(args), hold_native_output=True)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -58,7 +58,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    return run_cli(lambda: _export(args))
+    return run_cli(lambda: _export(args), hold_native_output=True)
 
 
 def _number(flag: str, text: str, low: float, high: float, what: str) -> float:

@@ -31,7 +31,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    return run_cli(lambda: _import(args))
+    return run_cli(lambda: _import(args), hold_native_output=True)
 
 
 def _import(args: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    return run_cli(lambda: _report(args))
+    return run_cli(lambda: _report(args), hold_native_output=True)
 
 
 def _report(args: argparse.Namespace) -> int:
