@@ -138,6 +138,16 @@ def _set_json(rel: str, edit):
     return mutate
 
 
+def _zero_bytes(rel: str, start: int, end: int):
+    def mutate(case: Path) -> Mutation:
+        data = bytearray((case / rel).read_bytes())
+        data[start:end] = bytes(end - start)
+        (case / rel).write_bytes(bytes(data))
+        return Mutation("zero", case / rel, f"bytes {start}..{end} zeroed")
+
+    return mutate
+
+
 def _landmark(line: str, field: int, value: str) -> str:
     fields = line.split()
     fields[field] = value
@@ -285,6 +295,7 @@ SCENARIOS = {
     "output folder a file (import)": ("output_path", "import", lambda case: umenus.output_situation(case, "parent_file")),
     "report output a folder": ("output_path", "report", lambda case: umenus.output_situation(case, "target_folder")),
     "cache labels an object array": ("cache", None, lambda case: umenus.labels_rewrite(case / "pack" / "cache" / "labels.npy", "object")),
+    "cache labels header zeroed": ("cache", None, _zero_bytes("pack/cache/labels.npy", 39, 88)),  # tokenize.TokenError
 }
 
 

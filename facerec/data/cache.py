@@ -107,7 +107,8 @@ def open_cache(pack: FacePack) -> DecodedCache | None:
     meta = _check_meta(pack, folder / META)
     try:
         labels = np.load(folder / LABELS, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:  # missing, truncated, an object array, not .npy at all
+    except Exception as exc:  # noqa: BLE001  (missing, truncated, an object array, a damaged header: NumPy
+        # raises anything from ValueError to tokenize.TokenError)
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a numeric .npy array"
         raise FaceRecError(f"{folder / LABELS}: {_rebuild_hint(pack)} (unreadable: {reason})") from None
     if not isinstance(labels, np.ndarray) or labels.shape != (meta["count"],) or labels.dtype.kind not in "iu":
