@@ -30,7 +30,7 @@ from facerec.data.images import encode_jpeg, fit_face, load_image, read_image_fo
 from facerec.data.recordio import rebuild_index, unpack_header, write_face_pack
 from facerec.errors import FaceRecError
 from nas_core.errors import run_cli
-from nas_core.io import atomic_write_json
+from nas_core.io import atomic_write_json, output_file
 from nas_core.runlog import progress_bar
 
 FIT_RULE = ("scaled to fit (aspect kept), short side padded symmetrically by edge replication; "
@@ -287,6 +287,7 @@ def _index(args) -> int:
 # --- make-bin --------------------------------------------------------------------------------------
 
 def _make_bin(args) -> int:
+    output_file(args.out)  # fails before any image is read
     groups = [paths for _, paths in read_image_folder(args.image_folder)]
     pairs, issame = sample_pairs(groups, args.pairs, args.seed)
     size = (args.image_size, args.image_size)

@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from facerec.errors import FaceRecError
 from nas_core.errors import run_cli
+from nas_core.io import output_file
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -38,8 +38,7 @@ def _import(args: argparse.Namespace) -> int:
     from facerec.checkpoint import save_checkpoint
     from facerec.importers import import_weights
 
-    if args.output.is_dir():
-        raise FaceRecError(f"{args.output}: expected a file name for the checkpoint (it is a folder)")
+    output_file(args.output)  # a folder, a file in the way or a read-only folder fails before the import
     backbone, notes = import_weights(args.weights, args.format, args.arch)
     for note in notes:
         print(f"note: {note}")
