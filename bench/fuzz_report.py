@@ -1,7 +1,7 @@
 """The fuzz sweep as a table: seeded mutations of every input kind, each run through the command that reads
 it (tools/fuzzing; the slow part of tests/test_fuzz.py runs the same sweep).
 
-    python bench/fuzz_report.py                          # 140 cases per kind, seed 1 (2,100 cases)
+    python bench/fuzz_report.py                          # 140 cases per kind, seed 1 (3,360 cases, 24 kinds)
     python bench/fuzz_report.py --cases-per-kind 20 --seed 3 --kinds rec,journal --keep
 
 Per kind: cases, exit 0 (a correct, complete result), exit 2 (one `error:` line naming the mutated file),

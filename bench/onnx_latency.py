@@ -2,7 +2,7 @@
 baseline measured in the same run, alternating), with the accuracy they give on a verification pack.
 
     python bench/onnx_latency.py [--batches 1 16] [--repeats 5] [--threads 1 2]
-    python bench/onnx_latency.py --checkpoint WORK/model/model.pt --check-bin WORK/heldout/lfw.bin \\
+    python bench/onnx_latency.py --checkpoint WORK/model/model.pt --check-bin WORK/heldout/orl.bin \\
         --calibration WORK/train [--batches 16] [--int8-variants]
 
 Without --checkpoint: a found-like searched net (R-58-256 shape: 28 blocks, C=32, a few conv / 5x5 blocks)

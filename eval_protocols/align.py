@@ -89,18 +89,45 @@ def _umeyama_float32(src, dst, reciprocal_dtype) -> np.ndarray:
     return matrix
 
 
-def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.ndarray:
+# No photograph is 100,000 pixels wide: a landmark file holding such coordinates is damaged. Points must lie
+# in the image or near it (half its size around it: a face cut by the border keeps its points close).
+COORDINATE_LIMIT = 100_000.0
+IMAGE_MARGIN = 0.5
+
+
+def landmark_problem(values) -> str | None:
+    """Why 10 numbers read from a landmark file (x1 y1 ... x5 y5) cannot be a face's 5 points, or None. The
+    one check of every landmark file (facerec-embed --landmarks, IJB's name_5pts_score)."""
+    points = np.asarray(values, dtype=np.float64)
+    if points.size != 10 or not np.isfinite(points).all() or np.abs(points).max() > COORDINATE_LIMIT:
+        return f"expected 5 points (x, y) of finite pixel coordinates within ±{COORDINATE_LIMIT:.0f}"
+    if len({(float(x), float(y)) for x, y in points.reshape(5, 2)}) < 2:
+        return "expected 5 distinct points, got the same point 5 times"
+    return None
+
+
+def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112, *, source: str = "landmarks") -> np.ndarray:
     """Warp ``image`` so its 5 landmarks (x, y) land on the ArcFace template; returns a ``size``² crop.
 
     Bilinear, constant black border: the reference's ``cv2.warpAffine`` call. The channel order does not
-    matter (each channel is warped alike); InsightFace warps the BGR image, then converts to RGB.
+    matter (each channel is warped alike); InsightFace warps the BGR image, then converts to RGB. Points far
+    outside the image are an EvalError naming ``source`` (they would warp a blank crop).
     """
     points = np.asarray(landmarks, dtype=np.float32)
-    if points.size != 10:
-        raise EvalError(f"landmarks: expected 5 points (x, y), got an array of shape {points.shape}")
+    problem = landmark_problem(points)
+    if problem is not None:
+        raise EvalError(f"{source}: {problem}")
+    h, w = image.shape[:2]
+    xy = points.reshape(5, 2)
+    inside = ((xy[:, 0] >= -IMAGE_MARGIN * w) & (xy[:, 0] <= (1 + IMAGE_MARGIN) * w)
+              & (xy[:, 1] >= -IMAGE_MARGIN * h) & (xy[:, 1] <= (1 + IMAGE_MARGIN) * h))
+    if not inside.all():
+        x, y = xy[int(np.flatnonzero(~inside)[0])]
+        raise EvalError(f"{source}: expected 5 points on the {w}x{h} image or within half its size of it, "
+                        f"got ({x:g}, {y:g})")
     template = ARCFACE_TEMPLATE if size == 112 else ARCFACE_TEMPLATE * np.float32(size / 112.0)
     try:
-        matrix = similarity_transform(points.reshape(5, 2), template)
+        matrix = similarity_transform(xy, template)
     except ValueError:
-        raise EvalError(f"landmarks {points.reshape(5, 2).tolist()}: expected 5 distinct points") from None
+        raise EvalError(f"{source}: expected 5 distinct points, got {xy.tolist()}") from None
     return cv2.warpAffine(image, matrix, (size, size), borderValue=0.0)

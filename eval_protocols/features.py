@@ -4,7 +4,6 @@ the raw image features and every array its scoring needs, so re-scoring needs no
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +31,8 @@ def load_features(path: str | Path) -> tuple[dict[str, dict[str, np.ndarray]], d
             features: dict[str, dict[str, np.ndarray]] = {name: {} for name in meta["protocols"]}
             for key in data.files:
                 if key != _META:
-                    name, field = key.split(".", 1)
+                    name, field = key.rsplit(".", 1)  # a pack's stem may hold dots; field names never do
                     features[name][field] = data[key]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
+    except Exception:  # noqa: BLE001  (a damaged .npz raises anything from BadZipFile to tokenize.TokenError)
         raise EvalError(f"{path}: expected a features .npz written by facerec-eval --features-out") from None
     return features, meta

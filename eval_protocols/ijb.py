@@ -220,7 +220,8 @@ class IJBProtocol:
             if bgr is None:
                 raise EvalError(f"{crops / names[i]}: expected a readable image (listed in the IJB meta files)")
             # InsightFace aligns the BGR crop, then feeds RGB.
-            return cv2.cvtColor(align_face(bgr, landmarks[i]), cv2.COLOR_BGR2RGB)
+            where = f"{crops.parent / 'meta' / f'{self.name}_name_5pts_score.txt'}: {names[i]}"
+            return cv2.cvtColor(align_face(bgr, landmarks[i], source=where), cv2.COLOR_BGR2RGB)
 
         def stream():
             # Decode a few batches ahead in threads (cv2 releases the GIL); never the whole set at once.

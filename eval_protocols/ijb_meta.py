@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eval_protocols.align import landmark_problem
 from eval_protocols.errors import EvalError
 
 
@@ -68,11 +69,14 @@ def read_landmarks(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]
             if len(fields) != 12:
                 raise ValueError
             values = [float(v) for v in fields[1:]]
-            if not all(math.isfinite(v) for v in values):
+            if not math.isfinite(values[10]):
                 raise ValueError
         except ValueError:
             raise EvalError(f"{path}: line {number}: expected 'name x1 y1 ... x5 y5 detector_score' (finite "
                             "numbers)") from None
+        problem = landmark_problem(values[:10])
+        if problem is not None:
+            raise EvalError(f"{path}: line {number}: {problem}")
         names.append(fields[0])
         points.append(values[:10])
         scores.append(values[10])

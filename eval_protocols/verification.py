@@ -49,8 +49,24 @@ def evaluate_verification(embeddings: np.ndarray, issame: np.ndarray, n_folds: i
     }
 
 
+def verification_packs(data_dir: str | Path) -> dict[str, Path]:
+    """Every ``.bin`` pack of a data folder by its stem, in name order: ``*.bin`` in ``data_dir`` and in its
+    ``faces_*`` subfolders (the first found of a stem wins, ``data_dir`` first), or ``data_dir`` itself when
+    it is a ``.bin`` file. The five benchmark names and any other (``facerec-data make-bin`` output, a
+    user's own pairs) alike: all are scored by the same 10-fold protocol."""
+    data_dir = Path(data_dir)
+    if data_dir.is_file():
+        return {data_dir.stem: data_dir} if data_dir.suffix == ".bin" else {}
+    found: dict[str, Path] = {}
+    for path in sorted(data_dir.glob("*.bin")) + sorted(data_dir.glob("faces_*/*.bin")):
+        if path.is_file():
+            found.setdefault(path.stem, path)
+    return dict(sorted(found.items()))
+
+
 class VerificationProtocol:
-    """One .bin pack (``<name>.bin`` in DIR or in a ``faces_*`` subfolder of DIR)."""
+    """One .bin pack (``<name>.bin`` in DIR or in a ``faces_*`` subfolder of DIR): a benchmark name of
+    ``VERIFICATION_SETS`` or any other stem, reported under that stem."""
 
     def __init__(self, name: str):
         self.name = name
@@ -79,6 +95,9 @@ class VerificationProtocol:
         return {"embeddings": embeddings, "issame": issame}
 
     def score(self, features: dict, **_options) -> Scored:
+        if "embeddings" not in features or "issame" not in features:
+            raise EvalError(f"{self.name}: expected saved verification features (embeddings, issame), found "
+                            f"{', '.join(sorted(features)) or 'none'}")
         return Scored(evaluate_verification(features["embeddings"], features["issame"]))
 
 

@@ -7,7 +7,6 @@ L2-normalised, float32. Landmark alignment is the IJB alignment (``eval_protocol
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from eval_protocols.align import landmark_problem
 from facerec.data.images import IMAGE_SUFFIXES, load_image
 from facerec.errors import FaceRecError
 from nas_core.io import atomic_write
@@ -129,8 +129,11 @@ def read_landmarks(path: str | Path, root: str | Path) -> tuple[list[str], np.nd
             values = [float(v) for v in fields[1:11]]
         except ValueError:
             values = []
-        if len(fields) not in (11, 12) or len(values) != 10 or not all(math.isfinite(v) for v in values):
+        if len(fields) not in (11, 12) or len(values) != 10:
             raise FaceRecError(f"{where}: expected {LANDMARKS_LINE}, got {len(fields)} fields")
+        problem = landmark_problem(values)  # finite, in pixel range, 5 distinct points
+        if problem is not None:
+            raise FaceRecError(f"{where}: {problem} for {fields[0]}")
         name = fields[0]
         if PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts:
             raise FaceRecError(f"{where}: expected an image path relative to {root}, got {name}")
@@ -138,8 +141,6 @@ def read_landmarks(path: str | Path, root: str | Path) -> tuple[list[str], np.nd
             raise FaceRecError(f"{where}: image {name} not found in {root}")
         if name in seen:
             raise FaceRecError(f"{where}: image {name} already has landmarks on line {seen[name]}")
-        if len(set(zip(values[0::2], values[1::2]))) < 2:
-            raise FaceRecError(f"{where}: expected 5 distinct points for {name}, got the same point 5 times")
         seen[name] = number
         names.append(name)
         points.append(values)
@@ -149,9 +150,11 @@ def read_landmarks(path: str | Path, root: str | Path) -> tuple[list[str], np.nd
     return names, np.asarray(points, dtype=np.float32).reshape(-1, 5, 2)
 
 
-def face_crops(root: str | Path, names: list[str], landmarks: np.ndarray | None = None) -> Iterator[np.ndarray]:
+def face_crops(root: str | Path, names: list[str], landmarks: np.ndarray | None = None,
+               landmarks_source: str | Path = "landmarks") -> Iterator[np.ndarray]:
     """RGB uint8 112x112 faces, one per name, decoded a few hundred at a time in threads (OpenCV releases
-    the GIL). With ``landmarks`` each image is aligned like IJB; without, it must be 112x112 already."""
+    the GIL). With ``landmarks`` (read from ``landmarks_source``, named in errors) each image is aligned like
+    IJB; without, it must be 112x112 already."""
     from eval_protocols.align import align_face
 
     root = Path(root)
@@ -159,7 +162,7 @@ def face_crops(root: str | Path, names: list[str], landmarks: np.ndarray | None 
     def load(i: int) -> np.ndarray:
         image = load_image(root / names[i])
         if landmarks is not None:
-            return align_face(image, landmarks[i])
+            return align_face(image, landmarks[i], source=f"{landmarks_source}: {names[i]}")
         if image.shape[:2] != (FACE_SIZE, FACE_SIZE):
             h, w = image.shape[:2]
             raise FaceRecError(f"{root / names[i]}: expected a 112x112 aligned face, got {w}x{h}; "
@@ -196,9 +199,10 @@ def load_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:
     if (names.ndim != 1 or names.dtype.kind != "U" or embeddings.ndim != 2 or embeddings.dtype.kind != "f"
             or len(names) != len(embeddings) or len(names) == 0 or not np.isfinite(embeddings).all()):
         raise FaceRecError(f"{path}: expected {EMBEDDINGS_NPZ}: one name per row of finite float embeddings")
-    embeddings = embeddings.astype(np.float32)
+    # Normalised in float64: rows of huge float32 values would overflow their norm in float32.
+    embeddings = embeddings.astype(np.float64)
     embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-    return names.tolist(), embeddings
+    return names.tolist(), embeddings.astype(np.float32)
 
 
 def nearest(queries: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -30,7 +30,6 @@ caller is told which objects were skipped.
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -42,7 +41,9 @@ from torch import nn
 from facerec.backbones import create_backbone
 from facerec.errors import FaceRecError
 from facerec.mobilefacenet import MOBILEFACENETS
+from nas_core.checkpoint import tensor_problem
 from nas_core.registry import Registry
+from nas_core.safe_pickle import load_weights_only
 
 # The fixed IResNets of facerec.backbones, with arcface_torch's (and AdaFace's IR_18..IR_101) blocks per stage.
 ARCH_BLOCKS = {
@@ -96,24 +97,20 @@ class _Skipped:
 
 
 def _read_weights_file(path: Path, fmt: str) -> tuple[Any, list[str]]:
-    expected = f"{path}: expected {_EXPECTED[fmt]}"
-    if not path.is_file():
-        raise FaceRecError(f"{expected} (file not found)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True), []
-    except pickle.UnpicklingError as exc:
-        refused = _objects_besides_tensors(path)
+        return load_weights_only(path, _EXPECTED[fmt], error=FaceRecError), []
+    except FaceRecError:
+        refused = _objects_besides_tensors(path) if path.is_file() else []
         if not refused:
-            raise FaceRecError(f"{expected} (torch.load cannot read it: {_first_line(exc)})") from None
-    except Exception as exc:  # noqa: BLE001  (garbage bytes raise anything from EOFError to RuntimeError)
-        raise FaceRecError(f"{expected} (torch.load cannot read it: {_first_line(exc)})") from None
+            raise
     names = ", ".join(sorted(refused))
     try:
-        with torch.serialization.safe_globals([(_Skipped, name) for name in refused]):
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001
-        raise FaceRecError(f"{expected} (it holds objects torch.load(weights_only=True) refuses: {names}; "
-                           "its tensors cannot be read around them: save the state dict alone)") from None
+        loaded = load_weights_only(path, _EXPECTED[fmt], error=FaceRecError,
+                                   safe_globals=[(_Skipped, name) for name in refused])
+    except FaceRecError:
+        raise FaceRecError(f"{path}: expected {_EXPECTED[fmt]} (it holds objects torch.load(weights_only=True) "
+                           f"refuses: {names}; its tensors cannot be read around them: save the state dict "
+                           "alone)") from None
     return loaded, [f"{path}: skipped objects besides tensors ({names}); nothing in them was run"]
 
 
@@ -125,14 +122,6 @@ def _objects_besides_tensors(path: Path) -> list[str]:
         return []
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    if "WeightsUnpickler error:" in text:  # torch's refusal opens with a paragraph of advice
-        text = text.split("WeightsUnpickler error:", 1)[1]
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0][:160]}" if lines else type(exc).__name__
-
-
 def _tensor_dict(obj: Any, where: str, fmt: str) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not obj:
         found = "an empty dict" if isinstance(obj, dict) else type(obj).__name__
@@ -141,6 +130,9 @@ def _tensor_dict(obj: Any, where: str, fmt: str) -> dict[str, torch.Tensor]:
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise FaceRecError(f"{where}: {key}: expected a tensor in {_EXPECTED[fmt]} "
                                f"(found {type(value).__name__}){_format_hint(obj, fmt)}")
+        if value.layout != torch.strided:  # renaming and flipping below need plain dense tensors
+            raise FaceRecError(f"{where}: {key}: expected a dense tensor in {_EXPECTED[fmt]} "
+                               f"(found a {str(value.layout).removeprefix('torch.')} one)")
     return obj
 
 
@@ -297,6 +289,9 @@ def _load_mapped(model: nn.Module, mapped: dict[str, tuple[str, torch.Tensor]], 
         if tuple(value.shape) != tuple(expected[ours].shape):
             raise FaceRecError(f"{where}: {named(ours, src)}: shape {tuple(value.shape)}, but {arch} expects "
                                f"{tuple(expected[ours].shape)}{hint}")
+        why = tensor_problem(value, expected[ours], finite=True)  # sparse, complex, integer, NaN: refused by name
+        if why is not None:
+            raise FaceRecError(f"{where}: {named(ours, src)}: {why} ({arch})")
     for ours in expected:
         if ours not in mapped and ours not in filled:
             raise FaceRecError(f"{where}: missing key {_source_name(ours, fmt, arch)}; expected {_EXPECTED[fmt]} "

@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     from nas_core.errors import run_cli
 
     args = get_parser().parse_args(argv)
-    return run_cli(lambda: _report(Path(args.folder), args.output))
+    return run_cli(lambda: _report(Path(args.folder), args.output), hold_native_output=True)
 
 
 def _report(folder: Path, output: str | None) -> int:

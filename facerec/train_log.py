@@ -34,7 +34,8 @@ class TrainSinks:
 
     def start_epoch(self, run: TrainRun, epoch: int) -> None:
         self.bar = tqdm(total=run.steps_per_epoch, initial=run.state["step_in_epoch"], unit="step",
-                        desc=f"epoch {epoch + 1}/{run.config.epochs}", disable=not self.show_bar, leave=False,
+                        desc=f"epoch {epoch + 1}/{run.config.epochs}",
+                        disable=None if self.show_bar else True, leave=False,
                         dynamic_ncols=True)
 
     def step(self, run: TrainRun, loss: float, speed: float) -> None:

@@ -19,7 +19,9 @@ import torch
 
 from facerec.checkpoint import save_checkpoint
 from facerec.errors import FaceRecError
+from nas_core.checkpoint import state_dict_problem
 from nas_core.io import atomic_write_json
+from nas_core.safe_pickle import load_weights_only
 from nas_core.train import rng_state, set_rng_state
 
 if TYPE_CHECKING:
@@ -124,8 +126,13 @@ def load_state(path: str | Path, run: TrainRun) -> None:
     Every part is checked as it is read: a last.pt of another net, or a damaged one, is a FaceRecError here
     rather than a traceback some steps later.
     """
+    expected = "a last.pt resume state of the same model and head"
+    ckpt = load_weights_only(path, f"{expected} written by facerec-train", error=FaceRecError)
+    for part, module in (("model", run.model.backbone), ("head", run.model.head)):
+        problem = state_dict_problem(ckpt.get(part) if isinstance(ckpt, dict) else None, module.state_dict())
+        if problem is not None:
+            raise FaceRecError(f"{path}: expected {expected} ({part}: {problem})")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
         run.model.backbone.load_state_dict(ckpt["model"])
         run.model.head.load_state_dict(ckpt["head"])
         run.optimizer.load_state_dict(ckpt["optimizer"])
@@ -138,12 +145,9 @@ def load_state(path: str | Path, run: TrainRun) -> None:
             run.scaler.load_state_dict(ckpt["scaler"])
         state = _checked_state(ckpt["train_state"])
         set_rng_state(ckpt["rng"])
-    except FileNotFoundError:
-        raise FaceRecError(f"{path}: expected a last.pt written by facerec-train (file not found)") from None
     except (AttributeError, IndexError, KeyError, OverflowError, RuntimeError, TypeError, ValueError, EOFError,
             pickle.UnpicklingError) as exc:
-        raise FaceRecError(f"{path}: expected a last.pt resume state of the same model and head "
-                           f"({type(exc).__name__}: {str(exc)[:160]})") from None
+        raise FaceRecError(f"{path}: expected {expected} ({type(exc).__name__}: {str(exc)[:160]})") from None
     run.state, run.seconds_before = state, state["seconds"]
 
 

@@ -34,10 +34,12 @@ def find_bins(data_dir: str | Path, names: list[str] | None = None) -> list[Path
     if names is None:
         return sorted(data_dir.glob("*.bin"))
     paths = []
-    for name in names:
+    for name in names:  # any stem: the benchmark packs, or a user's own (facerec-data make-bin)
         path = data_dir / (name if name.endswith(".bin") else f"{name}.bin")
         if not path.is_file():
-            raise FaceRecError(f"{path}: expected a verification .bin pack (named by --val-bins)")
+            present = ", ".join(p.stem for p in sorted(data_dir.glob("*.bin"))) or "none"
+            raise FaceRecError(f"{path}: expected a verification .bin pack (named by --val-bins); the .bin packs "
+                               f"in {data_dir}: {present}")
         paths.append(path)
     return paths
 

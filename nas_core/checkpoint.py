@@ -16,6 +16,7 @@ from typing import Any
 from nas_core.errors import NasError
 from nas_core.genotype import Genotype
 from nas_core.io import atomic_torch_save
+from nas_core.safe_pickle import load_weights_only
 
 RESERVED_KEYS = ("model", "genotype", "arch", "space", "config")
 # Weights saved from a DDP-wrapped or torch.compile'd net carry one of these prefixes.
@@ -43,18 +44,9 @@ def save_checkpoint(path: str | Path, *, state_dict: dict, genotype: Genotype | 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu", error: type[NasError] = NasError) -> dict:
     """The checkpoint dict, checked for the schema's keys; ``error`` (a NasError) on anything else."""
-    import torch
-
     path = Path(path)
     expected = f"{path}: expected a facenas checkpoint"
-    if not path.is_file():
-        raise error(f"{expected} (file not found)")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001  (garbage bytes raise anything from KeyError to UnpicklingError)
-        lines = str(exc).strip().splitlines()
-        reason = f"{type(exc).__name__}: {lines[0][:100]}" if lines else type(exc).__name__
-        raise error(f"{expected} (torch.load cannot read it: {reason})") from None
+    ckpt = load_weights_only(path, "a facenas checkpoint", error=error, map_location=map_location)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
         raise error(f"{expected} (no 'model' state dict)")
     if ckpt.get("genotype") is None and not ckpt.get("arch"):
@@ -80,15 +72,49 @@ def build_searched(ckpt: dict, where: str = "checkpoint", error: type[NasError] 
         raise error(f"{where}: expected a facenas checkpoint (bad 'space' settings: {exc})") from None
 
 
+def tensor_problem(value: Any, expected: Any, *, finite: bool = False) -> str | None:
+    """Why a file's tensor cannot stand for the model's ``expected`` one (None: it can): not a tensor, not a
+    dense (strided) tensor, a complex or non-floating tensor where the model holds floats, a floating one
+    where it holds integer counts, another shape, or (with ``finite``) NaN/inf values. A facenas checkpoint
+    with NaN weights is left to the commands that run it (their embeddings are checked); published weights
+    are checked here."""
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        return f"expected a tensor, found {type(value).__name__}"
+    if value.layout != torch.strided:
+        return f"expected a dense tensor, found a {str(value.layout).removeprefix('torch.')} one"
+    if value.is_complex() or value.dtype == torch.bool or value.is_floating_point() != expected.is_floating_point():
+        kind = "floating-point" if expected.is_floating_point() else "integer"
+        return f"expected a {kind} tensor, found {str(value.dtype).removeprefix('torch.')}"
+    if tuple(value.shape) != tuple(expected.shape):
+        return f"expected shape {tuple(expected.shape)}, found {tuple(value.shape)}"
+    if finite and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        return "expected finite values, found NaN or inf"
+    return None
+
+
+def state_dict_problem(state_dict: Any, expected: dict) -> str | None:
+    """The first reason ``state_dict`` cannot load into a model whose state dict is ``expected``, naming the
+    key (None: it loads). Checked before ``load_state_dict``, whose messages quote torch internals."""
+    if not isinstance(state_dict, dict):
+        return f"expected a state dict, found {type(state_dict).__name__}"
+    for key, value in state_dict.items():
+        if key not in expected:
+            return f"unexpected key {str(key)[:80]}"
+        why = tensor_problem(value, expected[key])
+        if why is not None:
+            return f"{key}: {why}"
+    missing = [key for key in expected if key not in state_dict]
+    return f"missing key {missing[0]}" if missing else None
+
+
 def load_weights(model, state_dict: dict, where: str, error: type[NasError] = NasError) -> None:
     """Load ``state_dict`` strictly (wrapper prefixes stripped); a mismatch names the first bad key."""
     for prefix in _WRAPPER_PREFIXES:
-        if state_dict and all(k.startswith(prefix) for k in state_dict):
+        if state_dict and all(isinstance(k, str) and k.startswith(prefix) for k in state_dict):
             state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
-    try:
-        model.load_state_dict(state_dict)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0]
-        raise error(f"{where}: expected a facenas checkpoint (weights do not match its architecture: "
-                    f"{detail[:160]})") from None
+    problem = state_dict_problem(state_dict, model.state_dict())
+    if problem is not None:
+        raise error(f"{where}: expected a facenas checkpoint (weights do not match its architecture: {problem})")
+    model.load_state_dict(state_dict)

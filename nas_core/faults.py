@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -34,7 +35,13 @@ def _due(variable: str, counter: str) -> bool:
 
 
 def _die(what: str) -> None:
-    os.write(2, f"fault injection: killed {what}\n".encode())  # a raw write: nothing buffered is flushed
+    # A raw write (nothing buffered is flushed) to the terminal's stderr: sys.stderr's file, which is not fd 2
+    # while run_cli holds native output back (nas_core.errors).
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = 2
+    os.write(fd, f"fault injection: killed {what}\n".encode())
     os._exit(KILLED_STATUS)
 
 

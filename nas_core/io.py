@@ -27,14 +27,15 @@ def _umask() -> int:
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename it into place.
 
-    A full disk or a read-only folder is a NasError naming ``path``; the previous file stays as it was.
+    Any OS error on the way (a full disk, a read-only folder, a parent that is a file, a target that is a
+    folder) is a NasError naming ``path``; the temporary file is removed and the previous file stays as it was.
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise _write_error(path, exc) from None
+        raise write_error(path, exc) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as f:
@@ -45,10 +46,27 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        cause = _os_error(exc)
-        if cause is not None and cause.errno in _NO_SPACE + _NOT_WRITABLE:
-            raise _write_error(path, cause) from None
+        cause = None if isinstance(exc, NasError) else _os_error(exc)
+        if cause is not None:
+            raise write_error(path, cause) from None
         raise
+
+
+def output_file(path: str | Path) -> Path:
+    """Check, before any work, that ``path`` can be written as a file (its folder may not exist yet): a
+    target that is a folder, an ancestor that is a file, or a folder this user may not write to is the
+    NasError the write would raise, so a command fails before it computes anything and writes nothing."""
+    path = Path(path)
+    if path.is_dir():
+        raise write_error(path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise write_error(path, NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise write_error(path, PermissionError(errno.EACCES, os.strerror(errno.EACCES)))
+    return path
 
 
 def _os_error(exc: BaseException) -> OSError | None:
@@ -61,14 +79,28 @@ def _os_error(exc: BaseException) -> OSError | None:
     return None
 
 
-def _write_error(path: Path, exc: OSError) -> OSError | NasError:
+def _file_in_the_way(path: Path) -> Path | None:
+    """The ancestor of ``path`` that exists but is not a folder (so nothing can be created under it)."""
+    for folder in path.parents:
+        if folder.exists():
+            return None if folder.is_dir() else folder
+    return None
+
+
+def write_error(path: Path, exc: OSError) -> NasError:
+    """The one-line error of a failed write of ``path``, in the user's terms."""
+    unchanged = "the previous file, if any, is unchanged"
     if exc.errno in _NO_SPACE:
-        return NasError(f"{path}: expected free space on the disk of {path.parent} ({exc.strerror}); "
-                        "the previous file, if any, is unchanged")
+        return NasError(f"{path}: expected free space on the disk of {path.parent} ({exc.strerror}); {unchanged}")
     if exc.errno in _NOT_WRITABLE:
-        return NasError(f"{path}: expected a folder this user can write to ({exc.strerror}); "
-                        "the previous file, if any, is unchanged")
-    return exc
+        return NasError(f"{path}: expected a folder this user can write to ({exc.strerror}); {unchanged}")
+    if exc.errno == errno.EISDIR or path.is_dir():
+        return NasError(f"{path}: expected a file name to write; it is a folder")
+    in_the_way = _file_in_the_way(path)
+    if in_the_way is not None:
+        return NasError(f"{path}: expected {in_the_way} to be a folder; it is a file")
+    return NasError(f"{path}: expected a file this user can write ({exc.strerror or type(exc).__name__}); "
+                    f"{unchanged}")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -93,7 +125,7 @@ def read_json_object(path: str | Path, expected: str = "a JSON object") -> dict[
     """Read a JSON object; a missing, unreadable or malformed file is a user error naming ``expected``."""
     path = Path(path)
     if not path.is_file():
-        raise NasError(f"{path}: expected {expected}; file not found")
+        raise NasError(f"{path}: expected {expected}; {'it is a folder' if path.is_dir() else 'file not found'}")
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as exc:

@@ -13,7 +13,6 @@ again from the stored costs (RUN/latency.json) and reaches the same verdict.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from nas_core import faults
 from nas_core.errors import NasError
 from nas_core.evaluator import Evaluator, TrialResult
 from nas_core.genotype import Genotype
+from nas_core.values import HUGE, SEED_MAX, is_number, shown
 
 _RESULT_FIELDS = ("accuracy", "params", "seconds", "seed", "epoch_accuracies", "extra")
 
@@ -144,26 +144,23 @@ class Journal:
             return handle.read(1) == b"\n"
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_count(value: Any, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+# Each field a TrialResult is rebuilt from: (integer?, lo, hi, what it is). Accuracies are percentages.
+_RESULT_RANGES = {"epochs": (True, 1, 10_000, "a positive integer"), "accuracy": (False, 0, 100, "a percentage"),
+                  "params": (True, 0, HUGE, "a count"), "seconds": (False, 0, HUGE, "a duration"),
+                  "seed": (True, 0, SEED_MAX, "a non-negative integer")}
 
 
 def _check_result_fields(record: dict[str, Any], where: str) -> None:
-    """The fields a TrialResult is rebuilt from, each of the type the search computes with."""
-    checks = {"epochs": lambda v: _is_count(v, 1), "accuracy": _is_number, "params": lambda v: _is_count(v, 0),
-              "seconds": _is_number, "seed": lambda v: _is_count(v, 0),
-              "epoch_accuracies": lambda v: isinstance(v, list) and all(_is_number(a) for a in v),
-              "extra": lambda v: isinstance(v, dict)}
-    wanted = {"epochs": "a positive integer", "accuracy": "a finite number", "params": "a count",
-              "seconds": "a finite number", "seed": "a non-negative integer",
-              "epoch_accuracies": "a list of finite numbers", "extra": "an object"}
-    for name, check in checks.items():
-        if name in record and not check(record[name]):
-            raise NasError(f"{where}: expected '{name}' to be {wanted[name]}, got {json.dumps(record[name])[:40]}")
+    """The fields a TrialResult is rebuilt from, each of the type and range the search computes with."""
+    for name, (integer, lo, hi, what) in _RESULT_RANGES.items():
+        if name in record and not is_number(record[name], integer=integer, lo=lo, hi=hi):
+            raise NasError(f"{where}: expected '{name}' to be {what} in [{lo:g}, {hi:g}], got {shown(record[name])}")
+    accuracies = record.get("epoch_accuracies", [])
+    if not isinstance(accuracies, list) or not all(is_number(a, lo=0, hi=100) for a in accuracies):
+        raise NasError(f"{where}: expected 'epoch_accuracies' to be a list of percentages in [0, 100], "
+                       f"got {shown(accuracies)}")
+    if not isinstance(record.get("extra", {}), dict):
+        raise NasError(f"{where}: expected 'extra' to be an object, got {shown(record['extra'])}")
 
 
 def _check_over_budget(record: dict[str, Any], where: str) -> None:

@@ -8,12 +8,10 @@ taken from the costs its search measured (RUN/latency.json), never measured agai
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from nas_core import values
 from nas_core.errors import NasError
 from nas_core.evaluator import TrialResult
 from nas_core.genotype import Genotype
@@ -76,37 +74,41 @@ def _load_authors_trace(path: Path, data: dict[str, Any]):
         logged, fixed = data["settings"], data["hard_coded"]
         if logged["dp_break_tolerance"] != logged["ch_break_tolerance"]:
             raise NasError(f"{path}: expected equal depth and width break tolerances (one max_strikes)")
-        settings = _checked_settings({
+        settings = SearchSettings.from_dict({
             "e_min": logged["E_min"], "d_min": logged["D_min"], "d_max": logged["D_max"], "w_min": logged["W_min"],
             "w_max": logged["W_max"], "w_res": logged["W_res"], "depth_accept": logged["dp_add_tolerance"],
             "depth_tolerance": fixed["depth_drop_tolerance"],
             # the reference breaks when a strike arrives with the counter already at the tolerance
-            "max_strikes": _number(logged["dp_break_tolerance"], "dp_break_tolerance", integer=True) + 1,
+            "max_strikes": _number(logged["dp_break_tolerance"], "dp_break_tolerance", integer=True, minimum=0,
+                                   maximum=10_000) + 1,
             "micro_epochs": fixed["micro_epochs"], "micro_kernels": fixed["micro_kernels"],
             "param_slack": fixed["micro_param_slack"], "seed": logged.get("seed", 0),
             "depth_epoch_step": logged.get("add_epochs", 1), "width_epoch_step": logged.get("add_epochs_w", 2),
         }, f"{path}: settings")
-        space = ClassifierSpace(in_channels=_number(data["in_channels"], "in_channels", integer=True, minimum=1),
-                                num_classes=_number(data["num_classes"], "num_classes", integer=True, minimum=1))
+        space = ClassifierSpace(
+            in_channels=_number(data["in_channels"], "in_channels", integer=True, minimum=1, maximum=64),
+            num_classes=_number(data["num_classes"], "num_classes", integer=True, minimum=1, maximum=1_000_000))
         table: dict[tuple[str, int], TrialResult] = {}
         expected = []
         if not isinstance(data["candidates"], list):
             raise ValueError("'candidates' is not a list")
         for number, cand in enumerate(data["candidates"]):
             genotype = Genotype.from_dict(cand, where=f"{path}: candidate {number}")
-            epochs = _number(cand["epochs"], f"candidate {number} epochs", integer=True, minimum=1)
+            epochs = _number(cand["epochs"], f"candidate {number} epochs", integer=True, minimum=1, maximum=10_000)
             table[(genotype.key(), epochs)] = TrialResult(
-                accuracy=_number(cand["test_acc"], f"candidate {number} test_acc"),
+                accuracy=_number(cand["test_acc"], f"candidate {number} test_acc", minimum=0, maximum=100),
                 params=_number(cand["params"], f"candidate {number} params", integer=True, minimum=0),
-                seconds=_number(cand.get("train_seconds", 0.0), f"candidate {number} train_seconds"),
-                epoch_accuracies=[_number(a, f"candidate {number} epoch_test_acc") for a in cand.get("epoch_test_acc", [])],
+                seconds=_number(cand.get("train_seconds", 0.0), f"candidate {number} train_seconds", minimum=0),
+                epoch_accuracies=[_number(a, f"candidate {number} epoch_test_acc", minimum=0, maximum=100)
+                                  for a in cand.get("epoch_test_acc", [])],
                 extra={"train_acc": cand.get("train_acc"), "phase": cand.get("phase")},
             )
             expected.append((genotype, epochs))
         result = data["result"]
         final = Genotype.from_dict({**result, "width": result["final_width"]}, where=f"{path}: result")
-        expected_result = {"genotype": final, "macro_width": _number(result["macro_width"], "macro_width", integer=True),
-                           "params": _number(result["params"], "result params", integer=True)}
+        expected_result = {"genotype": final,
+                           "macro_width": _number(result["macro_width"], "macro_width", integer=True, minimum=1),
+                           "params": _number(result["params"], "result params", integer=True, minimum=0)}
     except KeyError as exc:
         raise NasError(f"{path}: expected key {exc} in the search trace") from None
     except (TypeError, ValueError, AttributeError) as exc:  # a value of the wrong type or range somewhere
@@ -116,47 +118,10 @@ def _load_authors_trace(path: Path, data: dict[str, Any]):
     return settings, space, LookupEvaluator(table, source=str(path)), info
 
 
-def _number(value: Any, what: str, *, integer: bool = False, minimum: float | None = None) -> Any:
-    """A finite JSON number (an integer when asked: 3 or 3.0, never true or "3"); ValueError otherwise."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and integer:
-        ok = float(value).is_integer()
-        value = int(value) if ok else value
-    if not ok or (minimum is not None and value < minimum):
-        kind = "an integer" if integer else "a finite number"
-        bound = f" >= {minimum}" if minimum is not None else ""
-        raise ValueError(f"{what}: expected {kind}{bound}, got {json.dumps(value, default=str)[:40]}")
-    return value
-
-
-def _checked_settings(values: dict[str, Any], where: str) -> SearchSettings:
-    """SearchSettings from a file's values, each checked against the type its field declares (the
-    dataclass checks ranges only), with errors naming the file."""
-    for f in fields(SearchSettings):
-        if f.name not in values:
-            continue
-        value, kind = values[f.name], str(f.type)
-        if kind == "bool":
-            ok = isinstance(value, bool)
-        elif kind == "tuple[int, ...]":
-            ok = isinstance(value, list | tuple) and all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value)
-        elif value is None:
-            ok = "None" in kind
-        else:
-            try:
-                values[f.name] = _number(value, f.name, integer=kind.startswith("int"))
-                ok = True
-            except ValueError:
-                ok = False
-        if not ok:
-            raise NasError(f"{where}: expected '{f.name}' of type {kind}, got {json.dumps(value, default=str)[:40]}")
-    try:
-        return SearchSettings(**values)
-    except NasError as exc:
-        raise NasError(f"{where}: {exc}") from None
-    except TypeError as exc:  # an unknown setting name
-        raise NasError(f"{where}: {exc}") from None
+def _number(value: Any, what: str, *, integer: bool = False, minimum: float | None = None,
+            maximum: float | None = None) -> Any:
+    """A finite JSON number in range (an integer when asked: 3 or 3.0, never true or "3"); ValueError otherwise."""
+    return values.number(value, what, integer=integer, lo=minimum, hi=values.HUGE if maximum is None else maximum)
 
 
 def _load_run(path: Path):
@@ -172,8 +137,7 @@ def _load_run(path: Path):
             data = read_json_object(where)
             found = _settings_in(data)
             if settings is None and found is not None:
-                SearchSettings.from_dict(found, where=f"{where}: settings")  # names unknown settings
-                settings = _checked_settings(dict(found), f"{where}: settings")
+                settings = SearchSettings.from_dict(found, where=f"{where}: settings")
             if space is None and data.get("space") is not None:
                 space = _space_from_spec(data["space"], where)
     if settings is None:

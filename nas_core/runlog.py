@@ -1,7 +1,9 @@
-"""The log file of a long job (RUN/search.log, OUT/train.log), echoed to the terminal above its tqdm bar.
+"""The log file of a long job (RUN/search.log, OUT/train.log), echoed to the terminal above its tqdm bar,
+and the progress bar itself.
 
 One helper for every command: the file appends, so a resumed job keeps its history; terminal lines go
-through tqdm's ``logging_redirect_tqdm`` so they never break a progress bar being drawn.
+through tqdm's ``logging_redirect_tqdm`` so they never break a progress bar being drawn. Bars are drawn
+only on a terminal and cleared when a job fails (``progress_bar``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 
@@ -41,3 +44,21 @@ def log_to(path: str | Path | None, logger: str = "nas_core", *, echo: bool = Tr
             handler.close()
         log.setLevel(old_level)
         log.propagate = old_propagate
+
+
+@contextmanager
+def progress_bar(**options) -> Iterator[tqdm]:
+    """The progress bar of every command: tqdm on stderr, drawn only when stderr is a terminal (a log file or
+    a pipe gets no bar residue), and cleared rather than left when the job stops on an error, so the error
+    is the one line left on stderr. ``options`` are tqdm's (total, unit, desc, disable=True to hide it)."""
+    options = {"file": sys.stderr, "dynamic_ncols": True, **options}
+    if options.get("disable") is not True:
+        options["disable"] = None  # None: tqdm draws only on a terminal
+    bar = tqdm(**options)
+    try:
+        yield bar
+    except BaseException:
+        bar.leave = False  # close() then erases the bar instead of leaving its last state
+        bar.close()
+        raise
+    bar.close()

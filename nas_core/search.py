@@ -25,6 +25,7 @@ from nas_core.evaluator import Evaluator, TrialResult
 from nas_core.genotype import KERNELS, Genotype
 from nas_core.ranking import EpochSchedule, at_least, greater
 from nas_core.space import SearchSpace, match_width
+from nas_core.values import HUGE, SEED_MAX, checked_fields
 
 
 @dataclass
@@ -80,14 +81,22 @@ class SearchSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "search settings") -> SearchSettings:
-        if not isinstance(data, dict):
-            raise NasError(f"{where}: expected an object of search settings")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise NasError(f"{where}: unknown setting(s) {', '.join(unknown)}; expected some of {', '.join(sorted(known))}")
-        return cls(**data)
+        """Settings read from a file: every value of its field's type and range (nas_core.values)."""
+        try:
+            return cls(**checked_fields(cls, data, where, SETTING_LIMITS, default_limit=(0, HUGE)))
+        except NasError as exc:
+            message = str(exc)
+            raise NasError(message if message.startswith(where) else f"{where}: {message}") from None
 
+
+# Ranges of the settings a file may hold (epochs, layers, channels: far beyond the paper's, so that a
+# resumed or replayed run never asks for a trial of 10**12 epochs); other numbers: 0 .. nas_core.values.HUGE.
+SETTING_LIMITS = {
+    "e_min": (1, 10_000), "d_min": (1, 10_000), "d_max": (1, 10_000), "w_min": (1, 100_000),
+    "w_max": (1, 100_000), "w_res": (1, 100_000), "depth_accept": (-100, 100), "depth_tolerance": (-100, 100),
+    "max_strikes": (1, 10_000), "micro_epochs": (1, 10_000), "micro_kernels": (1, 99), "seed": (0, SEED_MAX),
+    "depth_epoch_step": (0, 10_000), "width_epoch_step": (0, 10_000),
+}
 
 PRESETS: dict[str, SearchSettings] = {
     "tiny": SearchSettings(w_max=64),

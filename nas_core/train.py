@@ -8,7 +8,6 @@ augmentation done per batch on the device, so no DataLoader workers are needed.
 from __future__ import annotations
 
 import contextlib
-import pickle
 import random
 import time
 import warnings
@@ -24,6 +23,7 @@ from nas_core import faults
 from nas_core.classify.datasets import ClassificationData
 from nas_core.errors import NasError
 from nas_core.io import atomic_torch_save
+from nas_core.safe_pickle import load_weights_only
 
 
 @dataclass
@@ -281,10 +281,7 @@ def _save_checkpoint(path: Path, epochs_done: int, run: _Run, result: TrainResul
 
 def _load_checkpoint(path: Path, run: _Run, config: TrainConfig) -> tuple[int, TrainResult]:
     expected = f"{path}: expected a training checkpoint of this model"
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
-        raise NasError(f"{expected} ({exc})") from None
+    state = load_weights_only(path, "a training checkpoint of this model")
     if not isinstance(state, dict) or state.get("config") != config.to_dict():
         # A different schedule length or batch size would silently change the run being resumed.
         found = state.get("config") if isinstance(state, dict) else None

@@ -301,9 +301,17 @@ def _bad_case(case: str, root: Path, model: Path) -> tuple[list[str], str]:
         return base + ["--gallery", str(root / "gallery.npz"), "--top-k", "0"], "--top-k 0: expected"
     if case == "no_output_no_gallery":
         return base, "expected --output FILE.npz, --gallery FILE.npz or both"
+    if case == "output_parent_is_a_file":  # refused before any image is embedded
+        (root / "afile").write_text("a file where the output folder should be")
+        return base + ["--output", str(root / "afile" / "e.npz")], "expected " + str(root / "afile") + " to be a folder"
+    if case == "model_plain_pickle":  # torch warns about a protocol-4 pickle before refusing it
+        import pickle
+
+        (root / "old.pt").write_bytes(pickle.dumps({"model": {"w": [1.0]}}, protocol=4))
+        return ["--model", str(root / "old.pt"), "--images", str(images)] + out, "a plain pickle, not a file torch.save"
     if case == "output_is_folder":
         (root / "out").mkdir()
-        return base + ["--output", str(root / "out")], "expected an .npz file name, got a folder"
+        return base + ["--output", str(root / "out")], "out: expected a file name to write; it is a folder"
     raise AssertionError(case)
 
 
@@ -312,7 +320,7 @@ BAD_CASES = [
     "landmarks_missing", "landmarks_malformed", "landmarks_wrong_count", "landmarks_unknown_image",
     "landmarks_duplicate", "landmarks_same_point", "landmarks_empty", "not_112_without_landmarks",
     "undecodable_image", "gallery_not_npz", "gallery_wrong_arrays", "gallery_other_model", "top_k_zero",
-    "no_output_no_gallery", "output_is_folder",
+    "no_output_no_gallery", "output_is_folder", "output_parent_is_a_file", "model_plain_pickle",
 ]
 
 
@@ -322,7 +330,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(case, onnx_model, tm
     before = sorted(tmp_path.rglob("*"))
     assert main(argv) == 2
     captured = capsys.readouterr()
-    err = [line for line in captured.err.splitlines() if line.startswith("error: ")]
-    assert len(err) == 1 and needle in err[0], captured.err
+    err = captured.err.splitlines()  # the error line alone: no progress bar, runtime line or warning
+    assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], captured.err
     assert captured.out == ""
     assert sorted(tmp_path.rglob("*")) == before  # no output, no temporary file left behind

@@ -169,3 +169,45 @@ def test_fixture_train_pack_reads_back(tmp_path):
     pack = datasets.FacePack(tmp_path / "faces")
     assert (pack.num_identities, pack.num_images) == (3, 6)
     assert pack.image(pack.identity_keys(2)[0]).shape == (112, 112, 3)
+
+
+def test_a_pack_of_any_name_is_scored_like_lfw(fixture_root, model_path, tmp_path, capsys):
+    # facerec-data make-bin output evaluates as it is named: by --protocol all under its stem, and by name,
+    # with the numbers the same pack gives when named lfw.bin; --features-in re-scores it under that stem.
+    lfw = fixture_root / "faces_webface_112x112" / "lfw.bin"
+    named, custom = tmp_path / "named", tmp_path / "custom"
+    named.mkdir(), custom.mkdir()
+    shutil.copyfile(lfw, named / "lfw.bin")
+    shutil.copyfile(lfw, custom / "orl.heldout.bin")
+    runs = {"lfw": (named, "lfw"), "all": (custom, "all"), "by name": (custom, "orl.heldout")}
+    results = {}
+    for label, (data, protocol) in runs.items():
+        out = tmp_path / f"{label}.json"
+        assert main(["--model", str(model_path), "--data", str(data), "--protocol", protocol, "--device", "cpu",
+                     "--output", str(out), "--features-out", str(tmp_path / f"{label}.npz")]) == 0
+        results[label] = json.loads(out.read_text())["results"]
+    assert list(results["all"]) == list(results["by name"]) == ["orl.heldout"]
+    assert results["all"]["orl.heldout"] == results["by name"]["orl.heldout"] == results["lfw"]["lfw"]
+    assert 0 < results["lfw"]["lfw"]["pairs"] and len(results["lfw"]["lfw"]["fold_accuracies"]) == 10
+    assert "| orl.heldout |" in capsys.readouterr().out
+    again = tmp_path / "again.json"
+    assert main(["--features-in", str(tmp_path / "all.npz"), "--output", str(again)]) == 0
+    assert json.loads(again.read_text())["results"] == results["all"]
+    _bad(["--model", str(model_path), "--data", str(custom), "--protocol", "orl", "--device", "cpu"], capsys,
+         f"{custom}: expected orl.bin", "its .bin packs: orl.heldout")
+    shutil.copyfile(lfw, custom / "ijbc.bin")  # a pack may not take another protocol's name
+    _bad(["--model", str(model_path), "--data", str(custom), "--device", "cpu"], capsys, "ijbc.bin", "rename it")
+
+
+def test_val_bins_take_any_pack_name(fixture_root, tiny_pack, tmp_path):
+    # facerec-train / facerec-search --val-bins: a user's own pack by its stem, verified like lfw.
+    from facerec.errors import FaceRecError
+    from facerec.run_data import prepare_data
+
+    pack = tmp_path / "pack"
+    shutil.copytree(tiny_pack, pack)
+    shutil.copyfile(fixture_root / "faces_webface_112x112" / "lfw.bin", pack / "orl.bin")
+    data = prepare_data(pack, tmp_path / "out", val_bins=["orl"], need_val=True, cache=False)
+    assert [vs.name for vs in data.val_sets] == ["orl"] and data.info["val_sets"]["orl"] > 0
+    with pytest.raises(FaceRecError, match=r"orl_v2.bin: expected a verification .bin pack .* packs in .*: orl"):
+        prepare_data(pack, tmp_path / "out", val_bins=["orl_v2"], cache=False)

@@ -364,3 +364,22 @@ def test_normalize_of_a_tensor_is_the_numpy_formula_and_leaves_its_input_alone()
     pixels = torch.arange(256, dtype=torch.float32)
     normalize(pixels)
     assert torch.equal(pixels, torch.arange(256, dtype=torch.float32))
+
+
+@pytest.mark.parametrize("damage", ["labels_missing", "labels_object_array", "labels_float", "images_unreadable"])
+def test_inspect_calls_complete_only_what_verify_and_training_open(cached_pack, capsys, damage):
+    # inspect --json said "complete" whenever cache.json matched, while verify and training refused the cache.
+    labels = cache_folder(FacePack(cached_pack)) / "labels.npy"
+    if damage == "labels_missing":
+        labels.unlink()
+    elif damage == "images_unreadable":
+        (labels.parent / "images.u8").unlink()
+        (labels.parent / "images.u8").mkdir()
+    else:
+        values = np.load(labels)
+        np.save(labels, np.asarray(values.tolist(), dtype=object) if damage == "labels_object_array"
+                else values.astype(np.float64), allow_pickle=True)
+    assert data_main(["inspect", str(cached_pack), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cache"]["state"] == "stale"
+    assert data_main(["verify", str(cached_pack)]) == 2
+    assert "stale cache: rebuild with facerec-data cache" in _error_line(capsys)

@@ -426,7 +426,7 @@ def test_missing_garbage_and_non_dict_weight_files(tmp_path, capsys):
     out = tmp_path / "model.pt"
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x00\x01 definitely not torch")
-    for weights, message in ((tmp_path / "nope.pth", "file not found"), (garbage, "torch.load cannot read it"),
+    for weights, message in ((tmp_path / "nope.pth", "file not found"), (garbage, "not a file torch.save wrote"),
                              (_edited(tmp_path, [1, 2]), "found list")):
         assert message in _run_import(capsys, "--format", "arcface_torch", "--arch", "iresnet18",
                                       "--weights", str(weights), "--output", str(out))

@@ -23,8 +23,9 @@ from make_fixtures import make_verification_pack  # noqa: E402
 from orl_demo import SEARCH_FLAGS  # noqa: E402
 
 
-def _export_and_score(work: Path, train_pack: Path, bins: Path, capsys) -> dict:
-    """facerec-export with --data TRAIN_PACK, then facerec-eval of model.onnx and model.pt on BINS/lfw.bin."""
+def _export_and_score(work: Path, train_pack: Path, bins: Path, capsys, pack: str) -> dict:
+    """facerec-export with --data TRAIN_PACK, then facerec-eval of model.onnx and model.pt on BINS/PACK.bin,
+    scored by its own name (no renaming to lfw.bin)."""
     onnx_path = work / "model.onnx"
     rc = export_main(["--checkpoint", str(work / "model" / "model.pt"), "--output", str(onnx_path),
                       "--data", str(train_pack), "--batch", "8", "--repeats", "1"])
@@ -34,9 +35,9 @@ def _export_and_score(work: Path, train_pack: Path, bins: Path, capsys) -> dict:
     scores = {}
     for name, model in (("onnx", onnx_path), ("pt", work / "model" / "model.pt")):
         out = work / f"eval_{name}.json"
-        assert eval_main(["--model", str(model), "--data", str(bins), "--protocol", "lfw", "--device", "cpu",
+        assert eval_main(["--model", str(model), "--data", str(bins), "--protocol", pack, "--device", "cpu",
                           "--output", str(out)]) == 0
-        scores[name] = json.loads(out.read_text())["results"]["lfw"]
+        scores[name] = json.loads(out.read_text())["results"][pack]
     return scores
 
 
@@ -50,8 +51,8 @@ def test_tiny_chain_search_train_export_eval(tiny_pack, tmp_path, capsys):
                        "--holdout-ids", "2", "--workers", "0", "--device", "cpu", "--no-progress",
                        "--recipe", "adaface"]) == 0  # the AdaFace head, as issue 7's user trained it
     assert torch.load(tmp_path / "model" / "model.pt", weights_only=True)["config"]["head"] == "adaface"
-    make_verification_pack(tmp_path / "bins" / "lfw.bin", np.random.default_rng(0), pairs=20, identities=6)
-    scores = _export_and_score(tmp_path, tiny_pack, tmp_path / "bins", capsys)
+    make_verification_pack(tmp_path / "bins" / "heldout.bin", np.random.default_rng(0), pairs=20, identities=6)
+    scores = _export_and_score(tmp_path, tiny_pack, tmp_path / "bins", capsys, "heldout")
     assert scores["onnx"]["pairs"] == scores["pt"]["pairs"] == 20
     assert scores["onnx"]["accuracy"] == scores["pt"]["accuracy"]
     assert scores["onnx"]["fold_accuracies"] == scores["pt"]["fold_accuracies"]
@@ -67,14 +68,14 @@ def test_orl_chain_adaface_15_epochs(orl_dir, tmp_path, capsys):
         (held / f"s{i}").symlink_to((orl_dir / f"s{i}").resolve())
     train_pack = tmp_path / "train"
     assert data_main(["pack", str(orl_dir), str(train_pack), "--identities-to", "30"]) == 0
-    assert data_main(["make-bin", str(held), str(tmp_path / "heldout" / "lfw.bin"), "--pairs", "600"]) == 0
+    assert data_main(["make-bin", str(held), str(tmp_path / "heldout" / "orl.bin"), "--pairs", "600"]) == 0
     assert search_main(["--data", str(train_pack), "--output", str(tmp_path / "search"), *SEARCH_FLAGS,
                         "--device", "cpu", "--no-progress"]) == 0
     assert train_main(["--genotype", str(tmp_path / "search" / "result.json"), "--data", str(train_pack),
                        "--output", str(tmp_path / "model"), "--epochs", "15", "--batch-size", "32",
                        "--lr", "0.1", "--holdout-ids", "0", "--workers", "0", "--device", "cpu",
                        "--no-progress", "--recipe", "adaface"]) == 0
-    scores = _export_and_score(tmp_path, train_pack, tmp_path / "heldout", capsys)
+    scores = _export_and_score(tmp_path, train_pack, tmp_path / "heldout", capsys, "orl")
     assert scores["onnx"]["pairs"] == 600
     assert scores["onnx"]["accuracy"] == scores["pt"]["accuracy"]
     assert scores["onnx"]["fold_accuracies"] == scores["pt"]["fold_accuracies"]

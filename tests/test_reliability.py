@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from nas_core.errors import NasError
-from nas_core.io import atomic_write, atomic_write_text
+from nas_core.io import atomic_write, atomic_write_text, output_file
 from nas_core.runlock import LOCK_NAME, run_lock
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,6 +86,24 @@ def test_atomic_write_on_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_pa
     assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
+@pytest.mark.parametrize("where", ["parent_is_a_file", "ancestor_is_a_file", "target_is_a_folder"])
+def test_every_os_error_of_a_write_is_one_line_naming_the_file(tmp_path, where):
+    # FileExistsError / NotADirectoryError / IsADirectoryError used to escape the atomic-write helper.
+    blocker = tmp_path / "out"
+    if where == "target_is_a_folder":
+        path = blocker
+        (blocker / "kept").mkdir(parents=True)
+    else:
+        blocker.write_text("a file")
+        path = blocker / "model.pt" if where == "parent_is_a_file" else blocker / "sub" / "model.pt"
+    reason = "it is a folder" if where == "target_is_a_folder" else f"expected {blocker} to be a folder; it is a file"
+    for attempt in (lambda: output_file(path), lambda: atomic_write_text(path, "new")):
+        with pytest.raises(NasError, match=rf"^{path}: .*{reason}") as caught:
+            attempt()
+        assert "\n" not in str(caught.value)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == (["kept", "out"] if where == "target_is_a_folder" else ["out"])
+
+
 def test_a_real_full_disk(tmp_path):
     with tiny_disk(tmp_path / "disk", 64) as disk:
         atomic_write_text(disk / "small.txt", "kept")
@@ -95,12 +113,14 @@ def test_a_real_full_disk(tmp_path):
         assert (disk / "small.txt").read_text() == "kept" and len(list(disk.iterdir())) == 1
 
 
-def test_other_os_errors_stay_bugs(tmp_path):
+def test_any_other_os_error_is_one_line_with_the_systems_reason(tmp_path):
+    # Every OS error on the target path is the user's to see in one line (issue 17), an I/O error included.
     def write(f):
-        raise OSError(errno.EIO, "I/O error")
+        raise OSError(errno.EIO, "Input/output error")
 
-    with pytest.raises(OSError, match="I/O error"):
+    with pytest.raises(NasError, match=rf"^{tmp_path / 'x'}: expected a file this user can write \(Input/output error\)"):
         atomic_write(tmp_path / "x", write)
+    assert not list(tmp_path.iterdir())  # the temporary file went with it
 
 
 # --- one writer per run folder -------------------------------------------------------------------------

@@ -226,12 +226,36 @@ def test_report_of_an_authors_trace(seed_traces_dir, tmp_path, name):
     assert direct.genotype.key() in report.body and raw["dataset"] in report.body
 
 
+def _edit_first_record(run: Path, **values) -> None:
+    lines = (run / "journal.jsonl").read_text().splitlines()
+    lines[0] = json.dumps({**json.loads(lines[0]), **values})
+    (run / "journal.jsonl").write_text("\n".join(lines) + "\n")
+
+
+# Values a run folder may hold that used to reach arithmetic and plots: each is refused where it is read.
+_BAD_VALUES = {
+    "journal_params_400_digits": lambda run: _edit_first_record(run, params=10**400),
+    "journal_accuracy_1e308": lambda run: _edit_first_record(run, accuracy=1e308),
+    "settings_a_list": lambda run: (run / "settings.json").write_text("[1, 2]\n"),
+    "settings_d_min_a_string": lambda run: (run / "settings.json").write_text(json.dumps(
+        {**json.loads((run / "settings.json").read_text()), "search": {
+            **json.loads((run / "settings.json").read_text())["search"], "d_min": "2"}})),
+}
+
+
 @pytest.mark.parametrize("case", ["missing", "empty", "settings_only", "bad_middle_line", "not_html",
-                                  "train_out"])
+                                  "train_out", "run_is_a_file", "output_is_a_folder", *_BAD_VALUES])
 def test_bad_run_folders_exit_2_with_one_line(digits_run, tmp_path, capsys, case):
     run = tmp_path / "run"
     args = [str(run)]
-    if case != "missing":
+    if case in (*_BAD_VALUES, "output_is_a_folder"):
+        shutil.copytree(digits_run, run)
+        for old in run.glob("report*"):
+            old.unlink()
+        _BAD_VALUES.get(case, lambda run: (run / "report.html").mkdir())(run)
+    elif case == "run_is_a_file":
+        run.write_text("not a folder\n")
+    elif case != "missing":
         run.mkdir()
     if case in ("settings_only", "bad_middle_line", "not_html"):
         shutil.copy(digits_run / "settings.json", run / "settings.json")
@@ -246,7 +270,13 @@ def test_bad_run_folders_exit_2_with_one_line(digits_run, tmp_path, capsys, case
     assert report_main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: "), err
-    assert not (run / "report.html").exists()
+    if case == "run_is_a_file":
+        assert "it is a file" in err[0]
+        return
+    assert not (run / "report.html").is_file()
+    assert not list(run.glob("report*.png")) and not (run / "report.md").exists()  # nothing left half-way
+    if case in _BAD_VALUES:
+        assert ("settings.json" if case.startswith("settings") else "journal.jsonl:1") in err[0]
 
 
 def test_journal_with_only_a_torn_line_is_a_partial_report(digits_run, tmp_path):

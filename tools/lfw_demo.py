@@ -4,8 +4,8 @@
 
 1. split the people of --lfw (seeded): 20 % unseen, the rest for search and training (symlinked folders)
 2. facerec-data pack      WORK/train_images -> WORK/train
-3. facerec-data make-bin  WORK/unseen_images -> WORK/unseen/lfw.bin (named lfw.bin so `facerec-eval
-   --protocol lfw` scores it with the LFW 10-fold rules)
+3. facerec-data make-bin  WORK/unseen_images -> WORK/unseen/unseen.bin (`facerec-eval --protocol unseen`
+   scores it by its name with the LFW 10-fold rules; these are LFW people, not the LFW benchmark pairs)
 4. facerec-search --size small on WORK/train (CPU-sized settings; fitness on held-out training people)
 5. facerec-train of the result on all training people
 6. facerec-export -> WORK/model.onnx (onnxruntime parity check)
@@ -101,7 +101,7 @@ def embedding_collapse(features: Path, dim_hint: int | None = None) -> dict:
     from facerec.diagnostics import collapse_stats, collapse_warning
 
     with np.load(features, allow_pickle=False) as data:
-        embeddings = np.unique(data["lfw.embeddings"], axis=0)
+        embeddings = np.unique(data["unseen.embeddings"], axis=0)
     stats = collapse_stats(embeddings)
     return {**stats, "warning": collapse_warning(stats, dim_hint or embeddings.shape[1])}
 
@@ -124,7 +124,7 @@ def _positive_count(text: str) -> int:
 
 
 def _pipeline(args: argparse.Namespace, work: Path, t: dict, loads: dict) -> dict:
-    bin_path = work / "unseen" / "lfw.bin"
+    bin_path = work / "unseen" / "unseen.bin"
     dev = ["--device", args.device]
     recipe = ["--recipe", args.recipe]
     _run(["facerec-data", "pack", str(work / "train_images"), str(work / "train")], t, loads, "pack")
@@ -139,10 +139,10 @@ def _pipeline(args: argparse.Namespace, work: Path, t: dict, loads: dict) -> dic
     scores = {}
     for name, model in (("onnx", work / "model.onnx"), ("pt", work / "model" / "model.pt")):
         out = work / f"eval_{name}.json"
-        _run(["facerec-eval", "--model", str(model), "--data", str(work / "unseen"), "--protocol", "lfw",
+        _run(["facerec-eval", "--model", str(model), "--data", str(work / "unseen"), "--protocol", "unseen",
               "--output", str(out), "--features-out", str(work / f"features_{name}.npz"), *dev], t, loads,
              f"eval_{name}")
-        scores[name] = json.loads(out.read_text())["results"]["lfw"]
+        scores[name] = json.loads(out.read_text())["results"]["unseen"]
     return scores
 
 
@@ -195,16 +195,16 @@ def _before(args, work: Path) -> dict:
           "--output", str(work / "before"), *flags, "--device", args.device, "--seed", str(args.seed),
           "--no-progress"], t, loads, "train")
     _run(["facerec-eval", "--model", str(work / "before" / "model.pt"), "--data", str(work / "unseen"), "--protocol",
-          "lfw", "--output", str(work / "eval_before.json"), "--features-out", str(work / "features_before.npz"),
+          "unseen", "--output", str(work / "eval_before.json"), "--features-out", str(work / "features_before.npz"),
           "--device", args.device], t, loads, "eval")
-    score = json.loads((work / "eval_before.json").read_text())["results"]["lfw"]
+    score = json.loads((work / "eval_before.json").read_text())["results"]["unseen"]
     return {"train_flags": flags, "seconds": t, "load_average": loads,
             **{k: score[k] for k in ("accuracy", "std", "threshold")},
             "collapse": embedding_collapse(work / "features_before.npz")}
 
 
 def _summary(args, work: Path, t: dict, loads: dict, scores: dict, people: int, unseen: int) -> dict:
-    raw = raw_pixel_baselines(work / "unseen" / "lfw.bin")
+    raw = raw_pixel_baselines(work / "unseen" / "unseen.bin")
     result = json.loads((work / "search" / "result.json").read_text())
     metrics = json.loads((work / "model" / "metrics.json").read_text())
     keep = ("accuracy", "std", "threshold")

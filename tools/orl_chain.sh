@@ -9,14 +9,14 @@ rm -rf "$W"
 mkdir -p "$W/heldout_images" "$W/heldout"
 for i in $(seq 31 40); do ln -s "$(realpath "$ORL/s$i")" "$W/heldout_images/s$i"; done
 facerec-data pack "$ORL" "$W/train" --identities-to 30
-facerec-data make-bin "$W/heldout_images" "$W/heldout/lfw.bin" --pairs 600
+facerec-data make-bin "$W/heldout_images" "$W/heldout/orl.bin" --pairs 600
 facerec-search --data "$W/train" --output "$W/search" --size small --e-min 4 --d-min 4 --d-max 6 --w-min 8 \
     --w-max 16 --w-res 4 --micro-epochs 2 --max-trials 8 --holdout-ids 6 --batch-size 32 --embedding-size 128 \
     --workers 0 --device cpu --no-progress
 facerec-train --genotype "$W/search/result.json" --data "$W/train" --output "$W/model" --epochs 15 \
     --batch-size 32 --lr 0.1 --holdout-ids 0 --workers 0 --device cpu --no-progress --recipe adaface
 facerec-export --checkpoint "$W/model/model.pt" --output "$W/model.onnx" --data "$W/train" \
-    --check-bin "$W/heldout/lfw.bin" --batch 16 --repeats 5
+    --check-bin "$W/heldout/orl.bin" --batch 16 --repeats 5
 for model in "$W/model.onnx" "$W/model/model.pt"; do
-    facerec-eval --model "$model" --data "$W/heldout" --protocol lfw --device cpu
+    facerec-eval --model "$model" --data "$W/heldout" --protocol orl --device cpu
 done

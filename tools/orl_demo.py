@@ -3,8 +3,8 @@
     python tools/orl_demo.py --orl /work/shared/data/orl_faces --work runs/orl_demo
 
 1. facerec-data pack   s1..s30 -> WORK/train            (search + training identities)
-2. facerec-data make-bin s31..s40 -> WORK/heldout/lfw.bin (600 pairs of the 10 unseen identities;
-   named lfw.bin so `facerec-eval --protocol lfw` scores it with the LFW 10-fold rules)
+2. facerec-data make-bin s31..s40 -> WORK/heldout/orl.bin (600 pairs of the 10 unseen identities;
+   `facerec-eval --protocol orl` scores it by its name with the LFW 10-fold rules)
 3. facerec-search --size small on WORK/train (small CPU settings, 6 identities held out for fitness)
 4. facerec-train of the result on all 30 identities
 5. facerec-export -> WORK/model.onnx (onnxruntime parity check)
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                    key=lambda n: int(n[1:]))
     for name in names[args.train_ids:]:
         (work / "heldout_images" / name).symlink_to((orl / name).resolve())
-    bin_path = work / "heldout" / "lfw.bin"
+    bin_path = work / "heldout" / "orl.bin"
     t: dict[str, float] = {}
     dev = ["--device", args.device]
     _run(["facerec-data", "pack", str(orl), str(work / "train"), "--identities-to", str(args.train_ids)], t, "pack")
@@ -99,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     scores = {}
     for name, model in (("onnx", work / "model.onnx"), ("pt", work / "model" / "model.pt")):
         out = work / f"eval_{name}.json"
-        _run(["facerec-eval", "--model", str(model), "--data", str(work / "heldout"), "--protocol", "lfw",
+        _run(["facerec-eval", "--model", str(model), "--data", str(work / "heldout"), "--protocol", "orl",
               "--output", str(out), *dev], t, f"eval_{name}")
-        scores[name] = json.loads(out.read_text())["results"]["lfw"]
+        scores[name] = json.loads(out.read_text())["results"]["orl"]
     raw = raw_pixel_accuracy(bin_path)
     chain = t["search"] + t["train"] + t["export"]
     result = json.loads((work / "search" / "result.json").read_text())

@@ -22,7 +22,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from eval_protocols.bins import decode_image, write_bin
 from facerec.data.cache import build_cache, cache_bytes, cache_folder, cache_state, open_cache
@@ -31,7 +30,8 @@ from facerec.data.images import encode_jpeg, fit_face, load_image, read_image_fo
 from facerec.data.recordio import rebuild_index, unpack_header, write_face_pack
 from facerec.errors import FaceRecError
 from nas_core.errors import run_cli
-from nas_core.io import atomic_write_json
+from nas_core.io import atomic_write_json, output_file
+from nas_core.runlog import progress_bar
 
 FIT_RULE = ("scaled to fit (aspect kept), short side padded symmetrically by edge replication; "
             "e.g. ORL 92x112 -> 10 replicated columns each side")
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     body = {"pack": _pack, "unpack": _unpack, "inspect": _inspect, "verify": _verify, "cache": _cache,
             "index": _index, "make-bin": _make_bin}[args.command]
-    return run_cli(lambda: body(args))
+    return run_cli(lambda: body(args), hold_native_output=True)
 
 
 # --- pack / unpack ---------------------------------------------------------------------------------
@@ -113,7 +113,7 @@ def _select(identities: list, args) -> list:
 def _pack(args) -> int:
     identities = _select(read_image_folder(args.image_folder), args)
     total = sum(len(paths) for _, paths in identities)
-    with tqdm(total=total, unit="img", desc="pack", file=sys.stderr, disable=None) as bar:
+    with progress_bar(total=total, unit="img", desc="pack") as bar:
         def images(paths):
             for path in paths:
                 yield load_image(path)
@@ -141,7 +141,7 @@ def _unpack(args) -> int:
     tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700
     try:
         names = pack.names()
-        with tqdm(total=pack.num_images, unit="img", desc="unpack", file=sys.stderr, disable=None) as bar:
+        with progress_bar(total=pack.num_images, unit="img", desc="unpack") as bar:
             for identity, name in enumerate(names):
                 folder = tmp / name
                 folder.mkdir()
@@ -225,7 +225,7 @@ def _verify(args) -> int:
     cached = open_cache(pack)  # a stale one fails now, before the long scan
     starts: set[int] = set()
     decoded = 0
-    with tqdm(total=reader.size, unit="B", unit_scale=True, desc="verify", file=sys.stderr, disable=None) as bar:
+    with progress_bar(total=reader.size, unit="B", unit_scale=True, desc="verify") as bar:
         last = 0
         for offset, payload in reader.scan():
             key = key_at.get(offset)
@@ -287,16 +287,19 @@ def _index(args) -> int:
 # --- make-bin --------------------------------------------------------------------------------------
 
 def _make_bin(args) -> int:
+    output_file(args.out)  # fails before any image is read
     groups = [paths for _, paths in read_image_folder(args.image_folder)]
     pairs, issame = sample_pairs(groups, args.pairs, args.seed)
     size = (args.image_size, args.image_size)
     cache: dict[Path, bytes] = {}
     encoded = []
-    for path in tqdm([p for pair in pairs for p in pair], unit="img", desc="make-bin", file=sys.stderr,
-                     disable=None):
-        if path not in cache:
-            cache[path] = encode_jpeg(fit_face(load_image(path), size), args.quality)
-        encoded.append(cache[path])
+    paths = [p for pair in pairs for p in pair]
+    with progress_bar(total=len(paths), unit="img", desc="make-bin") as bar:
+        for path in paths:
+            if path not in cache:
+                cache[path] = encode_jpeg(fit_face(load_image(path), size), args.quality)
+            encoded.append(cache[path])
+            bar.update()
     write_bin(args.out, encoded, issame.tolist())
     print(f"wrote {args.out}: {len(issame)} pairs ({int(issame.sum())} same), {len(cache)} distinct images")
     return 0

@@ -33,6 +33,8 @@ from facerec.embedding import (
 )
 from facerec.errors import FaceRecError
 from nas_core.errors import run_cli
+from nas_core.io import output_file
+from nas_core.runlog import progress_bar
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -53,12 +55,10 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    return run_cli(lambda: _run(args))
+    return run_cli(lambda: _run(args), hold_native_output=True)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     # Every input is checked before the model runs, so a bad one fails fast and nothing is written.
     if not args.output and not args.gallery:
         raise FaceRecError("--output/--gallery: expected --output FILE.npz, --gallery FILE.npz or both")
@@ -69,8 +69,8 @@ def _run(args: argparse.Namespace) -> int:
     model = Path(args.model)
     if not model.is_file():
         raise FaceRecError(f"{model}: model file not found; expected an .onnx file or a facenas .pt checkpoint")
-    if args.output and Path(args.output).is_dir():
-        raise FaceRecError(f"{args.output}: expected an .npz file name, got a folder")
+    if args.output:
+        output_file(args.output)  # a folder, a file in the way or a read-only folder fails before any work
     images = Path(args.images)
     if not images.is_dir():
         raise FaceRecError(f"{images}: expected a folder of face images, not found")
@@ -81,8 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     gallery = load_embeddings(args.gallery) if args.gallery else None
 
     embedder = load_embedder(model, device=args.device, batch_size=args.batch_size)
-    print(embedder.runtime, file=sys.stderr)
-    crops = face_crops(images, names, landmarks)
+    crops = face_crops(images, names, landmarks, landmarks_source=args.landmarks)
     if gallery is not None:  # one face first: a gallery of another model fails before the long run
         first = next(crops)
         dim = embedder.embed(first[None], flip=args.flip).shape[1]
@@ -90,13 +89,15 @@ def _run(args: argparse.Namespace) -> int:
             raise FaceRecError(f"{args.gallery}: expected {dim}-d embeddings of this model, "
                                f"holds {gallery[1].shape[1]}-d")
         crops = _chain(first, crops)
-    with tqdm(total=len(names), unit="img", desc="embedding", file=sys.stderr, dynamic_ncols=True) as bar:
+    with progress_bar(total=len(names), unit="img", desc=f"embedding ({embedder.runtime})") as bar:
         embeddings = embedder.embed(crops, flip=args.flip, progress=bar)
     if args.output:
         save_embeddings(args.output, names, embeddings, model=str(model))
-        print(f"wrote {len(names)} embeddings ({embeddings.shape[1]}-d) to {args.output}", file=sys.stderr)
     if gallery is not None:
         _print_nearest(names, embeddings, gallery, args.top_k)
+    # Last, once everything is written: a run that fails leaves its one error line alone on stderr.
+    wrote = f"; wrote {args.output}" if args.output else ""
+    print(f"embedded {len(names)} images ({embeddings.shape[1]}-d) with {embedder.runtime}{wrote}", file=sys.stderr)
     return 0
 
 
@@ -117,7 +118,7 @@ def _print_nearest(names: list[str], embeddings, gallery: tuple, top_k: int) -> 
         print(f"rank-1: {accuracy:.4f} ({hits} of {counted} images whose identity, the parent folder, "
               f"is in the gallery)")
     elif all(identity_of(n) for n in names):
-        print("rank-1: none of these identities is in the gallery", file=sys.stderr)
+        print("rank-1: none of these identities is in the gallery")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
     facerec-eval --model model.onnx --data faces_webface_112x112 --protocol lfw --output lfw.json
     facerec-eval --model model.pt --data IJB_release --protocol ijbc --output ijbc.json --features-out ijbc.npz
     facerec-eval --features-in ijbc.npz --protocol ijbc --no-detector-score   # re-score in seconds, no model
+    facerec-eval --model model.pt --data packs/orl --protocol orl      # your own pairs (facerec-data make-bin)
+
+Every .bin pack in --data is a verification set scored 10-fold (ARCHITECTURE §6): lfw, cfp_fp, cplfw,
+agedb_30, calfw and any other, reported under its file's stem.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ from pathlib import Path
 
 from eval_protocols.errors import EvalError
 from eval_protocols.features import load_features, save_features
-from eval_protocols.protocols import PROTOCOL_ORDER, Scored, create_protocol
+from eval_protocols.protocols import PROTOCOL_ORDER, Scored, create_protocol, list_protocols
 from eval_protocols.report import build_report, markdown_table, write_report
+from eval_protocols.verification import VERIFICATION_SETS, VerificationProtocol, verification_packs
 from nas_core.errors import run_cli
+from nas_core.io import output_file
+from nas_core.runlog import progress_bar
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -24,8 +31,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="an .onnx file or a facenas .pt checkpoint (not needed with --features-in)")
     p.add_argument("--data", help="the data folder as you have it: faces_*/ with .bin packs, IJB_release/ "
                    "(or IJBC/, IJBB/), the root holding tinyface/, or one root holding several of them")
-    p.add_argument("--protocol", default="all", choices=(*PROTOCOL_ORDER, "all"),
-                   help="protocol to run; 'all' runs whatever --data holds (default)")
+    p.add_argument("--protocol", default="all",
+                   help=f"{', '.join(PROTOCOL_ORDER)}, or the stem of any .bin pack in --data (e.g. orl for "
+                        "orl.bin, scored 10-fold like lfw); 'all' (default) runs whatever --data holds")
     p.add_argument("--output", help="write the JSON result here (plus <stem>_roc.png for IJB and <stem>.log)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
@@ -43,22 +51,26 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    return run_cli(lambda: _run(args))
+    return run_cli(lambda: _run(args), hold_native_output=True)
 
 
 def _run(args: argparse.Namespace) -> int:
     started = time.time()
+    for path in (args.output, args.features_out):
+        if path:
+            output_file(path)  # a folder or a file in the way fails before any image is embedded
+    runtime = None
     if args.features_in:
         features, meta = load_features(args.features_in)
         names = list(features) if args.protocol == "all" else [args.protocol]
         if args.protocol != "all" and args.protocol not in features:
             raise EvalError(f"{args.features_in}: expected features for {args.protocol}; it holds {', '.join(features)}")
-        protocols = {name: create_protocol(name) for name in names}
+        protocols = {name: _protocol(name) for name in names}
         model_name = meta.get("model", str(args.features_in))
         for name in names:
             _check_finite(features[name], args.features_in, name)
     else:
-        protocols, features, model_name = _extract(args)
+        protocols, features, model_name, runtime = _extract(args)
     scored: dict[str, Scored] = {
         name: protocols[name].score(features[name], detector_score=args.detector_score, norm_score=args.norm_score)
         for name in protocols
@@ -70,16 +82,51 @@ def _run(args: argparse.Namespace) -> int:
         save_features(args.features_out, {n: features[n] for n in protocols}, {"model": model_name, "flip": args.flip})
     if args.output:
         curves = {name: s.roc for name, s in scored.items() if s.roc is not None}
-        log = f"facerec-eval {' '.join(sys.argv[1:])}\n{table}\n" + "".join(f"note: {n}\n" for n in notes)
+        log = f"facerec-eval {' '.join(sys.argv[1:])}\n" + (f"runtime: {runtime}\n" if runtime else "")
+        log += f"{table}\n" + "".join(f"note: {n}\n" for n in notes)
         log += f"seconds: {time.time() - started:.1f}\n"
         write_report(args.output, report, curves, log_text=log)
     print(table, end="")
+    if runtime:
+        print(f"embedded with {runtime}", file=sys.stderr)
+    for note in dict.fromkeys(notes):  # after the results: a failed run's stderr is its one error line
+        print(f"warning: {note}", file=sys.stderr)
     return 0
 
 
-def _extract(args: argparse.Namespace):
-    from tqdm import tqdm
+def _protocol(name: str):
+    """The registered protocol of ``name``, else the 10-fold protocol of a pack of that stem."""
+    return create_protocol(name) if name in list_protocols() else VerificationProtocol(name)
 
+
+def _select(protocol: str, data: Path) -> dict[str, tuple[object, Path]]:
+    """{name: (protocol, where its data lies)}: ``protocol`` alone, or for 'all' every protocol --data holds,
+    every .bin pack under its stem."""
+    packs = verification_packs(data)
+    clash = sorted(set(packs) & (set(list_protocols()) - set(VERIFICATION_SETS)))
+    if clash:
+        raise EvalError(f"{packs[clash[0]]}: expected a verification pack named other than the {clash[0]} "
+                        "protocol; rename it")
+    if protocol != "all" and protocol not in list_protocols():
+        if protocol not in packs:
+            present = f"; its .bin packs: {', '.join(packs)}" if packs else ""
+            raise EvalError(f"{data}: expected {protocol}.bin in it or in a faces_* subfolder, or --protocol one "
+                            f"of {', '.join(PROTOCOL_ORDER)}, all{present}")
+        return {protocol: (VerificationProtocol(protocol), packs[protocol])}
+    chosen = {}
+    for name in PROTOCOL_ORDER if protocol == "all" else (protocol,):
+        entry = create_protocol(name)
+        path = entry.locate(data)
+        if path is None and protocol != "all":
+            raise EvalError(entry.expected(data))
+        if path is not None:
+            chosen[name] = (entry, path)
+    if protocol == "all":  # packs of other names after the benchmarks, in name order
+        chosen.update({name: (VerificationProtocol(name), path) for name, path in packs.items() if name not in chosen})
+    return chosen
+
+
+def _extract(args: argparse.Namespace):
     from facerec.embedding import open_model
 
     if not args.model:
@@ -91,32 +138,24 @@ def _extract(args: argparse.Namespace):
         raise EvalError(f"{data}: folder not found; expected the evaluation data folder")
     if not Path(args.model).is_file():
         raise EvalError(f"{args.model}: model file not found; expected an .onnx file or a facenas .pt checkpoint")
-    names = PROTOCOL_ORDER if args.protocol == "all" else (args.protocol,)
-    protocols, located = {}, {}
-    for name in names:
-        protocol = create_protocol(name)
-        path = protocol.locate(data)
-        if path is None:
-            if args.protocol != "all":
-                raise EvalError(protocol.expected(data))
-            continue
-        protocols[name], located[name] = protocol, path
-    if not protocols:
+    selected = _select(args.protocol, data)
+    if not selected:
         raise EvalError(f"{data}: expected .bin packs (or a faces_* folder), IJB_release/ (IJBB/, IJBC/) or tinyface/")
+    protocols = {name: entry for name, (entry, _) in selected.items()}
     # Check every input before any long work, so bad data fails fast and nothing is written.
-    prepared = {name: protocols[name].prepare(located[name]) for name in protocols}
+    prepared = {name: entry.prepare(path) for name, (entry, path) in selected.items()}
     # --device passes through unchanged: None lets the model's runtime pick (CUDA when it has it).
     embedder = open_model(args.model, device=args.device, batch_size=args.batch_size)
-    print(embedder.runtime, file=sys.stderr)  # which onnxruntime provider (or torch device) ran
     total = sum(protocols[n].count_images(prepared[n]) for n in protocols)
     features = {}
-    with tqdm(total=total, unit="img", desc="embedding", file=sys.stderr, dynamic_ncols=True) as bar:
+    # The bar and the log (--output) name the onnxruntime provider (or torch device) that runs.
+    with progress_bar(total=total, unit="img", desc=f"embedding ({embedder.runtime})") as bar:
         for name in protocols:
             bar.set_postfix_str(name)
             features[name] = protocols[name].extract(
                 prepared[name], embedder, flip=args.flip, batch_size=args.batch_size, progress=bar)
             _check_finite(features[name], args.model, name)
-    return protocols, features, str(args.model)
+    return protocols, features, str(args.model), embedder.runtime
 
 
 def _check_finite(arrays: dict, source: str, protocol: str) -> None:

@@ -2,7 +2,7 @@
 
     facerec-export --checkpoint OUT/model.pt --output model.onnx [--data PACK] [--tolerance 1e-4]
     facerec-export --checkpoint OUT/model.pt --output model-int8.onnx --precision int8 \\
-        --calibration PACK --check-bin heldout/lfw.bin [--max-drop 0.5]
+        --calibration PACK --check-bin heldout/orl.bin [--max-drop 0.5]
 
 Parity: per sample, ‖onnxruntime − torch‖₂ ≤ tolerance·‖torch‖₂ (plus a 1e-6 absolute floor) on a random
 batch and on face images from --data / --calibration; exit 1 and nothing written when a sample fails.
@@ -58,7 +58,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    return run_cli(lambda: _export(args))
+    return run_cli(lambda: _export(args), hold_native_output=True)
 
 
 def _number(flag: str, text: str, low: float, high: float, what: str) -> float:

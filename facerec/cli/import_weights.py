@@ -15,8 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from facerec.errors import FaceRecError
 from nas_core.errors import run_cli
+from nas_core.io import output_file
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -32,15 +32,14 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    return run_cli(lambda: _import(args))
+    return run_cli(lambda: _import(args), hold_native_output=True)
 
 
 def _import(args: argparse.Namespace) -> int:
     from facerec.checkpoint import save_checkpoint
     from facerec.importers import import_weights
 
-    if args.output.is_dir():
-        raise FaceRecError(f"{args.output}: expected a file name for the checkpoint (it is a folder)")
+    output_file(args.output)  # a folder, a file in the way or a read-only folder fails before the import
     backbone, notes = import_weights(args.weights, args.format, args.arch)
     for note in notes:
         print(f"note: {note}")

@@ -178,7 +178,8 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
     from nas_core.search import MacroMicroSearch, SearchSettings
     from nas_core.speculative import parallel_figures
 
-    settings, options = SearchSettings.from_dict(saved["search"]), saved["options"]
+    settings = SearchSettings.from_dict(saved["search"], where=f"{run / 'settings.json'}: search settings")
+    options = saved["options"]
     if options["data"] is None:
         log.info("no --data: searching on the built-in synthetic demo face set (facerec.demo, 20 identities x "
                  "12 images, 112x112) with a CPU-sized budget: " + ", ".join(
@@ -194,7 +195,7 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
     costs = _budget_costs(space, settings, run, info, log)
     journaled = _journaled(evaluator, run, info, log, args, saved, costs)
     bar = tqdm(total=settings.max_trials, unit="trial", desc="search", dynamic_ncols=True,
-               disable=args.no_progress or not info.is_main)
+               disable=True if args.no_progress or not info.is_main else None)  # None: only on a terminal
     with bar:
         try:
             result = MacroMicroSearch(space, journaled, settings, costs=costs,

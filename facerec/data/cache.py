@@ -16,17 +16,16 @@ from __future__ import annotations
 import errno
 import json
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from facerec.data.datasets import FacePack
 from facerec.errors import FaceRecError
 from nas_core.io import atomic_write, atomic_write_json
+from nas_core.runlog import progress_bar
 
 CACHE_FOLDER = "cache"
 FORMAT = 1
@@ -53,11 +52,12 @@ def _rebuild_hint(pack: FacePack) -> str:
 
 
 def cache_state(pack: FacePack) -> str:
-    """absent, partial (a build was interrupted), stale (the .rec changed since) or complete."""
+    """absent, partial (a build was interrupted), stale (the .rec changed since, or a file of the cache does
+    not read as open_cache reads it) or complete: the files verify and training check, checked the same way."""
     folder = cache_folder(pack)
-    if (folder / META).is_file():
+    if (folder / META).exists():
         try:
-            _check_meta(pack, folder / META)
+            open_cache(pack)
         except FaceRecError:
             return "stale"
         return "complete"
@@ -102,17 +102,26 @@ class DecodedCache:
 def open_cache(pack: FacePack) -> DecodedCache | None:
     """The pack's decoded cache, None when it has no complete one; FaceRecError when it is stale."""
     folder = cache_folder(pack)
-    if not (folder / META).is_file():
+    if not (folder / META).exists():
         return None
     meta = _check_meta(pack, folder / META)
     try:
         labels = np.load(folder / LABELS, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001  (missing, truncated, an object array, a damaged header: NumPy
+        # raises anything from ValueError to tokenize.TokenError)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a numeric .npy array"
+        raise FaceRecError(f"{folder / LABELS}: {_rebuild_hint(pack)} (unreadable: {reason})") from None
+    if not isinstance(labels, np.ndarray) or labels.shape != (meta["count"],) or labels.dtype.kind not in "iu":
+        found = f"{labels.dtype} {labels.shape}" if isinstance(labels, np.ndarray) else type(labels).__name__
+        raise FaceRecError(f"{folder / LABELS}: {_rebuild_hint(pack)} (expected {meta['count']} integer labels, "
+                           f"found {found})")
+    if len(labels) and not (0 <= labels.min() and labels.max() < pack.num_identities):
+        raise FaceRecError(f"{folder / LABELS}: {_rebuild_hint(pack)} (expected identities 0..{pack.num_identities - 1}, "
+                           f"found {labels.min()}..{labels.max()})")
+    try:
+        images = np.memmap(folder / IMAGES, dtype=np.uint8, mode="r", shape=tuple(meta["shape"]))
     except (OSError, ValueError) as exc:
-        raise FaceRecError(f"{folder / LABELS}: {_rebuild_hint(pack)} (unreadable: {exc})") from None
-    if labels.shape != (meta["count"],):
-        raise FaceRecError(f"{folder / LABELS}: {_rebuild_hint(pack)} (expected {meta['count']} labels, "
-                           f"found shape {labels.shape})")
-    images = np.memmap(folder / IMAGES, dtype=np.uint8, mode="r", shape=tuple(meta["shape"]))
+        raise FaceRecError(f"{folder / IMAGES}: {_rebuild_hint(pack)} (unreadable: {exc})") from None
     return DecodedCache(folder, images, labels, np.asarray(pack.image_keys(), dtype=np.int64))
 
 
@@ -171,8 +180,7 @@ def build_cache(pack: FacePack, *, workers: int = 1, restart: bool = False, chun
     row = cache_bytes(1, size)
     with _open_partial(folder / PARTIAL, row * len(keys), fresh=done == 0) as out, \
             ThreadPoolExecutor(max(1, workers)) as pool, \
-            tqdm(total=len(keys), initial=done, unit="img", desc="cache", file=sys.stderr,
-                 disable=None if progress else True) as bar:
+            progress_bar(total=len(keys), initial=done, unit="img", desc="cache", disable=not progress) as bar:
         for lo in range(done, len(keys), chunk):
             hi = min(len(keys), lo + chunk)
             # cv2.imdecode releases the GIL: threads decode in parallel

@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from nas_core.errors import NasError, run_cli
+from nas_core.io import output_file
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -36,7 +37,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    return run_cli(lambda: _report(args))
+    return run_cli(lambda: _report(args), hold_native_output=True)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -46,6 +47,8 @@ def _report(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else run / "report.html"
     if output.suffix.lower() not in (".html", ".htm"):
         raise NasError(f"{output}: expected an .html file name for the report")
+    if args.output:
+        output_file(output)  # a folder or a file in the way fails before the run is read
     if run.is_dir() and not (run / "journal.jsonl").exists() and (run / "metrics.json").is_file():
         raise NasError(
             f"{run / 'journal.jsonl'}: expected a search run; {run} looks like a training output "

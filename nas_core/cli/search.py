@@ -21,8 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from nas_core.cli._common import (
     add_budget_args,
     add_data_args,
@@ -37,7 +35,7 @@ from nas_core.cli._common import (
 from nas_core.errors import NasError, run_cli
 from nas_core.io import atomic_write_json, read_json_object
 from nas_core.runlock import run_lock
-from nas_core.runlog import log_to
+from nas_core.runlog import log_to, progress_bar
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -77,11 +75,31 @@ def _run_config(args: argparse.Namespace) -> dict[str, Any]:
             "threads": args.threads, "search": settings.to_dict()}
 
 
+# The run options of settings.json (written by _run_config), each of the type and range a run uses it as.
+_CONFIG_STRINGS = ("dataset", "size", "data_root", "device")  # 'dataset' required; the others may be null
+_CONFIG_NUMBERS = {"val_fraction": (False, 0, 0.99), "batch_size": (True, 1, 1 << 20), "threads": (True, 1, 4096)}
+
+
 def _read_config(run_dir: Path) -> dict[str, Any]:
+    from nas_core.search import SearchSettings
+    from nas_core.values import is_number, shown
+
     path = run_dir / "settings.json"
     config = read_json_object(path, "the settings of a search run to resume")
     if "search" not in config or "dataset" not in config:
         raise NasError(f"{path}: expected a settings object with 'dataset' and 'search'")
+    for name in _CONFIG_STRINGS:
+        nullable = name != "dataset"
+        if not (isinstance(config.get(name), str) or (nullable and config.get(name) is None)):
+            raise NasError(f"{path}: expected '{name}' to be a string{' or null' if nullable else ''}, "
+                           f"got {shown(config.get(name))}")
+    for name, (integer, lo, hi) in _CONFIG_NUMBERS.items():
+        if config.get(name) is not None and not is_number(config[name], integer=integer, lo=lo, hi=hi):
+            raise NasError(f"{path}: expected '{name}' to be {'an integer' if integer else 'a number'} in "
+                           f"[{lo:g}, {hi:g}], got {shown(config[name])}")
+    if config.get("rank_on", "val") not in ("val", "test") or not isinstance(config.get("reference_schedule", False), bool):
+        raise NasError(f"{path}: expected 'rank_on' val or test and 'reference_schedule' true or false")
+    SearchSettings.from_dict(config["search"], where=f"{path}: search settings")
     return config
 
 
@@ -175,7 +193,7 @@ def _run_search(run_dir: Path, config: dict[str, Any], log, resumed: bool, data=
     if settings.budget.active:
         log.info("budget: %s; costs measured once into %s", settings.budget.describe(), run_dir / "latency.json")
     journaled = _trial_evaluator(evaluator, space, settings, journal, config, where, log, costs)
-    with tqdm(total=settings.max_trials, unit="trial", desc="search", dynamic_ncols=True) as bar:
+    with progress_bar(total=settings.max_trials, unit="trial", desc="search") as bar:
         def on_trial(record) -> None:
             bar.update(1)
             note = " (journal)" if journaled.last_was_hit else ""
@@ -272,7 +290,7 @@ def _replay(args: argparse.Namespace) -> int:
         atomic_write_json(run_dir / "settings.json", config)
         log.info("replaying %s (%d recorded trials)", args.replay, len(getattr(evaluator, "table", {}) or {}))
         journaled = JournaledEvaluator(evaluator, Journal(run_dir / "journal.jsonl"))
-        with tqdm(unit="trial", desc="replay", dynamic_ncols=True) as bar:
+        with progress_bar(unit="trial", desc="replay") as bar:
             def on_trial(record) -> None:
                 bar.update(1)
                 log.info(_trial_line(record))

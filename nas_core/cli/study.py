@@ -14,8 +14,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from nas_core.cli._common import (
     add_data_args,
     add_run_args,
@@ -27,7 +25,7 @@ from nas_core.cli._common import (
 from nas_core.errors import NasError, run_cli
 from nas_core.genotype import Genotype
 from nas_core.io import atomic_write_json, read_json_object
-from nas_core.runlog import log_to
+from nas_core.runlog import log_to, progress_bar
 
 _SETTING_FLAGS = ("e_min", "d_min", "d_max", "w_min", "w_max", "w_res")  # what shapes the candidate list
 
@@ -102,7 +100,7 @@ class _JobRunner:
         if len(todo) < len(pairs):
             self.log.info("%s: %d of %d trials found in the journal", desc, len(pairs) - len(todo), len(pairs))
         jobs = [TrialJob(genotype=pairs[i][0].to_dict(), epochs=pairs[i][1], **self.base) for i in todo]
-        with tqdm(total=len(jobs), unit="trial", desc=desc, dynamic_ncols=True) as bar:
+        with progress_bar(total=len(jobs), unit="trial", desc=desc) as bar:
             def on_result(k: int, result) -> None:
                 genotype, epochs = pairs[todo[k]]
                 self.journal.append(genotype, epochs, result, study=desc)

@@ -15,14 +15,12 @@ import json
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from nas_core.checkpoint import save_checkpoint
 from nas_core.cli._common import add_data_args, add_run_args, output_folder, positive
 from nas_core.errors import NasError, run_cli
 from nas_core.genotype import Genotype
 from nas_core.io import atomic_write_json
-from nas_core.runlog import log_to
+from nas_core.runlog import log_to, progress_bar
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -86,7 +84,7 @@ def _train(args: argparse.Namespace) -> int:
         seed_everything(args.seed)
         model = space.build(genotype)
         tic = time.perf_counter()
-        with tqdm(total=args.epochs, unit="epoch", desc="train", dynamic_ncols=True) as bar:
+        with progress_bar(total=args.epochs, unit="epoch", desc="train") as bar:
             def on_epoch(epoch: int, result) -> None:
                 bar.n = epoch + 1
                 bar.refresh()

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nas_core.io import atomic_write_bytes, atomic_write_text
+from nas_core.errors import NasError
+from nas_core.io import atomic_write_bytes, output_file
 
 
 @dataclass
@@ -169,8 +170,17 @@ def write_document(document: Document, html_path: str | Path) -> Path:
     """Write ``html_path``, its markdown twin (same stem, .md) and the twin's PNGs; returns html_path."""
     html_path = Path(html_path)
     stem = html_path.stem
-    for figure in document.figures():
-        atomic_write_bytes(html_path.with_name(f"{stem}-{figure.name}.png"), figure.png)
-    atomic_write_text(html_path.with_suffix(".md"), render_markdown(document, stem))
-    atomic_write_text(html_path, render_html(document))
+    files = {html_path.with_name(f"{stem}-{figure.name}.png"): figure.png for figure in document.figures()}
+    files[html_path.with_suffix(".md")] = render_markdown(document, stem).encode()
+    files[html_path] = render_html(document).encode()
+    for path in files:  # a folder or a file in the way fails here, before anything is written
+        output_file(path)
+    new = [path for path in files if not path.exists()]
+    try:
+        for path, data in files.items():
+            atomic_write_bytes(path, data)
+    except NasError:
+        for path in new:  # no half report: the files this call created go again
+            path.unlink(missing_ok=True)
+        raise
     return html_path

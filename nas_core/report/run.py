@@ -23,6 +23,7 @@ from nas_core.io import read_json_object
 from nas_core.journal import Journal, record_result
 from nas_core.replay import LookupEvaluator
 from nas_core.search import MacroMicroSearch, SearchSettings, TrialRecord
+from nas_core.values import HUGE, is_number, shown
 
 ACCEPTED = ("baseline", "accept")
 
@@ -90,26 +91,39 @@ class _JournalParams:
         raise NasError(f"{genotype.key()}: a report replays the journal; it builds no network")
 
 
-def _optional_json(path: Path, notes: list[str]) -> dict[str, Any] | None:
-    if not path.is_file():
+def _optional_json(path: Path, what: str) -> dict[str, Any] | None:
+    """A run file that may be absent (a search still running has no result.json); one that is there must read."""
+    if not path.exists():
         return None
-    try:
-        return read_json_object(path)
-    except NasError as exc:
-        notes.append(f"ignored {exc}")
-        return None
+    return read_json_object(path, what)
+
+
+# The values of settings.json / result.json a report shows, each of the type (and range) it is shown as.
+_SHOWN = {"options": dict, "size": str, "dataset": str, "replay": str}
+_SHOWN_NUMBERS = {"fitness": (0, 100), "val_accuracy": (0, 100), "params": (0, HUGE), "wall_seconds": (0, HUGE)}
+
+
+def _check_shown(data: dict[str, Any], path: Path) -> None:
+    for name, kind in _SHOWN.items():
+        if data.get(name) is not None and not isinstance(data[name], kind):
+            raise NasError(f"{path}: expected '{name}' to be {'an object' if kind is dict else 'a string'}, "
+                           f"got {shown(data[name])}")
+    for name, (lo, hi) in _SHOWN_NUMBERS.items():
+        if data.get(name) is not None and not is_number(data[name], lo=lo, hi=hi):
+            raise NasError(f"{path}: expected '{name}' to be a number in [{lo:g}, {hi:g}], got {shown(data[name])}")
 
 
 def _settings_of(
     config: dict[str, Any], result: dict[str, Any] | None, folder: Path
 ) -> SearchSettings | None:
-    candidates = [config.get("search")]
+    candidates = [(config.get("search"), folder / "settings.json")]
     if result is not None:
         saved = result.get("settings")
-        candidates += [saved.get("search") if isinstance(saved, dict) else None, saved]
-    for candidate in candidates:
+        candidates += [(saved.get("search") if isinstance(saved, dict) else None, folder / "result.json"),
+                       (saved, folder / "result.json")]
+    for candidate, path in candidates:
         if isinstance(candidate, dict) and "d_min" in candidate and "w_max" in candidate:
-            return SearchSettings.from_dict(candidate, where=f"{folder}: search settings")
+            return SearchSettings.from_dict(candidate, where=f"{path}: search settings")
     return None
 
 
@@ -203,12 +217,16 @@ def read_search_run(folder: str | Path) -> SearchRun:
     folder = Path(folder)
     journal_path = folder / "journal.jsonl"
     if not folder.is_dir():
-        raise NasError(f"{folder}: expected a search run folder (holding journal.jsonl); folder not found")
+        found = "it is a file" if folder.exists() else "folder not found"
+        raise NasError(f"{folder}: expected a search run folder (holding journal.jsonl); {found}")
     if not journal_path.is_file():
         raise NasError(f"{journal_path}: expected the journal of a search run; file not found")
     notes: list[str] = []
-    config = _optional_json(folder / "settings.json", notes) or {}
-    result = _optional_json(folder / "result.json", notes)
+    config = _optional_json(folder / "settings.json", "the settings of a search run") or {}
+    result = _optional_json(folder / "result.json", "the result of a search run")
+    _check_shown(config, folder / "settings.json")
+    if result is not None:
+        _check_shown(result, folder / "result.json")
     settings = _settings_of(config, result, folder)
     lines = _journal_lines(journal_path, notes)
     path: list[Trial] = []

@@ -40,6 +40,7 @@ class Kind:
     variants: list[Variant]
     timeout: float = 60.0
     needs: Callable[[Subjects], bool] = field(default=lambda s: True)
+    unstubbed: tuple[str, ...] = ()  # sweep.STUBS this kind's commands must run for real (the report they draw)
 
 
 def _eval_variant(
@@ -111,7 +112,8 @@ _INDEX_VARIANT = Variant(
 # --- evaluation inputs: .bin, IJB meta, TinyFace, model.pt, .onnx ----------------------------------------
 
 
-def _copy_file(source: Callable[[Subjects], Path], name: str) -> Callable[[Subjects, Path], None]:
+def copy_file(source: Callable[[Subjects], Path], name: str) -> Callable[[Subjects, Path], None]:
+    """Copy one subject file into CASE/in/NAME."""
     def copy(subjects: Subjects, case: Path) -> None:
         (case / "in").mkdir(parents=True)
         shutil.copyfile(source(subjects), case / "in" / name)
@@ -198,7 +200,7 @@ KINDS: list[Kind] = [
     Kind(
         "bin",
         "lfw.bin",
-        _copy_file(lambda s: s.bins / "lfw.bin", "lfw.bin"),
+        copy_file(lambda s: s.bins / "lfw.bin", "lfw.bin"),
         menus.bin,
         [_eval_variant("lfw", lambda s, c: c / "in", lambda s, c: s.fast_onnx)],
     ),
@@ -222,7 +224,7 @@ KINDS: list[Kind] = [
     Kind(
         "genotype",
         "result.json (facerec-train --genotype)",
-        _copy_file(lambda s: s.genotype, "result.json"),
+        copy_file(lambda s: s.genotype, "result.json"),
         menus.genotype,
         [
             Variant(
@@ -234,7 +236,7 @@ KINDS: list[Kind] = [
     Kind(
         "model_pt",
         "model.pt (facerec-eval --model)",
-        _copy_file(lambda s: s.train / "model.pt", "model.pt"),
+        copy_file(lambda s: s.train / "model.pt", "model.pt"),
         menus.checkpoint("model.pt", harmless_keys=("config", "epoch", "val")),
         [_eval_variant("lfw", lambda s, c: s.bins, lambda s, c: c / "in" / "model.pt")],
     ),
@@ -253,7 +255,7 @@ KINDS: list[Kind] = [
     Kind(
         "onnx",
         "model.onnx (facerec-eval --model)",
-        _copy_file(lambda s: s.onnx, "model.onnx"),
+        copy_file(lambda s: s.onnx, "model.onnx"),
         menus.onnx,
         [_eval_variant("lfw", lambda s, c: s.bins, lambda s, c: c / "in" / "model.onnx")],
     ),
@@ -281,7 +283,7 @@ KINDS: list[Kind] = [
     Kind(
         "trace",
         "authors' trace JSON (nas-search --replay)",
-        _copy_file(lambda s: s.trace, "trace.json"),
+        copy_file(lambda s: s.trace, "trace.json"),
         menus.trace,
         [
             Variant(
@@ -294,3 +296,10 @@ KINDS: list[Kind] = [
         needs=lambda s: s.trace.is_file(),
     ),
 ]
+
+
+# The newer commands' inputs (published weights, landmarks, galleries, image folders, caches, report folders,
+# output paths, custom-named packs) live beside, in tools/fuzzing/user_kinds.py.
+from tools.fuzzing.user_kinds import USER_KINDS  # noqa: E402  (it builds on Kind and Variant above)
+
+KINDS += USER_KINDS

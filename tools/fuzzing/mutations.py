@@ -252,6 +252,8 @@ WRONG_VALUES: list[Any] = [
     {"a": 1},
     "3",
     2**64,
+    1e308,  # finite, but no count, accuracy or duration
+    10**400,  # an integer no float holds
 ]
 
 

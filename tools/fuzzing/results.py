@@ -184,3 +184,121 @@ def eval_summary(protocol: str) -> Callable[[Path, ChildResult], dict]:
         return r
 
     return summary
+
+
+# --- the newer commands (tools/fuzzing/user_kinds.py) ------------------------------------------------
+
+
+def _digest(*arrays) -> str:
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def checkpoint_digest(path: Path) -> dict:
+    """A facenas checkpoint written by facerec-import: rebuildable keys, finite weights, and their digest."""
+    import torch
+
+    if not path.is_file():
+        raise Invalid(f"exit 0 but {path.name} was not written")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict) or not ckpt.get("arch"):
+        raise Invalid(f"{path.name}: expected a facenas checkpoint with 'model' and 'arch'")
+    state = ckpt["model"]
+    for key, value in state.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise Invalid(f"{path.name}: {key} holds NaN or inf (exit 0 on broken weights)")
+    return {"arch": ckpt["arch"], "weights": _digest(*(state[k].numpy() for k in sorted(state)))}
+
+
+def import_summary(case: Path, result: ChildResult) -> dict:
+    return checkpoint_digest(case / "out" / "model.pt")
+
+
+def embeddings_digest(path: Path) -> dict:
+    """An embeddings .npz of facerec-embed: one name per row, finite unit rows; names and a digest."""
+    if not path.is_file():
+        raise Invalid(f"exit 0 but {path.name} was not written")
+    with np.load(path, allow_pickle=False) as data:
+        names, emb = data["names"], data["embeddings"]
+    if emb.ndim != 2 or len(names) != len(emb) or not len(emb) or not np.isfinite(emb).all():
+        raise Invalid(f"{path.name}: expected one finite embedding row per name")
+    if not np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-3):
+        raise Invalid(f"{path.name}: embeddings are not L2-normalised")
+    return {"names": names.tolist(), "embeddings": _digest(emb)}
+
+
+def embed_summary(case: Path, result: ChildResult) -> dict:
+    summary = embeddings_digest(case / "out" / "e.npz")
+    nearest = [line for line in result.stdout.splitlines() if line.strip()]
+    for line in nearest:
+        for score in line.split("\t")[1:]:
+            value = float(score.rsplit(" ", 1)[1]) if " " in score else math.nan
+            if not -1.001 <= value <= 1.001:
+                raise Invalid(f"a gallery cosine outside [-1, 1]: {line[:120]!r}")
+    return {**summary, "nearest": nearest}
+
+
+def cache_summary(case: Path, result: ChildResult) -> dict:
+    """verify then inspect of a pack with a decoded cache: inspect calls the cache complete exactly when
+    verify opened it and found every row equal to its image."""
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    if len(lines) != 2 or not lines[0].startswith("ok: "):
+        raise Invalid(f"expected verify's 'ok:' line and inspect's JSON on stdout, got {lines[:3]}")
+    state = json.loads(lines[1])["cache"]["state"]
+    verified = lines[0].endswith("decoded cache: matches every image")
+    if (state == "complete") != verified:
+        raise Invalid(f"inspect says the cache is {state!r} but verify says {lines[0].rsplit(': ', 1)[-1]!r}")
+    return {"verify": lines[0].replace(str(case / "pack"), "PACK"), "state": state}
+
+
+def report_summary(html: Callable[[Path], Path]) -> Callable[[Path, ChildResult], dict]:
+    def summary(case: Path, result: ChildResult) -> dict:
+        path = html(case)
+        if not path.is_file() or not path.with_suffix(".md").is_file():
+            raise Invalid("exit 0 but report.html or its markdown twin was not written")
+        text = path.with_suffix(".md").read_text()
+        if "nan" in text.lower().split() or "inf" in text.lower().split():
+            raise Invalid("the report shows NaN or inf")
+        return {"md": text.replace(str(case), "CASE")}
+
+    return summary
+
+
+def named_eval_summary(case: Path, result: ChildResult) -> dict:
+    """facerec-eval over custom-named packs: every result a verification result (ARCHITECTURE §7)."""
+    report = _read_json(case / "out" / "result.json")
+    results = report.get("results")
+    if not isinstance(results, dict) or not results:
+        raise Invalid("result.json: expected results")
+    for r in results.values():
+        _check_verification(r)
+    return {name: results[name] for name in sorted(results)}
+
+
+def bin_digest(path: Path) -> dict:
+    from eval_protocols.bins import read_bin
+
+    if not path.is_file():
+        raise Invalid(f"exit 0 but {path.name} was not written")
+    encoded, issame = read_bin(path)
+    return {"pairs": len(issame), "same": int(issame.sum()), "bytes": _digest(np.frombuffer(b"".join(encoded), np.uint8))}
+
+
+def eval_results(path: Path) -> dict:
+    results = _read_json(path).get("results")
+    if not isinstance(results, dict) or not results:
+        raise Invalid(f"{path.name}: expected results")
+    return results
+
+
+def report_markdown(path: Path) -> dict:
+    """The markdown twin of a report written to CASE/o/out/NAME.html, with the case folder named CASE."""
+    if not path.is_file() or not path.with_suffix(".md").is_file():
+        raise Invalid("exit 0 but the report or its markdown twin was not written")
+    return {"md": path.with_suffix(".md").read_text().replace(str(path.parents[2]), "CASE")}

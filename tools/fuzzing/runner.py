@@ -8,8 +8,8 @@ once, so each child starts warm and inherits no thread or lock of the caller (a 
 monitor, torch's OpenMP team, TensorBoard writers: forking such a process can deadlock the child).
 
 Verdicts: ``exit0`` (the output is complete and well-formed, and equals the unmutated result when the
-mutation was harmless), ``exit2`` (exactly one ``error:`` line on stderr, the last one, naming the
-mutated file or its folder, no traceback), else ``failure`` with the reason.
+mutation was harmless), ``exit2`` (stderr is exactly one ``error:`` line naming the mutated file or its
+folder: no traceback, no warning, no progress bar residue), else ``failure`` with the reason.
 """
 
 from __future__ import annotations
@@ -232,15 +232,17 @@ def names_target(line: str, target: Path, root: Path) -> bool:
 
 
 def judge_error(result: ChildResult, target: Path, root: Path) -> str | None:
-    """None when stderr ends in exactly one ``error:`` line naming the target; else why not."""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    """None when stderr is exactly one ``error:`` line naming the target (no progress bar residue, no
+    warning, no other line before it); else why not."""
+    lines = [line for line in re.split(r"[\r\n]", result.stderr) if line.strip()]
     errors = [line for line in lines if line.startswith("error:")]
     if "Traceback (most recent call last)" in result.stderr:
         return "a traceback on stderr"
     if len(errors) != 1:
         return f"{len(errors)} 'error:' lines on stderr (expected 1)"
-    if lines[-1] != errors[0]:
-        return f"the error line is not the last line of stderr: {lines[-1][:120]!r}"
+    if len(lines) != 1:
+        other = next(line for line in lines if line != errors[0])
+        return f"{len(lines)} lines on stderr, expected the error line alone; also: {other[:120]!r}"
     if not names_target(errors[0], target, root):
         return f"the error does not name {target}: {errors[0][:200]!r}"
     return None

@@ -93,6 +93,29 @@ class Subjects:
     def trace(self) -> Path:
         return self.root / "trace.json"
 
+    # --- the newer commands' inputs (tools/fuzzing/user_kinds.py) ---
+
+    @property
+    def faces(self) -> Path:
+        """112x112 aligned faces, one folder per identity (the pack unpacked)."""
+        return self.root / "faces"
+
+    @property
+    def gallery(self) -> Path:
+        return self.root / "gallery.npz"
+
+    @property
+    def arcface_weights(self) -> Path:
+        return self.root / "weights" / "backbone.pth"
+
+    @property
+    def adaface_weights(self) -> Path:
+        return self.root / "weights" / "adaface_ir18.ckpt"
+
+    @property
+    def cached_pack(self) -> Path:
+        return self.root / "cached_pack"
+
 
 def build(argv: list[str]) -> int:
     """argv: [root, seed_traces_dir or ""]. Writes every subject under root."""
@@ -149,7 +172,58 @@ def build(argv: list[str]) -> int:
     traces = Path(argv[1]) if len(argv) > 1 and argv[1] else None
     if traces is not None and (traces / TRACE_NAME).is_file():
         shutil.copyfile(traces / TRACE_NAME, subjects.trace)
+    return _build_user_inputs(subjects)
+
+
+def _build_user_inputs(subjects: Subjects) -> int:
+    """Faces folder, its gallery, published-layout weights and a pack with its decoded cache."""
+    from facerec.cli.data import main as data_main
+    from facerec.cli.embed import main as embed_main
+    from facerec.data.cache import build_cache
+    from facerec.data.datasets import FacePack
+
+    if data_main(["unpack", str(subjects.pack), str(subjects.faces)]) != 0:
+        return 1
+    if embed_main(["--model", str(subjects.fast_onnx), "--images", str(subjects.faces), "--output",
+                   str(subjects.gallery), "--device", "cpu"]) != 0:
+        return 1
+    _write_weights(subjects)
+    shutil.copytree(subjects.pack, subjects.cached_pack)
+    build_cache(FacePack(subjects.cached_pack), progress=False)
     return 0
+
+
+def _write_weights(subjects: Subjects) -> None:
+    """An arcface_torch backbone.pth of IResNet-18 (float16, as published) and the same net as an AdaFace
+    Lightning .ckpt (AdaFace's module names, MaxPool shortcut and affine-free embedding BN, a margin head)."""
+    import re
+
+    import torch
+
+    from facerec.backbones import create_backbone
+    from facerec.importers import _ADAFACE_BLOCK, _ADAFACE_OUTER, ARCH_BLOCKS
+
+    torch.manual_seed(0)
+    state = create_backbone("iresnet18").state_dict()
+    subjects.arcface_weights.parent.mkdir(parents=True)
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, subjects.arcface_weights)
+    block_of = {mine: theirs for theirs, mine in _ADAFACE_BLOCK.items()}
+    outer_of = {mine: theirs for theirs, mine in _ADAFACE_OUTER.items()}
+    starts = [sum(ARCH_BLOCKS["iresnet18"][:s]) for s in range(4)]
+    adaface = {}
+    for key, value in state.items():
+        if m := re.match(r"layer([1-4])\.(\d+)\.(.+)\.(\w+)$", key):
+            stage, index, module, param = int(m[1]), int(m[2]), m[3], m[4]
+            if (stage, index) == (1, 0) and module.startswith("downsample"):
+                continue  # AdaFace pools there: no weights
+            adaface[f"model.body.{starts[stage - 1] + index}.{block_of[module]}.{param}"] = value
+        else:
+            module, param = key.rsplit(".", 1)
+            if module == "features" and param in ("weight", "bias"):
+                continue  # AdaFace's embedding BatchNorm1d has no affine weights
+            adaface[f"model.{outer_of[module]}.{param}"] = value
+    adaface["head.kernel"] = torch.randn(512, 6)
+    torch.save({"state_dict": adaface, "epoch": 3, "global_step": 120}, subjects.adaface_weights)
 
 
 def _rewind(last: Path) -> None:

@@ -35,7 +35,11 @@ WARM_MODULES = (
     "facerec.cli.data",
     "facerec.cli.eval",
     "facerec.cli.train",
+    "facerec.cli.embed",
+    "facerec.cli.import_weights",
     "nas_core.cli.search",
+    "nas_core.cli.report",
+    "nas_core.report",
     "facerec.train",
     "facerec.embedding",
     "facerec.checkpoint",
@@ -142,7 +146,7 @@ def _baseline(workspace: Workspace, kind: Kind, variant: Variant) -> dict:
         variant.steps(workspace.subjects, case),
         case / "_harness",
         timeout=kind.timeout * 3,
-        stubs=workspace.stubs,
+        stubs=_stubs(workspace, kind),
     )
     try:
         if result.rc != 0 or failure_of(result):
@@ -153,6 +157,10 @@ def _baseline(workspace: Workspace, kind: Kind, variant: Variant) -> dict:
         return variant.summary(case, result)
     finally:
         remove_case(case)
+
+
+def _stubs(workspace: Workspace, kind: Kind) -> dict[str, Callable]:
+    return {target: stub for target, stub in workspace.stubs.items() if target not in kind.unstubbed}
 
 
 def case_rng(seed: int, kind: str, index: int) -> np.random.Generator:
@@ -197,7 +205,7 @@ def _run(
         case / "_harness",
         timeout=kind.timeout,
         drop_dac=mutation.drop_dac,
-        stubs=workspace.stubs,
+        stubs=_stubs(workspace, kind),
     )
     outcome, reason = "failure", failure_of(result)
     if reason is None:
