@@ -5,12 +5,12 @@
     python bench/search_value.py --table                  # print the table of what is done
 
 1. lfw_train split by people as tools/lfw_demo.py does it (seed 0, 20 % unseen): WORK/train (pack) and
-   WORK/unseen/lfw.bin (6,000 pairs of the unseen people).
+   WORK/unseen/unseen.bin (6,000 pairs of the unseen people).
 2. MobileFaceNet's cost (params, MFLOPs, onnxruntime CPU latency at batch 1, nas_core.cost) at the bench's
    embedding size sets the budget; `facerec-search` with `--max-params` and `--max-latency-ms` at that budget.
 3. Trained with one recipe (`facerec-train --epochs 5 --holdout-ids 0`, the demo's training): the found net and
    MobileFaceNet with seeds 0 and 1, three random nets of the search space within the budget (seed 0), IResNet-18
-   once as a reference. Each scored by `facerec-eval --protocol lfw` on the unseen pairs (10-fold).
+   once as a reference. Each scored by `facerec-eval --protocol unseen` on the unseen pairs (10-fold).
 4. One table: params, MFLOPs, latency, accuracy mean ± sd over seeds, CPU-minutes of training (and of the search),
    RI of the found net against the random nets (nas_core.baselines.relative_improvement).
 
@@ -90,7 +90,7 @@ def cost(model) -> dict:
 
 
 def _prepare(args, work: Path, journal: Journal) -> None:
-    if (work / "train" / "train.rec").is_file() and (work / "unseen" / "lfw.bin").is_file():
+    if (work / "train" / "train.rec").is_file() and (work / "unseen" / "unseen.bin").is_file():
         return  # the split is seeded: a rebuilt pack (packs are not kept in git) holds the same people
     import shutil
 
@@ -98,7 +98,7 @@ def _prepare(args, work: Path, journal: Journal) -> None:
         shutil.rmtree(work / folder, ignore_errors=True)
     train, unseen = split_people(Path(args.lfw), work, 0.2, 0)
     _run(["facerec-data", "pack", str(work / "train_images"), str(work / "train")])
-    _run(["facerec-data", "make-bin", str(work / "unseen_images"), str(work / "unseen" / "lfw.bin"), "--pairs",
+    _run(["facerec-data", "make-bin", str(work / "unseen_images"), str(work / "unseen" / "unseen.bin"), "--pairs",
           "6000", "--seed", "0"])
     if "data" not in journal.rows:
         journal.add({"step": "data", "training_people": len(train), "unseen_people": len(unseen)})
@@ -173,9 +173,9 @@ def _train(work: Path, journal: Journal, name: str, model_flags: list[str], seed
     wall, cpu = _run(["facerec-train", *flags, "--data", str(work / "train"), "--output", str(out), *TRAIN_FLAGS,
                       "--seed", str(seed), "--device", "cpu", "--no-progress"])
     score_file = out / "eval.json"
-    _run(["facerec-eval", "--model", str(out / "model.pt"), "--data", str(work / "unseen"), "--protocol", "lfw",
+    _run(["facerec-eval", "--model", str(out / "model.pt"), "--data", str(work / "unseen"), "--protocol", "unseen",
           "--output", str(score_file), "--device", "cpu"])
-    score = json.loads(score_file.read_text())["results"]["lfw"]
+    score = json.loads(score_file.read_text())["results"]["unseen"]
     from facerec.checkpoint import load_backbone
 
     return journal.add({"step": f"{name}-s{seed}", "net": name, "seed": seed, "accuracy": score["accuracy"],
