@@ -207,7 +207,8 @@ def test_val_bins_take_any_pack_name(fixture_root, tiny_pack, tmp_path):
     pack = tmp_path / "pack"
     shutil.copytree(tiny_pack, pack)
     shutil.copyfile(fixture_root / "faces_webface_112x112" / "lfw.bin", pack / "orl.bin")
-    data = prepare_data(pack, tmp_path / "out", val_bins=["orl"], need_val=True, cache=False)
+    data = prepare_data(pack, tmp_path / "out", val_bins=["orl"], fitness="bins", need_val=True,
+                        cache=False)
     assert [vs.name for vs in data.val_sets] == ["orl"] and data.info["val_sets"]["orl"] > 0
     with pytest.raises(FaceRecError, match=r"orl_v2.bin: expected a verification .bin pack .* packs in .*: orl"):
-        prepare_data(pack, tmp_path / "out", val_bins=["orl_v2"], cache=False)
+        prepare_data(pack, tmp_path / "out", val_bins=["orl_v2"], fitness="bins", cache=False)
