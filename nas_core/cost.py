@@ -75,6 +75,7 @@ def session_options(threads: int | None = None, spinning: bool = True):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: graph-optimizer notes ("Removing initializer ...") are not the user's
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

@@ -167,7 +167,7 @@ def _check_over_budget(record: dict[str, Any], where: str) -> None:
     broken, epochs = record["over_budget"], record["epochs"]
     if not (isinstance(broken, list) and broken and all(isinstance(b, str) for b in broken)):
         raise NasError(f"{where}: expected 'over_budget' to be a list of the budgets a candidate breaks")
-    if record["accuracy"] is not None or not _is_count(epochs, 1):
+    if record["accuracy"] is not None or not is_number(epochs, integer=True, lo=1, hi=10_000):
         raise NasError(f"{where}: expected an over-budget candidate with 'accuracy': null and positive 'epochs'")
 
 
