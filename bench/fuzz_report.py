@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--kinds", default=None, help="comma-separated kinds (default: all)")
     parser.add_argument(
         "--seed-traces",
-        default="/work/shared/data/seed_traces",
+        default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "seed_traces"),
         help="the authors' traces (the trace kind is skipped without them)",
     )
     parser.add_argument(

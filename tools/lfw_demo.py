@@ -44,7 +44,7 @@ TRAIN_FLAGS = ["--epochs", "5", "--holdout-ids", "0", "--workers", "0"]
 
 
 def default_lfw() -> Path:
-    """lfw_train in the shared data folder beside the repository (../shared/data/lfw_train)."""
+    """lfw_train in the project's shared data folder, which sits beside the repository (shared/data/lfw_train)."""
     return Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw_train"
 
 
@@ -149,7 +149,7 @@ def _pipeline(args: argparse.Namespace, work: Path, t: dict, loads: dict) -> dic
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--lfw", default=str(default_lfw()), help="image folder, one sub-folder per person "
-                   "(default: ../shared/data/lfw_train beside the repository)")
+                   "(default: shared/data/lfw_train beside the repository)")
     p.add_argument("--work", default="runs/lfw_demo", help="working folder (recreated)")
     p.add_argument("--unseen-fraction", type=float, default=0.2, help="people held out of search and training")
     p.add_argument("--pairs", type=int, default=6000, help="verification pairs of the unseen people")

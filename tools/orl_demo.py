@@ -64,7 +64,8 @@ def raw_pixel_accuracy(bin_path: Path) -> dict:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--orl", default="/work/shared/data/orl_faces", help="ORL folder with s1..s40")
+    p.add_argument("--orl", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "orl_faces"),
+                   help="ORL folder with s1..s40 (default: shared/data/orl_faces beside the repository)")
     p.add_argument("--work", default="runs/orl_demo", help="working folder (recreated)")
     p.add_argument("--train-ids", type=int, default=30, help="identities s1..sN for search and training")
     p.add_argument("--pairs", type=int, default=600, help="held-out verification pairs")
