@@ -2,6 +2,7 @@
 
     python bench/search_value.py                          # everything not yet done (journaled; rerun to continue)
     python bench/search_value.py --max-trainings 2        # a part: the search, then at most 2 new trainings
+    python bench/search_value.py --only found-s1          # only these steps (a second process on other steps)
     python bench/search_value.py --table                  # print the table of what is done
 
 1. lfw_train split by people as tools/lfw_demo.py does it (seed 0, 20 % unseen): WORK/train (pack) and
@@ -231,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", default=str(REPO / "bench" / "results" / "search_value"),
                    help="working folder: journal, packs, search, models")
     p.add_argument("--max-trainings", type=int, help="stop after N new trainings (run the bench in parts)")
+    p.add_argument("--only", type=lambda t: set(t.split(",")), default=set(),
+                   help="train only these steps (e.g. found-s1,mobilefacenet-s1): two processes on disjoint steps "
+                        "share one journal")
     p.add_argument("--table", action="store_true", help="only print the table of the journaled results")
     args = p.parse_args(argv)
     work = Path(args.work)
@@ -241,14 +245,17 @@ def main(argv: list[str] | None = None) -> int:
         budget = _budget(journal)
         _search(args, work, journal, budget)
         trained = 0
-        for name, flags, seeds in _nets(journal, budget):
-            for seed in seeds:
-                if f"{name}-s{seed}" in journal.rows:
-                    continue
-                if args.max_trainings is not None and trained >= args.max_trainings:
-                    break
-                _train(work, journal, name, flags, seed)
-                trained += 1
+        nets = _nets(journal, budget)
+        # Seed 0 of every net before any second seed: a part of the bench then compares all nets once.
+        steps = sorted(((seed, i, name, flags) for i, (name, flags, seeds) in enumerate(nets) for seed in seeds))
+        for seed, _, name, flags in steps:
+            step = f"{name}-s{seed}"
+            if step in journal.rows or (args.only and step not in args.only):
+                continue
+            if args.max_trainings is not None and trained >= args.max_trainings:
+                break
+            _train(work, journal, name, flags, seed)
+            trained += 1
     result = table(journal)
     (work / "search_value.json").write_text(json.dumps(result, indent=2) + "\n")
     _print(result, journal.rows.get("budget"))
