@@ -8,7 +8,7 @@ compute-only limit, measured in the same run.
 Builds a synthetic CASIA-shaped pack in a temporary folder (112x112 face-like JPEGs at quality 95, 20 per
 identity, written through facerec.data.recordio) and its decoded cache (facerec.data.cache), then times,
 in alternating rounds so background load hits all alike, through the trainer's own pieces
-(facerec.train._epoch_loader and _step):
+(facerec.train.loop._epoch_loader and _step):
   (a) jpeg        FaceDataset + AdaFaceAugment in a DataLoader (--workers), batches normalised on the device
   (b) cache       CachedFaceDataset: uint8 rows gathered, BatchAdaFaceAugment + normalize on the device
   (c) compute     the training step alone on one pre-made normalised batch already on the device
@@ -37,16 +37,16 @@ from facerec.data.cache import build_cache, cache_bytes, open_cache
 from facerec.data.cached_dataset import CachedFaceDataset
 from facerec.data.datasets import FaceDataset, FacePack
 from facerec.data.recordio import write_face_pack
-from facerec.demo import demo_identities
-from facerec.dist import DistInfo
-from facerec.heads import create_head
-from facerec.train import TrainConfig, _epoch_loader, _start, _step
+from facerec.data.demo import demo_identities
+from facerec.train.dist import DistInfo
+from facerec.model.heads import create_head
+from facerec.train.loop import TrainConfig, _epoch_loader, _start, _step
 
 CASIA_IMAGES, CASIA_IDENTITIES = 490_623, 10_572
 
 
 def casia_like(num_images: int, per_identity: int, seed: int = 0):
-    """Per identity, ``per_identity`` face-like RGB images: a few hundred drawn faces (facerec.demo), each
+    """Per identity, ``per_identity`` face-like RGB images: a few hundred drawn faces (facerec.data.demo), each
     image one of them shifted, lit and grained differently, so no two JPEGs are alike."""
     rng = np.random.default_rng(seed)
     bases = [faces[0] for faces in demo_identities(min(200, -(-num_images // per_identity)), 1, seed=seed)]
@@ -63,13 +63,13 @@ def casia_like(num_images: int, per_identity: int, seed: int = 0):
 
 def _build_net(name: str):
     if name in ("tiny", "r58"):
-        from facerec.space import IResNetSpace
+        from facerec.model.space import IResNetSpace
         from nas_core.genotype import Genotype
 
         if name == "r58":  # the shape the paper's small face search found: R-58-256 (28 blocks, C = 32)
             return IResNetSpace(embedding_size=512).build(Genotype.uniform(28, 32))
         return IResNetSpace(embedding_size=128).build(Genotype.uniform(4, 16))
-    from facerec.backbones import create_backbone
+    from facerec.model.backbones import create_backbone
 
     return create_backbone(name)
 

@@ -200,7 +200,7 @@ def _replace(args: list[str], flag: str, value: str) -> list[str]:
 
 
 def _face_train_inputs(workdir: Path) -> tuple[Path, Path]:
-    from facerec.demo import demo_pack
+    from facerec.data.demo import demo_pack
     from nas_core.genotype import Genotype
 
     pack = demo_pack(workdir / "pack", num_identities=8, images_per_identity=8)

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import torch
 
-from facerec.backbones import create_backbone
-from facerec.export import check_parity, export_onnx, input_size, measure_latency, measure_onnx_latency
-from facerec.space import IResNetSpace
+from facerec.model.backbones import create_backbone
+from facerec.deploy.export import check_parity, export_onnx, input_size, measure_latency, measure_onnx_latency
+from facerec.model.space import IResNetSpace
 from nas_core.genotype import Genotype
 
-# Settings tried against facerec-export's int8 (facerec.quantize.write_int8's defaults), each a change of
+# Settings tried against facerec-export's int8 (facerec.deploy.quantize.write_int8's defaults), each a change of
 # one keyword of write_int8.
 INT8_VARIANTS = {
     "int8 u8s8 full range": {"weights": "QInt8", "reduce_range": False},
@@ -76,8 +76,8 @@ def torch_rows(models: dict, tmp: Path, args, thread_counts: list[int]) -> dict[
 def precision_rows(fp32: Path, size: int, tmp: Path, args, thread_counts: list[int]) -> None:
     """fp16 / int8 (and variants): accuracy on --check-bin, drop from fp32, latency vs fp32 onnxruntime."""
     from eval_protocols.embed import to_input
-    from facerec import quantize
-    from facerec.export_data import read_face_images
+    from facerec.deploy import quantize
+    from facerec.deploy.export_data import read_face_images
 
     builds = {"fp16": lambda path: quantize.write_fp16(fp32, path)}
     if args.calibration:
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     thread_counts = args.threads or sorted({1, torch.get_num_threads()})
     if args.checkpoint:
-        from facerec.checkpoint import load_backbone
+        from facerec.model.checkpoint import load_backbone
 
         models = {args.checkpoint.parent.name or "model": load_backbone(args.checkpoint)[0]}
         print(f"torch {torch.__version__}; {args.checkpoint}")

@@ -107,7 +107,7 @@ def _prepare(args, work: Path, journal: Journal) -> None:
 
 def _budget(journal: Journal) -> dict:
     if "budget" not in journal.rows:
-        from facerec.backbones import create_backbone
+        from facerec.model.backbones import create_backbone
 
         journal.add({"step": "budget", "from": "mobilefacenet",
                      **cost(create_backbone("mobilefacenet", embedding_size=EMBEDDING))})
@@ -130,7 +130,7 @@ def _search(args, work: Path, journal: Journal, budget: dict) -> dict:
 
 def _nets(journal: Journal, budget: dict) -> list[tuple[str, list[str], list[int]]]:
     """(name, facerec-train model flags, seeds) of every net the bench trains."""
-    from facerec.space import IResNetSpace
+    from facerec.model.space import IResNetSpace
     from nas_core.baselines import sample_genotypes
     from nas_core.search import settings_for
 
@@ -177,7 +177,7 @@ def _train(work: Path, journal: Journal, name: str, model_flags: list[str], seed
     _run(["facerec-eval", "--model", str(out / "model.pt"), "--data", str(work / "unseen"), "--protocol", "unseen",
           "--output", str(score_file), "--device", "cpu"])
     score = json.loads(score_file.read_text())["results"]["unseen"]
-    from facerec.checkpoint import load_backbone
+    from facerec.model.checkpoint import load_backbone
 
     return journal.add({"step": f"{name}-s{seed}", "net": name, "seed": seed, "accuracy": score["accuracy"],
                         "std": score["std"], "train_wall_seconds": wall, "train_cpu_seconds": cpu,

@@ -3,7 +3,7 @@
     python bench/train_throughput.py                          # R-58-256 shape (28 blocks, C=32, sep3)
     python bench/train_throughput.py --genotype RUN/result.json --batch-size 64 --steps 20 --device cuda
 
-Both nets go through the real trainer (facerec.train.train_model: SGD, AdaFace head, AMP and
+Both nets go through the real trainer (facerec.train.loop.train_model: SGD, AdaFace head, AMP and
 channels_last on CUDA) on the same in-memory random 112x112 batches, one short epoch at a time,
 alternating, so background load hits both alike. Prints each median images/s and their ratio.
 """
@@ -17,10 +17,10 @@ import sys
 import torch
 from torch.utils.data import TensorDataset
 
-from facerec.backbones import create_backbone
-from facerec.heads import create_head
-from facerec.space import IResNetSpace
-from facerec.train import TrainConfig, train_model
+from facerec.model.backbones import create_backbone
+from facerec.model.heads import create_head
+from facerec.model.space import IResNetSpace
+from facerec.train.loop import TrainConfig, train_model
 from nas_core.genotype import Genotype
 
 # The shape the paper's small face search found (R-58-256: 28 blocks, stem width 32); ops all sep3 here.

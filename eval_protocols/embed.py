@@ -62,7 +62,7 @@ class Embedder:
     """Embed RGB uint8 [N,112,112,3] images in batches with the model's raw output.
 
     ``model``: an ``nn.Module`` (callers that own a checkpoint format rebuild the module and hand it in,
-    e.g. ``facerec.embedding.open_model``) or an ``.onnx`` file (onnxruntime; providers by
+    e.g. ``facerec.deploy.embedding.open_model``) or an ``.onnx`` file (onnxruntime; providers by
     ``onnx_providers``). ``device`` None: CUDA when there is one (for ONNX: when onnxruntime has the CUDA
     provider), else CPU. ``runtime`` says what runs.
     """

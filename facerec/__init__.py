@@ -4,8 +4,8 @@
 """
 
 # Importing facerec registers the "iresnet" search space and the facenas_* timm models.
-from facerec import backbones as _backbones  # noqa: F401
-from facerec import space as _space  # noqa: F401
+from facerec.model import backbones as _backbones  # noqa: F401
+from facerec.model import space as _space  # noqa: F401
 
 __all__ = ["load_embedder"]
 
@@ -13,7 +13,7 @@ __all__ = ["load_embedder"]
 def __getattr__(name: str):
     # Loaded on first use: the embedding path pulls in OpenCV, onnxruntime and the evaluation code.
     if name == "load_embedder":
-        from facerec.embedding import load_embedder
+        from facerec.deploy.embedding import load_embedder
 
         return load_embedder
     raise AttributeError(f"module 'facerec' has no attribute {name!r}")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from facerec.errors import FaceRecError
-from facerec.space import IResNetSpace
+from facerec.model.space import IResNetSpace
 from nas_core.genotype import Genotype
 from nas_core.report import (
     Document,

@@ -1,6 +1,6 @@
 """Fault injection for the kill/resume tests: die at an exact point, as SIGKILL would (tests only).
 
-    FACENAS_FAIL_AFTER_STEPS=N    after this process's N-th training step (nas_core.train, facerec.train)
+    FACENAS_FAIL_AFTER_STEPS=N    after this process's N-th training step (nas_core.train, facerec.train.loop)
     FACENAS_FAIL_AFTER_TRIALS=N   after this process's N-th journal append (a finished trial)
     FACENAS_FAIL_IN_WRITE=N       in this process's N-th atomic write (nas_core.io), after its temporary
                                   file is written and fsynced, before the rename; NAME:N counts only the

@@ -50,6 +50,6 @@ def _one_torch_thread():
 @pytest.fixture(scope="module")
 def tiny_pack(tmp_path_factory) -> Path:
     """8 synthetic identities x 8 images, packed as an InsightFace RecordIO set."""
-    from facerec.demo import demo_pack
+    from facerec.data.demo import demo_pack
 
     return demo_pack(tmp_path_factory.mktemp("pack"), num_identities=8, images_per_identity=8)

@@ -128,8 +128,8 @@ def test_python_api_embeds_like_the_cli(orl_split, onnx_model, tmp_path):
 
 
 def test_pt_checkpoint_through_api_and_cli(onnx_model, tmp_path):
-    from facerec.checkpoint import save_checkpoint
-    from facerec.space import IResNetSpace
+    from facerec.model.checkpoint import save_checkpoint
+    from facerec.model.space import IResNetSpace
     from nas_core.genotype import Genotype
 
     torch.manual_seed(1)
@@ -228,10 +228,10 @@ def test_facerec_eval_says_which_provider_ran(onnx_model, tmp_path, capsys):
 
 def test_load_embedder_is_exported_lazily():
     import facerec
-    import facerec.embedding
+    import facerec.deploy.embedding
 
     # Served by the package's __getattr__: `import facerec` does not load the embedding code.
-    assert "load_embedder" not in vars(facerec) and facerec.load_embedder is facerec.embedding.load_embedder
+    assert "load_embedder" not in vars(facerec) and facerec.load_embedder is facerec.deploy.embedding.load_embedder
     with pytest.raises(AttributeError):
         facerec.no_such_thing  # noqa: B018
 

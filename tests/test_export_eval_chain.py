@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facerec.checkpoint import save_checkpoint
+from facerec.model.checkpoint import save_checkpoint
 from facerec.cli.eval import main as eval_main
 from facerec.cli.export import main as export_main
-from facerec.space import IResNetSpace
+from facerec.model.space import IResNetSpace
 from nas_core.genotype import Genotype
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))

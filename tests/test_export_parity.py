@@ -9,10 +9,10 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from facerec.checkpoint import save_checkpoint
+from facerec.model.checkpoint import save_checkpoint
 from facerec.cli import export as export_cli
-from facerec.export import PARITY_FLOOR, check_parity, compare_embeddings, export_onnx
-from facerec.space import IResNetSpace
+from facerec.deploy.export import PARITY_FLOOR, check_parity, compare_embeddings, export_onnx
+from facerec.model.space import IResNetSpace
 from nas_core.genotype import Genotype
 
 GENOTYPE = Genotype(4, 4, ("sep", "conv", "sep", "sep"), (3, 5, 3, 3))
@@ -155,17 +155,17 @@ def test_cli_exports_embeddings_scaled_by_a_million(tmp_path, tiny_pack, capsys)
 
 
 def test_cli_refuses_a_defective_graph_and_writes_nothing(tmp_path, monkeypatch, capsys):
-    import facerec.export
+    import facerec.deploy.export
 
     ckpt = tmp_path / "model.pt"
     save_checkpoint(ckpt, backbone=_net_with_real_bn_statistics())
-    real_export = facerec.export.export_onnx
+    real_export = facerec.deploy.export.export_onnx
 
     def export_with_relu(backbone, path, **kwargs):
         real_export(backbone, path, **kwargs)
         _plant(path, path, _prelu_to_relu)
 
-    monkeypatch.setattr(facerec.export, "export_onnx", export_with_relu)
+    monkeypatch.setattr(facerec.deploy.export, "export_onnx", export_with_relu)
     out = tmp_path / "new" / "model.onnx"
     assert export_cli.main(["--checkpoint", str(ckpt), "--output", str(out), "--batch", "2"]) == 1
     err = capsys.readouterr().err

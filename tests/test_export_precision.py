@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from eval_protocols.embed import Embedder
-from facerec.checkpoint import save_checkpoint
+from facerec.model.checkpoint import save_checkpoint
 from facerec.cli import export as export_cli
-from facerec.space import IResNetSpace
+from facerec.model.space import IResNetSpace
 from nas_core.genotype import Genotype
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
@@ -83,10 +83,10 @@ def test_fp16_export_keeps_float32_io(checkpoint, check_bin, tmp_path, capsys):
 
 def test_fp16_that_cannot_run_here_is_written_and_says_so(checkpoint, check_bin, tmp_path, monkeypatch,
                                                           capsys):
-    import facerec.quantize
+    import facerec.deploy.quantize
 
-    monkeypatch.setattr(facerec.quantize, "fp16_providers", lambda: (["CPUExecutionProvider"], "cpu"))
-    monkeypatch.setattr(facerec.quantize, "runs_here", lambda *a, **k: "NOT_IMPLEMENTED: Conv(float16)")
+    monkeypatch.setattr(facerec.deploy.quantize, "fp16_providers", lambda: (["CPUExecutionProvider"], "cpu"))
+    monkeypatch.setattr(facerec.deploy.quantize, "runs_here", lambda *a, **k: "NOT_IMPLEMENTED: Conv(float16)")
     out = tmp_path / "model-fp16.onnx"
     rc = export_cli.main(["--checkpoint", str(checkpoint), "--output", str(out), "--precision", "fp16",
                           "--check-bin", str(check_bin), *FAST])
@@ -96,9 +96,9 @@ def test_fp16_that_cannot_run_here_is_written_and_says_so(checkpoint, check_bin,
 
 
 def test_accuracy_drop_over_max_drop_is_refused(checkpoint, check_bin, tmp_path, monkeypatch, capsys):
-    import facerec.quantize
+    import facerec.deploy.quantize
 
-    real = facerec.quantize.verification_accuracy
+    real = facerec.deploy.quantize.verification_accuracy
 
     def int8_loses_a_point(model, bin_path, **kwargs):
         result = dict(real(model, bin_path, **kwargs))
@@ -106,7 +106,7 @@ def test_accuracy_drop_over_max_drop_is_refused(checkpoint, check_bin, tmp_path,
             result["accuracy"] -= 0.01
         return result
 
-    monkeypatch.setattr(facerec.quantize, "verification_accuracy", int8_loses_a_point)
+    monkeypatch.setattr(facerec.deploy.quantize, "verification_accuracy", int8_loses_a_point)
     out = tmp_path / "new" / "model.onnx"
     rc = export_cli.main(["--checkpoint", str(checkpoint), "--output", str(out), "--precision", "int8",
                           "--calibration", str(check_bin), "--check-bin", str(check_bin), "--max-drop", "0.5",

@@ -33,9 +33,9 @@ from facerec.data.batch_augment import BatchAdaFaceAugment
 from facerec.data.cache import cache_folder, open_cache
 from facerec.data.cached_dataset import CachedFaceDataset
 from facerec.data.datasets import FaceDataset, FacePack
-from facerec.heads import create_head
-from facerec.space import IResNetSpace
-from facerec.train import TrainConfig, train_model
+from facerec.model.heads import create_head
+from facerec.model.space import IResNetSpace
+from facerec.train.loop import TrainConfig, train_model
 from nas_core.genotype import Genotype
 
 TINY = Genotype.uniform(4, 4)
@@ -43,7 +43,7 @@ STALE = "stale cache: rebuild with facerec-data cache"
 
 
 def _fresh_pack(tmp_path: Path, identities: int = 6, per_identity: int = 8) -> Path:
-    from facerec.demo import demo_pack
+    from facerec.data.demo import demo_pack
 
     return demo_pack(tmp_path / "pack", num_identities=identities, images_per_identity=per_identity)
 
@@ -309,7 +309,7 @@ def test_per_image_cpu_path_does_what_the_batched_gpu_path_does():
     looking faces: crop and flip identical, photometric within one grey level (float rounding), low resolution
     close (OpenCV's and torch's interpolations differ in detail; torch has no Lanczos)."""
     from facerec.data.batch_augment import apply_batched, apply_per_image
-    from facerec.demo import demo_identities
+    from facerec.data.demo import demo_identities
 
     faces = np.stack([images[0] for images in demo_identities(128, 1, seed=3)])
     nhwc = torch.from_numpy(faces)
@@ -338,7 +338,7 @@ def test_batched_low_resolution_equals_torch_resizes_image_by_image():
     image at a time (down, to uint8, up, to uint8), every mode pair and sides from 1 to 112: the same up to float
     rounding (a grey level at a .5 boundary, in few pixels)."""
     from facerec.data.batch_augment import _MODES, _low_resolution, _resize, _to_uint8
-    from facerec.demo import demo_identities
+    from facerec.data.demo import demo_identities
 
     count = len(_MODES) ** 2
     faces = torch.from_numpy(np.stack([images[0] for images in demo_identities(count, 1, seed=4)]))

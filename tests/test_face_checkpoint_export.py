@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from facerec.backbones import create_backbone
-from facerec.checkpoint import load_backbone, save_checkpoint
+from facerec.model.backbones import create_backbone
+from facerec.model.checkpoint import load_backbone, save_checkpoint
 from facerec.cli import export as export_cli
 from facerec.errors import FaceRecError
-from facerec.export import check_parity, export_onnx, ort_session, sample_batch
-from facerec.space import IResNetSpace
+from facerec.deploy.export import check_parity, export_onnx, ort_session, sample_batch
+from facerec.model.space import IResNetSpace
 from nas_core.genotype import Genotype
 
 FOUND = Genotype.uniform(6, 8).with_layer(1, op="conv").with_layer(4, kernel=5)

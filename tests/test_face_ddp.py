@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from facerec.demo import demo_pack
+from facerec.data.demo import demo_pack
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facerec.diagnostics import collapse_stats, collapse_warning
+from facerec.train.diagnostics import collapse_stats, collapse_warning
 
 
 def test_spread_directions_are_healthy():
@@ -57,8 +57,8 @@ def test_epoch_diagnostics_without_verification_sets_embed_training_faces(tiny_p
 
     from facerec.data.augment import AdaFaceAugment
     from facerec.data.datasets import FaceDataset
-    from facerec.diagnostics import epoch_diagnostics
-    from facerec.space import IResNetSpace
+    from facerec.train.diagnostics import epoch_diagnostics
+    from facerec.model.space import IResNetSpace
     from nas_core.genotype import Genotype
 
     torch.manual_seed(0)

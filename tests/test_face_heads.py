@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from facerec.heads import AdaFace, create_head, list_heads
+from facerec.model.heads import AdaFace, create_head, list_heads
 from nas_core.errors import NasError
 
 # Unit directions; with class centres e0, e1, e2 the cosine with class c is component c.

@@ -4,9 +4,9 @@ import pytest
 import timm
 import torch
 
-from facerec.backbones import create_backbone, list_backbones, register_genotype
+from facerec.model.backbones import create_backbone, list_backbones, register_genotype
 from facerec.errors import FaceRecError
-from facerec.space import IResNetSpace, resnet_depth, stage_plan
+from facerec.model.space import IResNetSpace, resnet_depth, stage_plan
 from nas_core.errors import NasError
 from nas_core.genotype import Genotype
 from nas_core.space import create_space, list_spaces, match_width

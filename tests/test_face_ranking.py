@@ -1,4 +1,4 @@
-"""facerec-search --ranking: how trials are trained and scored (facerec.rankings.SEARCH_RANKINGS)."""
+"""facerec-search --ranking: how trials are trained and scored (facerec.search.rankings.SEARCH_RANKINGS)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import pytest
 
 from facerec.cli.search import main as search_main
-from facerec.recipe import scheduled_lr
-from facerec.train import TrainConfig
+from facerec.train.recipe import scheduled_lr
+from facerec.train.loop import TrainConfig
 
 # Grow d4 -> d5 at width 6, then Prune to 4: three macro trials on the 8-identity pack.
 _TINY = ["--e-min", "2", "--d-min", "4", "--d-max", "5", "--w-min", "4", "--w-max", "6", "--w-res", "2",

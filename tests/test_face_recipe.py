@@ -12,7 +12,7 @@ import torch
 
 from facerec.data.recordio import IRHeader, RecordWriter, pack_record
 from facerec.errors import FaceRecError
-from facerec.recipe import (
+from facerec.train.recipe import (
     ADAFACE_MIN_IMAGES,
     MIN_STEPS_PER_EPOCH,
     add_recipe_args,
@@ -20,7 +20,7 @@ from facerec.recipe import (
     recipe_from_args,
     small_batch_size,
 )
-from facerec.train import TrainConfig
+from facerec.train.loop import TrainConfig
 
 
 def _metadata_pack(root, identities: int, images_per_identity: int):
@@ -52,7 +52,7 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 def test_auto_takes_adaface_unchanged_on_a_100k_image_pack(tmp_path):
-    from facerec.run_data import prepare_data
+    from facerec.data.run_data import prepare_data
 
     pack = _metadata_pack(tmp_path / "big", identities=1000, images_per_identity=100)  # 100,000 images
     data = prepare_data(pack, tmp_path / "out", holdout_ids=2, need_val=False)
@@ -69,7 +69,7 @@ def test_auto_takes_adaface_unchanged_on_a_100k_image_pack(tmp_path):
 
 
 def test_auto_takes_the_small_recipe_below_100k_images(tmp_path):
-    from facerec.run_data import prepare_data
+    from facerec.data.run_data import prepare_data
 
     pack = _metadata_pack(tmp_path / "smaller", identities=999, images_per_identity=100)  # 99,900 images
     data = prepare_data(pack, tmp_path / "out", holdout_ids=2, need_val=False)
@@ -100,7 +100,7 @@ def test_unknown_recipe_is_a_user_error():
 
 
 def test_schedule_warms_up_then_decays_and_leaves_adaface_to_its_milestones():
-    from facerec.recipe import scheduled_lr
+    from facerec.train.recipe import scheduled_lr
 
     assert scheduled_lr(TrainConfig(epochs=26), 0, 100) is None  # AdaFace: MultiStepLR per epoch, unchanged
     config = TrainConfig(epochs=4, lr=0.1, warmup_epochs=1.0, schedule="cosine")

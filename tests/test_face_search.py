@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from facerec.cli.search import main as search_main
-from facerec.demo import DEMO_SEARCH, demo_identities, demo_pack
+from facerec.data.demo import DEMO_SEARCH, demo_identities, demo_pack
 from nas_core.genotype import Genotype
 
 # Tiny settings: Grow d4 -> d5 at width 6, Prune to 4, then micro trials; 5 trials in all.
@@ -37,7 +37,7 @@ def test_demo_set_is_deterministic_and_identity_structured():
 
 
 def test_search_without_data_runs_the_demo_and_writes_the_contract(tmp_path, capsys):
-    from facerec.checkpoint import load_backbone
+    from facerec.model.checkpoint import load_backbone
 
     run = tmp_path / "demo"
     rc = search_main(["--size", "small", "--output", str(run), "--max-trials", "2", "--w-max", "4",

@@ -16,9 +16,9 @@ import torch
 
 from facerec.cli.train import main as train_main
 from facerec.data.datasets import FaceDataset
-from facerec.heads import create_head
-from facerec.space import IResNetSpace
-from facerec.train import TrainConfig, param_groups, train_model
+from facerec.model.heads import create_head
+from facerec.model.space import IResNetSpace
+from facerec.train.loop import TrainConfig, param_groups, train_model
 from nas_core.genotype import Genotype
 
 TINY = Genotype.uniform(4, 4)
@@ -105,7 +105,7 @@ def test_repeated_nan_stops_with_a_clear_error(tiny_pack, tiny_genotype, tmp_pat
 
 
 def test_train_writes_model_metrics_log_and_tensorboard(tiny_pack, tiny_genotype, tmp_path):
-    from facerec.checkpoint import load_backbone
+    from facerec.model.checkpoint import load_backbone
 
     out = tmp_path / "run"
     assert train_main(_train_args(tiny_pack, tiny_genotype, out, "--epochs", "2", "--head", "arcface")) == 0

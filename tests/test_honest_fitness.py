@@ -15,10 +15,10 @@ import torch
 
 from facerec.cli.search import main as search_main
 from facerec.cli.train import main as train_main
-from facerec.demo import demo_pack
+from facerec.data.demo import demo_pack
 from facerec.errors import FaceRecError
-from facerec.run_data import prepare_data
-from facerec.validation import REPORT_SHARE, VerificationSet, load_bin_sets, report_cadence, verify
+from facerec.data.run_data import prepare_data
+from facerec.train.validation import REPORT_SHARE, VerificationSet, load_bin_sets, report_cadence, verify
 from nas_core.genotype import Genotype
 
 _TOOLS = Path(__file__).resolve().parents[1] / "tools" / "make_fixtures.py"
@@ -117,7 +117,7 @@ def test_search_refuses_both_fitnesses(pack, tmp_path, capsys):
 
 
 def test_train_selects_on_held_out_identities_and_scores_the_packs_as_a_report(pack, genotype, tmp_path):
-    from facerec.checkpoint import load_backbone
+    from facerec.model.checkpoint import load_backbone
 
     out = tmp_path / "default"
     assert train_main(["--genotype", str(genotype), "--data", str(pack), "--output", str(out), "--epochs", "2",

@@ -2,7 +2,7 @@
 embeddings on real faces, and the fixed net trains, exports and evaluates like the IResNets.
 
 The reference below is written here from the definition in arcface_torch's backbones/mobilefacenet.py (module
-names, order, shapes), independently of facerec.mobilefacenet. Counted from that definition (bias-free convs,
+names, order, shapes), independently of facerec.model.mobilefacenet. Counted from that definition (bias-free convs,
 BN affine 2c, PReLU c, GDC Linear without bias, affine BatchNorm1d), get_mbf(False, 512) has 2,059,520
 parameters: stem 3,840; 64-group conv 2,688; stride-2 bottlenecks 34,944 + 102,656 + 270,336; residual stages
 4 x 34,944 + 6 x 135,424 + 2 x 135,424; conv_sep 132,608; GDC 26,112 + 262,144 + 1,024. get_mbf_large (blocks
@@ -21,15 +21,15 @@ import timm
 import torch
 from torch import nn
 
-from facerec.backbones import create_backbone
-from facerec.checkpoint import load_backbone
+from facerec.model.backbones import create_backbone
+from facerec.model.checkpoint import load_backbone
 from facerec.cli.embed import main as embed_main
 from facerec.cli.eval import main as eval_main
 from facerec.cli.export import main as export_main
 from facerec.cli.import_weights import main as import_main
 from facerec.cli.train import main as train_main
 from facerec.data.images import load_image, read_image_folder
-from facerec.train import param_groups
+from facerec.train.loop import param_groups
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from make_fixtures import make_verification_pack  # noqa: E402

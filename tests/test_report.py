@@ -321,7 +321,7 @@ def test_face_demo_search_writes_its_report(face_demo_run):
     result = Genotype.from_dict(json.loads((face_demo_run / "result.json").read_text()))
     assert f"R-{2 * result.depth + 2}-{8 * result.width} ({result.key()})" in report.body
     assert "built-in synthetic demo face set" in report.body
-    assert json.loads((face_demo_run / "settings.json").read_text())["space"]["module"] == "facerec.space"
+    assert json.loads((face_demo_run / "settings.json").read_text())["space"]["module"] == "facerec.model.space"
 
 
 def test_killed_face_search_reports_from_its_folder(face_demo_run, tmp_path):

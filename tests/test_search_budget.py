@@ -49,7 +49,7 @@ def test_mflops_count_the_macs_of_convs_and_linears(genotype):
 
 def test_iresnet100_counts_as_published():
     """Open Model Zoo lists 24.209 GFLOPs (2 per MAC, BN included) for LResNet100E-IR at 112x112: twice our MACs."""
-    from facerec.backbones import create_backbone
+    from facerec.model.backbones import create_backbone
 
     with torch.device("meta"):  # shapes only: no 65M weights to initialise
         model = create_backbone("iresnet100")

@@ -96,9 +96,9 @@ def raw_pixel_baselines(bin_path: Path) -> dict[str, dict]:
 
 
 def embedding_collapse(features: Path, dim_hint: int | None = None) -> dict:
-    """Collapse diagnostics (facerec.diagnostics) of the distinct unseen faces' embeddings saved by
+    """Collapse diagnostics (facerec.train.diagnostics) of the distinct unseen faces' embeddings saved by
     ``facerec-eval --features-out``."""
-    from facerec.diagnostics import collapse_stats, collapse_warning
+    from facerec.train.diagnostics import collapse_stats, collapse_warning
 
     with np.load(features, allow_pickle=False) as data:
         embeddings = np.unique(data["unseen.embeddings"], axis=0)

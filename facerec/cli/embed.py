@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from facerec.embedding import (
+from facerec.deploy.embedding import (
     face_crops,
     find_images,
     identity_of,

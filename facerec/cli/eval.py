@@ -127,7 +127,7 @@ def _select(protocol: str, data: Path) -> dict[str, tuple[object, Path]]:
 
 
 def _extract(args: argparse.Namespace):
-    from facerec.embedding import open_model
+    from facerec.deploy.embedding import open_model
 
     if not args.model:
         raise EvalError("--model: expected an .onnx file or a facenas .pt checkpoint (or use --features-in)")

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from facerec.errors import FaceRecError
-from facerec.export import MIN_OPSET, PARITY_TOLERANCE
-from facerec.quantize import PRECISIONS
+from facerec.deploy.export import MIN_OPSET, PARITY_TOLERANCE
+from facerec.deploy.quantize import PRECISIONS
 from nas_core.errors import NasError, run_cli
 
 PARITY_IMAGES = 64  # face images from --data (and as many from --calibration) in the parity check
@@ -104,7 +104,7 @@ def _check_flags(args: argparse.Namespace) -> None:
 def _face_inputs(args: argparse.Namespace, size: int) -> tuple[np.ndarray, np.ndarray | None]:
     """(parity images from --data and --calibration, calibration images or None), float32 NCHW."""
     from eval_protocols.embed import to_input
-    from facerec.export_data import read_face_images
+    from facerec.deploy.export_data import read_face_images
 
     parity, calibration = [], None
     if args.data:
@@ -127,8 +127,8 @@ def _created_dirs(folder: Path) -> list[Path]:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from facerec.checkpoint import load_backbone
-    from facerec.export import input_size
+    from facerec.model.checkpoint import load_backbone
+    from facerec.deploy.export import input_size
 
     _check_flags(args)
     backbone, _ = load_backbone(args.checkpoint)
@@ -164,7 +164,7 @@ def _refuse(output: Path, why: str) -> None:
 def _build(args, backbone, faces: np.ndarray, calibration: np.ndarray | None, tmp: Path,
            size: int) -> Path | None:
     """The model file to install at --output, or None (refused; the reason is printed)."""
-    from facerec.export import check_parity, export_onnx, measure_latency
+    from facerec.deploy.export import check_parity, export_onnx, measure_latency
 
     fp32 = tmp / "fp32.onnx"
     export_onnx(backbone, fp32, opset=args.opset)
@@ -182,7 +182,7 @@ def _build(args, backbone, faces: np.ndarray, calibration: np.ndarray | None, tm
     print(f"cpu latency (batch {args.batch}): torch eager {timing['torch_ms']:.1f} ms, onnxruntime "
           f"{timing['onnxruntime_ms']:.1f} ms (onnxruntime/torch {timing['ratio']:.2f}x)")
     if args.check_bin:
-        from facerec.quantize import verification_accuracy
+        from facerec.deploy.quantize import verification_accuracy
 
         result = verification_accuracy(fp32, args.check_bin)
         print(f"check-bin {args.check_bin} ({result['pairs']} pairs): fp32 {100 * result['accuracy']:.2f}%")
@@ -193,8 +193,8 @@ def _reduced(args, fp32: Path, faces: np.ndarray, calibration: np.ndarray | None
              size: int) -> Path | None:
     """``reduced``, the fp16 / int8 copy of ``fp32``, if it runs, gives finite float32 embeddings of the right
     shape and keeps the verification accuracy within --max-drop; else None."""
-    from facerec import quantize
-    from facerec.export import compare_embeddings, measure_onnx_latency, ort_session, run_onnx, sample_batch
+    from facerec.deploy import quantize
+    from facerec.deploy.export import compare_embeddings, measure_onnx_latency, ort_session, run_onnx, sample_batch
 
     precision = args.precision
     providers, where = [quantize.CPU], "onnxruntime CPU provider"

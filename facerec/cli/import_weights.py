@@ -20,7 +20,7 @@ from nas_core.io import output_file
 
 
 def get_parser() -> argparse.ArgumentParser:
-    from facerec.importers import IMPORT_ARCHS, list_weight_formats
+    from facerec.deploy.importers import IMPORT_ARCHS, list_weight_formats
 
     p = argparse.ArgumentParser(prog="facerec-import", description=__doc__.split("\n\n")[0])
     p.add_argument("--format", required=True, help=f"layout of --weights: {', '.join(list_weight_formats())}")
@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from facerec.checkpoint import save_checkpoint
-    from facerec.importers import import_weights
+    from facerec.model.checkpoint import save_checkpoint
+    from facerec.deploy.importers import import_weights
 
     output_file(args.output)  # a folder, a file in the way or a read-only folder fails before the import
     backbone, notes = import_weights(args.weights, args.format, args.arch)

@@ -27,9 +27,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from facerec.errors import FaceRecError
-from facerec.rankings import DEFAULT_FACE_RANKING, SEARCH_RANKINGS
-from facerec.recipe import add_recipe_flag
-from facerec.run_data import add_cache_flags, cache_options
+from facerec.search.rankings import DEFAULT_FACE_RANKING, SEARCH_RANKINGS
+from facerec.train.recipe import add_recipe_flag
+from facerec.data.run_data import add_cache_flags, cache_options
 from nas_core.cli._common import (
     SEARCH_SETTING_FLAGS,
     add_budget_args,
@@ -42,7 +42,7 @@ from nas_core.errors import run_cli
 
 _SEARCH_FLAGS = (*SEARCH_SETTING_FLAGS, "seed")
 # Face training options of a search, and their defaults with real data / with the built-in demo.
-# Batch, lr and head otherwise come from --recipe (facerec.recipe), resolved on the run's data.
+# Batch, lr and head otherwise come from --recipe (facerec.train.recipe), resolved on the run's data.
 _OPTIONS = {"batch_size": (None, 32), "lr": (None, 0.05), "head": (None, "adaface"), "workers": (2, 0),
             "holdout_ids": (None, 4), "subset_ids": (None, None), "embedding_size": (512, 128)}
 
@@ -98,7 +98,7 @@ def _step_pair(text: str) -> tuple[float, float]:
 
 
 def _new_run(args: argparse.Namespace) -> tuple[Path, dict]:
-    from facerec.space import IResNetSpace
+    from facerec.model.space import IResNetSpace
     from nas_core.search import settings_for, space_spec
 
     demo = args.data is None
@@ -107,7 +107,7 @@ def _new_run(args: argparse.Namespace) -> tuple[Path, dict]:
         raise FaceRecError(f"{run}: expected a new run folder (it holds a search; continue it with --resume {run})")
     overrides = search_setting_overrides(args, _SEARCH_FLAGS)
     if demo:
-        from facerec.demo import DEMO_SEARCH
+        from facerec.data.demo import DEMO_SEARCH
 
         overrides = {k: (DEMO_SEARCH.get(k) if v is None else v) for k, v in overrides.items()}
     settings = settings_for(args.size, **overrides, **budget_overrides(args))
@@ -143,8 +143,8 @@ def _resumed_run(args: argparse.Namespace) -> tuple[Path, dict]:
 def _body(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
-    from facerec.dist import init_distributed, resolve_device
-    from facerec.run_data import check_pack_dir
+    from facerec.train.dist import init_distributed, resolve_device
+    from facerec.data.run_data import check_pack_dir
     from nas_core.io import atomic_write_json
     from nas_core.runlock import run_lock
     from nas_core.runlog import log_to
@@ -170,8 +170,8 @@ def _body(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log, start: float) -> None:
-    from facerec.run_data import describe_fitness
-    from facerec.search import face_evaluator
+    from facerec.data.run_data import describe_fitness
+    from facerec.search.evaluator import face_evaluator
     from nas_core.cost import budget_record
     from nas_core.estimate import estimate_vs_actual
     from nas_core.io import atomic_write_json
@@ -181,7 +181,7 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
     settings = SearchSettings.from_dict(saved["search"], where=f"{run / 'settings.json'}: search settings")
     options = saved["options"]
     if options["data"] is None:
-        log.info("no --data: searching on the built-in synthetic demo face set (facerec.demo, 20 identities x "
+        log.info("no --data: searching on the built-in synthetic demo face set (facerec.data.demo, 20 identities x "
                  "12 images, 112x112) with a CPU-sized budget: " + ", ".join(
                      f"{k} {settings.to_dict()[k]}" for k in ("e_min", "d_min", "d_max", "w_min", "w_max",
                                                               "micro_epochs", "max_trials")))
@@ -223,8 +223,8 @@ def _search(args: argparse.Namespace, run: Path, saved: dict, info, device, log,
 
 
 def _estimate(args: argparse.Namespace, run: Path, saved: dict, device) -> int:
-    """--estimate: the worst-case trial list and projected hours (facerec.estimate), RUN/estimate.json."""
-    from facerec.estimate import face_estimate
+    """--estimate: the worst-case trial list and projected hours (facerec.search.estimate), RUN/estimate.json."""
+    from facerec.search.estimate import face_estimate
     from nas_core.estimate import describe
     from nas_core.io import atomic_write_json
 
@@ -240,7 +240,7 @@ def _estimate(args: argparse.Namespace, run: Path, saved: dict, device) -> int:
 
 def _budget_costs(space, settings, run: Path, info, log):
     """The search's CostTable (RUN/latency.json with a budget); under torchrun rank 0 measures latency."""
-    from facerec.dist import broadcast_object
+    from facerec.train.dist import broadcast_object
     from nas_core.cost import run_costs
 
     if settings.budget.active:
@@ -252,7 +252,7 @@ def _budget_costs(space, settings, run: Path, info, log):
 def _journaled(evaluator, run: Path, info, log, args, saved: dict, costs=None):
     """The evaluator behind RUN/journal.jsonl: journaled trials are answered from it, new ones appended
     (with --parallel N > 1 trained N at a time by speculative workers, nas_core.speculative)."""
-    from facerec.dist import broadcast_object
+    from facerec.train.dist import broadcast_object
     from nas_core.journal import Journal, JournaledEvaluator
 
     journal = Journal(run / "journal.jsonl")
@@ -269,14 +269,14 @@ def _journaled(evaluator, run: Path, info, log, args, saved: dict, costs=None):
 
 def with_cache(saved: dict, args: argparse.Namespace) -> dict:
     """RUN/settings.json content plus this invocation's decoded-cache choice, as the evaluator and its
-    ``--parallel`` workers read it (facerec.search.face_evaluator), so every trial sees the same data path."""
+    ``--parallel`` workers read it (facerec.search.evaluator.face_evaluator), so every trial sees the same data path."""
     return {**saved, "cache": cache_options(args)}
 
 
 def _speculative(evaluator, journal, run: Path, log, args, saved: dict, costs=None):
     import torch
 
-    from facerec.search import FaceTrialJob, run_face_trial
+    from facerec.search.evaluator import FaceTrialJob, run_face_trial
     from nas_core.executor import parallel_executor
     from nas_core.search import SearchSettings
     from nas_core.speculative import SpeculativeEvaluator
@@ -299,7 +299,7 @@ def _speculative(evaluator, journal, run: Path, log, args, saved: dict, costs=No
 
 def _trial_reporter(bar, journaled, trials_dir: Path, info, log):
     """on_trial: a log line per trial; the weights of a trial that can no longer be the answer are dropped."""
-    from facerec.search import trial_weights_path
+    from facerec.search.evaluator import trial_weights_path
 
     def on_trial(record) -> None:
         bar.update(1)
@@ -315,8 +315,8 @@ def _trial_reporter(bar, journaled, trials_dir: Path, info, log):
 
 def _write_model(run: Path, result, evaluator, info, log) -> None:
     """RUN/model.pt: the weights of the trial that produced the result (retrained if a crash lost them)."""
-    from facerec.dist import barrier, broadcast_object
-    from facerec.search import trial_weights_path
+    from facerec.train.dist import barrier, broadcast_object
+    from facerec.search.evaluator import trial_weights_path
     from nas_core.io import atomic_write
 
     genotype, epochs = result.producing_trial.genotype, result.producing_trial.epochs

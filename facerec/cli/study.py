@@ -7,7 +7,7 @@ Candidates: a depth × width grid of macro candidates (--depths/--widths), or th
 in the order it meets them (--depth-steps/--width-steps: Grow from D_min at W_max, then Prune of the deepest).
 Every candidate is trained fully (--reference-epochs, for --reference-seeds run seeds; the reference is the mean
 last-epoch accuracy) and cheaply: with the epochs the search's dynamic schedule gives it, and with each of
---static-epochs. The rankings read from those trials (facerec.rankings: the paper's, static, the first epochs of
+--static-epochs. The rankings read from those trials (facerec.search.rankings: the paper's, static, the first epochs of
 the full training, pair AUC, training loss, NASWOT at initialisation) are compared with the reference by
 Spearman ρ and Kendall τ with 95 % bootstrap intervals, and by cost in epochs relative to full training
 (nas_core.rank_fidelity). Fitness is 10-fold accuracy on pairs of identities held out of training.
@@ -69,7 +69,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def add_training_args(parser: argparse.ArgumentParser) -> None:
-    from facerec.recipe import add_recipe_args
+    from facerec.train.recipe import add_recipe_args
 
     add_recipe_args(parser)
     parser.add_argument("--embedding-size", type=int, default=512, help="embedding size (default 512)")
@@ -113,10 +113,10 @@ def _plan(args: argparse.Namespace):
 
 
 def _ranking(args: argparse.Namespace) -> int:
-    from facerec.dist import resolve_device
-    from facerec.rankings import StudyTrials, study_report
-    from facerec.recipe import recipe_from_args
-    from facerec.run_data import check_pack_dir, describe_fitness, prepare_data
+    from facerec.train.dist import resolve_device
+    from facerec.search.rankings import StudyTrials, study_report
+    from facerec.train.recipe import recipe_from_args
+    from facerec.data.run_data import check_pack_dir, describe_fitness, prepare_data
     from nas_core.io import atomic_write_bytes, atomic_write_json
     from nas_core.rank_fidelity import fidelity_png
     from nas_core.runlog import log_to

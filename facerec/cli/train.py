@@ -27,16 +27,16 @@ import sys
 from pathlib import Path
 
 from facerec.errors import FaceRecError
-from facerec.recipe import add_recipe_flag
-from facerec.run_data import add_cache_flags, describe_fitness
+from facerec.train.recipe import add_recipe_flag
+from facerec.data.run_data import add_cache_flags, describe_fitness
 from nas_core.errors import run_cli
 
-# Batch, lr and head otherwise come from --recipe (facerec.recipe); the demo keeps its CPU-sized choice.
+# Batch, lr and head otherwise come from --recipe (facerec.train.recipe); the demo keeps its CPU-sized choice.
 _DEMO_DEFAULTS = {"epochs": 3, "batch_size": 32, "lr": 0.05, "head": "adaface", "workers": 0}
 
 
 def get_parser() -> argparse.ArgumentParser:
-    from facerec.train import TrainConfig  # the defaults live there, once
+    from facerec.train.loop import TrainConfig  # the defaults live there, once
 
     p = argparse.ArgumentParser(prog="facerec-train", description=__doc__.split("\n\n")[0])
     model = p.add_mutually_exclusive_group()
@@ -115,15 +115,15 @@ def _resume_path(text: str | None) -> Path | None:
 def build_backbone(genotype_path: str | None, arch: str | None, embedding_size: int | None, resume: Path | None,
                    dropout: float = 0.0):
     """The net to train and what its checkpoints store to rebuild it (genotype/arch + space)."""
-    from facerec.backbones import create_backbone
-    from facerec.blocks import MAX_PARAMS
-    from facerec.space import IResNetSpace
+    from facerec.model.backbones import create_backbone
+    from facerec.model.blocks import MAX_PARAMS
+    from facerec.model.space import IResNetSpace
     from nas_core.genotype import Genotype
 
     if genotype_path is None and arch is None:
         if resume is None:
             raise FaceRecError("facerec-train: expected --genotype RUN/result.json or --arch iresnet18")
-        from facerec.checkpoint import build_from_checkpoint, read_checkpoint
+        from facerec.model.checkpoint import build_from_checkpoint, read_checkpoint
         from nas_core.checkpoint import load_weights
 
         ckpt = read_checkpoint(resume)
@@ -162,7 +162,7 @@ def init_backbone(path: str, genotype_path: str | None, arch: str | None, embedd
                   dropout: float = 0.0):
     """--init: the checkpoint's net (or the --genotype/--arch one) holding the checkpoint's weights, loaded
     strictly; and what its checkpoints store to rebuild it."""
-    from facerec.checkpoint import build_from_checkpoint, read_checkpoint
+    from facerec.model.checkpoint import build_from_checkpoint, read_checkpoint
     from nas_core.genotype import Genotype
 
     ckpt = read_checkpoint(path)
@@ -197,7 +197,7 @@ def _run_flags(args: argparse.Namespace) -> dict:
 
 def _check_resume_flags(resume: Path, flags: dict) -> dict:
     """The flags the resumed run was started with; a changed one is refused."""
-    from facerec.checkpoint import read_checkpoint
+    from facerec.model.checkpoint import read_checkpoint
 
     config = read_checkpoint(resume).get("config") or {}
     saved = (config.get("flags") if isinstance(config, dict) else None) or {}  # none in older last.pt files
@@ -215,7 +215,7 @@ def _selection(args: argparse.Namespace, saved_flags: dict | None) -> str:
     """--select as given, or its default: holdout when identities are held out, else last. A last.pt from
     before --select (its flags lack it) held out no identities when --data had .bin packs and selected on them:
     its resume keeps that, so it trains on the same identities."""
-    from facerec.validation import find_bins
+    from facerec.train.validation import find_bins
 
     legacy = bool(saved_flags) and "--select" not in saved_flags
     if legacy and args.holdout_ids is None and args.data is not None and find_bins(args.data):
@@ -237,9 +237,9 @@ def _check_new_output(output: Path, resuming: bool) -> None:
 def _body(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
-    from facerec.dist import init_distributed, resolve_device
-    from facerec.run_data import check_pack_dir
-    from facerec.train import TrainConfig
+    from facerec.train.dist import init_distributed, resolve_device
+    from facerec.data.run_data import check_pack_dir
+    from facerec.train.loop import TrainConfig
     from nas_core.runlock import run_lock
 
     output = Path(args.output)
@@ -270,8 +270,8 @@ def _body(args: argparse.Namespace) -> int:
 
 def _check_selection(args: argparse.Namespace) -> None:
     """A --select that cannot be honoured fails before the output folder is made."""
-    from facerec.run_data import parse_names
-    from facerec.validation import find_bins
+    from facerec.data.run_data import parse_names
+    from facerec.train.validation import find_bins
 
     if args.selection == "holdout" and args.holdout_ids == 0:
         raise FaceRecError("--select holdout: expected held-out identities (--holdout-ids N > 0), "
@@ -286,8 +286,8 @@ def _check_selection(args: argparse.Namespace) -> None:
 def _prepare(args: argparse.Namespace, output: Path, info, log):
     """The run's data: held-out identities (or the .bin packs with --select bins) scored every epoch, the other
     .bin packs of --data as a report; and the report's cadence in epochs."""
-    from facerec.run_data import cache_options, parse_names, prepare_data
-    from facerec.validation import report_cadence
+    from facerec.data.run_data import cache_options, parse_names, prepare_data
+    from facerec.train.validation import report_cadence
 
     fitness = {"holdout": "holdout", "bins": "bins", "last": None}[args.selection]
     data = prepare_data(args.data, output, subset_ids=args.subset_ids, holdout_ids=args.holdout_ids,
@@ -310,9 +310,9 @@ def _prepare(args: argparse.Namespace, output: Path, info, log):
 
 
 def _train(args: argparse.Namespace, output: Path, resume: Path | None, info, device, init) -> int:
-    from facerec.heads import create_head
-    from facerec.recipe import recipe_from_args
-    from facerec.train import TrainingStopped, train_model
+    from facerec.model.heads import create_head
+    from facerec.train.recipe import recipe_from_args
+    from facerec.train.loop import TrainingStopped, train_model
     from nas_core.runlog import log_to
     from nas_core.train import seed_everything
 
@@ -321,7 +321,7 @@ def _train(args: argparse.Namespace, output: Path, resume: Path | None, info, de
         if args.resume is not None and resume is None:
             log.info(f"{args.resume} holds no last.pt (stopped before its first checkpoint): starting at step 0")
         if args.data is None:
-            log.info("no --data: training on the built-in synthetic demo face set (facerec.demo, 20 identities "
+            log.info("no --data: training on the built-in synthetic demo face set (facerec.data.demo, 20 identities "
                      f"x 12 images, 112x112) with a CPU-sized budget ({args.epochs} epochs, batch {args.batch_size})")
         data = _prepare(args, output, info, log)
         seed_everything(args.seed)  # the initial weights depend on --seed alone

@@ -1,7 +1,7 @@
 """Training batches from the decoded cache (ARCHITECTURE §8): rows gathered as uint8, moved to the training
 device, augmented there in batch (facerec.data.batch_augment) and normalised (eval_protocols.embed.normalize).
 
-The trainer (facerec.train) asks a dataset with ``device_batches`` for its batches instead of building a
+The trainer (facerec.train.loop) asks a dataset with ``device_batches`` for its batches instead of building a
 DataLoader. On a CPU whole batches are made ahead on a thread per core (up to 4), each augmented image by image
 (facerec.data.batch_augment.apply_per_image); on a GPU the next rows are read on a thread while the step runs. The batch order is the trainer's (a function of seed and epoch); a batch's augmentation is drawn
 from a generator seeded by (seed, epoch, rank, step), so a resumed epoch augments as the uninterrupted one.

@@ -23,7 +23,7 @@ class KnownIssue:
         return verdict.kind == self.kind and any(f in trace for f in self.frames)
 
 
-# The resume-state failures the first sweeps found in facerec/train_state.py load_state (an optimizer entry
+# The resume-state failures the first sweeps found in facerec/train/state.py load_state (an optimizer entry
 # of the wrong structure or shapes, train_state values of the wrong type, set_rng_state outside the try) and
 # in facerec-train's _check_resume_flags (flags not an object) were fixed there by their owner.
 KNOWN: list[KnownIssue] = []

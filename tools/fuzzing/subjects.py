@@ -123,7 +123,7 @@ def build(argv: list[str]) -> int:
     import torch
 
     from facerec.cli.train import main as train_main
-    from facerec.demo import demo_pack
+    from facerec.data.demo import demo_pack
     from nas_core.cli.search import main as search_main
     from nas_core.genotype import Genotype
     from tools.make_fixtures import make_ijb, make_tinyface, make_verification_pack
@@ -200,8 +200,8 @@ def _write_weights(subjects: Subjects) -> None:
 
     import torch
 
-    from facerec.backbones import create_backbone
-    from facerec.importers import _ADAFACE_BLOCK, _ADAFACE_OUTER, ARCH_BLOCKS
+    from facerec.model.backbones import create_backbone
+    from facerec.deploy.importers import _ADAFACE_BLOCK, _ADAFACE_OUTER, ARCH_BLOCKS
 
     torch.manual_seed(0)
     state = create_backbone("iresnet18").state_dict()
@@ -274,7 +274,7 @@ def _export_fast_onnx(out: Path) -> None:
 def _export_onnx(checkpoint: Path, out: Path) -> None:
     import torch
 
-    from facerec.checkpoint import load_backbone
+    from facerec.model.checkpoint import load_backbone
 
     model, _ = load_backbone(checkpoint)
     torch.onnx.export(

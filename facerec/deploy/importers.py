@@ -1,11 +1,11 @@
 """Published IResNet and MobileFaceNet weights → facenas backbones: InsightFace arcface_torch and AdaFace.
 
 ``import_weights(path, "arcface_torch" | "adaface", arch)`` returns our fixed net of ``arch`` (one of
-IMPORT_ARCHS: "iresnet18" ... "iresnet100", "mobilefacenet", "mobilefacenet_large"; ``facerec.backbones``)
+IMPORT_ARCHS: "iresnet18" ... "iresnet100", "mobilefacenet", "mobilefacenet_large"; ``facerec.model.backbones``)
 holding the published weights, ready for ``save_checkpoint``.
 
-- arcface_torch ``backbone.pth`` is a plain state dict whose keys are ours key for key (facerec.blocks
-  names its modules after arcface_torch's ``iresnet.py``, facerec.mobilefacenet after its
+- arcface_torch ``backbone.pth`` is a plain state dict whose keys are ours key for key (facerec.model.blocks
+  names its modules after arcface_torch's ``iresnet.py``, facerec.model.mobilefacenet after its
   ``mobilefacenet.py``: ``get_mbf`` → mobilefacenet, ``get_mbf_large`` → mobilefacenet_large); it loads
   strictly.
 - AdaFace ``.ckpt`` is a PyTorch Lightning checkpoint: the net sits under ``state_dict["model.*"]``
@@ -38,14 +38,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from facerec.backbones import create_backbone
+from facerec.model.backbones import create_backbone
 from facerec.errors import FaceRecError
-from facerec.mobilefacenet import MOBILEFACENETS
+from facerec.model.mobilefacenet import MOBILEFACENETS
 from nas_core.checkpoint import tensor_problem
 from nas_core.registry import Registry
 from nas_core.safe_pickle import load_weights_only
 
-# The fixed IResNets of facerec.backbones, with arcface_torch's (and AdaFace's IR_18..IR_101) blocks per stage.
+# The fixed IResNets of facerec.model.backbones, with arcface_torch's (and AdaFace's IR_18..IR_101) blocks per stage.
 ARCH_BLOCKS = {
     "iresnet18": (2, 2, 2, 2),
     "iresnet34": (3, 4, 6, 3),

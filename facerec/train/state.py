@@ -1,7 +1,7 @@
 """The files of a face training with an output folder, and the resume state (ARCHITECTURE §9, §10).
 
 OUT/last.pt: the full resume state (backbone, head, optimizer, scheduler, scaler, the training state
-of facerec.train, the global RNGs) and, in ``config``, the settings that define the run, so a resume
+of facerec.train.loop, the global RNGs) and, in ``config``, the settings that define the run, so a resume
 that changes them is refused. OUT/model.pt: the selected epoch's weights (the best epoch on the verification
 sets, or the last one). OUT/metrics.json: the history so far, what model.pt was selected on and, at the end,
 the report-only benchmark packs scored on model.pt. Every file is written atomically.
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from facerec.checkpoint import save_checkpoint
+from facerec.model.checkpoint import save_checkpoint
 from facerec.errors import FaceRecError
 from nas_core.checkpoint import state_dict_problem
 from nas_core.io import atomic_write_json
@@ -25,7 +25,7 @@ from nas_core.safe_pickle import load_weights_only
 from nas_core.train import rng_state, set_rng_state
 
 if TYPE_CHECKING:
-    from facerec.train import TrainRun
+    from facerec.train.loop import TrainRun
 
 
 class RunFiles:
@@ -105,7 +105,7 @@ def _score_model_pt(path: Path, run: TrainRun, sets: list) -> dict:
     import copy
     import time
 
-    from facerec.validation import verify
+    from facerec.train.validation import verify
 
     tic = time.perf_counter()
     backbone = copy.deepcopy(run.model.backbone)
@@ -183,7 +183,7 @@ _STATE_CHECKS = {
 
 
 def _checked_state(state) -> dict:
-    """last.pt's training state (facerec.train's counters and history), each entry of the type it is used as."""
+    """last.pt's training state (facerec.train.loop's counters and history), each entry of the type it is used as."""
     if not isinstance(state, dict):
         raise TypeError("'train_state' is not a dict")
     for name, check in _STATE_CHECKS.items():

@@ -1,7 +1,7 @@
 """The data of a training or search run: which identities train, which verify (ARCHITECTURE §4).
 
 `--data DIR` is a RecordIO face pack (train.rec/.idx/property), possibly with `.bin` packs beside it;
-no --data means the built-in synthetic demo set (facerec.demo), cached under the output folder.
+no --data means the built-in synthetic demo set (facerec.data.demo), cached under the output folder.
 `--subset-ids N` keeps N identities (seeded). The fitness (what a search ranks on and what facerec-train
 selects model.pt on) is measured on pairs of identities held out of the training pack (`--holdout-ids N`,
 default 10 %) unless the user asks for the `.bin` packs (`--val-bins a,b`, the paper's protocol): never rank
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from facerec.errors import FaceRecError
-from facerec.validation import VerificationSet, find_bins, holdout_set, load_bin_sets
+from facerec.train.validation import VerificationSet, find_bins, holdout_set, load_bin_sets
 
 HOLDOUT_FRACTION = 0.10
 
@@ -124,7 +124,7 @@ def prepare_data(data_dir: str | Path | None, output: str | Path, *, subset_ids:
     if fitness not in ("holdout", "bins", None):
         raise ValueError(f"fitness: expected 'holdout', 'bins' or None, got {fitness!r}")
     if data_dir is None:
-        from facerec.demo import demo_pack
+        from facerec.data.demo import demo_pack
 
         root, source = demo_pack(Path(output) / "demo_data"), "demo"
     else:

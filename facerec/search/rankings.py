@@ -37,7 +37,7 @@ class StudyTrials:
 
     def __init__(self, out: Path, data, config, embedding_size: int, device, *, seed: int = 0, progress: bool = True,
                  budget: int | None = None, log: logging.Logger | None = None):
-        from facerec.space import IResNetSpace
+        from facerec.model.space import IResNetSpace
 
         self.out, self.data, self.config, self.device = Path(out), data, config, device
         self.space = IResNetSpace(embedding_size=embedding_size)
@@ -54,7 +54,7 @@ class StudyTrials:
         return self._journals[run_seed]
 
     def _evaluator(self, run_seed: int):
-        from facerec.search import FaceEvaluator
+        from facerec.search.evaluator import FaceEvaluator
 
         if run_seed not in self._evaluators:
             self._evaluators[run_seed] = FaceEvaluator(

@@ -98,10 +98,10 @@ def verify(backbone: nn.Module, sets: list[VerificationSet], device: torch.devic
            batch_size: int = 128) -> dict[str, dict]:
     """10-fold verification of ``backbone`` on every set: {name: evaluate_verification dict (fractions), the
     pairs' ROC AUC of cosine similarity (``auc``: threshold-free, a smoother ranking signal than the 10-fold
-    accuracy), plus the collapse numbers of facerec.diagnostics.collapse_stats}."""
+    accuracy), plus the collapse numbers of facerec.train.diagnostics.collapse_stats}."""
     from eval_protocols.embed import Embedder
     from eval_protocols.verification import evaluate_verification
-    from facerec.diagnostics import collapse_stats
+    from facerec.train.diagnostics import collapse_stats
 
     was_training = backbone.training
     backbone.eval()
@@ -110,7 +110,7 @@ def verify(backbone: nn.Module, sets: list[VerificationSet], device: torch.devic
         results = {}
         for vs in sets:
             embeddings = embedder.embed(vs.images, flip=True)
-            health = collapse_stats(embeddings)  # each distinct face once (facerec.diagnostics)
+            health = collapse_stats(embeddings)  # each distinct face once (facerec.train.diagnostics)
             if vs.index is not None:
                 embeddings = embeddings[vs.index]
             embeddings = np.asarray(embeddings, np.float64)

@@ -1,4 +1,4 @@
-"""Where a face training reports (facerec.train): the "facerec" log, TensorBoard scalars under OUT/tb and
+"""Where a face training reports (facerec.train.loop): the "facerec" log, TensorBoard scalars under OUT/tb and
 a progress bar per epoch with loss, images/s and the job's ETA."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 if TYPE_CHECKING:
-    from facerec.train import TrainRun
+    from facerec.train.loop import TrainRun
 
 
 class TrainSinks:
@@ -83,7 +83,7 @@ class TrainSinks:
 
 
 def _embeddings_text(health: dict | None) -> str:
-    """The epoch line's collapse numbers (facerec.diagnostics)."""
+    """The epoch line's collapse numbers (facerec.train.diagnostics)."""
     if not health:
         return ""
     return (f"; embeddings ({health['on']}): mean-norm {health['mean_norm']:.3f}, "

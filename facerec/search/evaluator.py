@@ -1,6 +1,6 @@
 """The face Evaluator for nas_core.search.MacroMicroSearch over the "iresnet" space (ARCHITECTURE §4).
 
-A trial trains the genotype for E epochs with the facerec trainer (facerec.train.train_model) and is
+A trial trains the genotype for E epochs with the facerec trainer (facerec.train.loop.train_model) and is
 scored by the 10-fold verification accuracy, in percent, on pairs of identities held out of the training
 pack (or, only when asked with --val-bins, on .bin benchmark packs): the best accuracy over its epochs
 (ARCHITECTURE §3, §4). Each trial is seeded by nas_core.evaluator.trial_seed,
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from facerec.dist import DistInfo, broadcast_object
-from facerec.train import TrainConfig, train_model
-from facerec.validation import VerificationSet
+from facerec.train.dist import DistInfo, broadcast_object
+from facerec.train.loop import TrainConfig, train_model
+from facerec.train.validation import VerificationSet
 from nas_core.evaluator import TrialResult, trial_seed
 from nas_core.genotype import Genotype
 
@@ -54,7 +54,7 @@ class FaceEvaluator:
 
     def train_trial(self, genotype: Genotype, epochs: int):
         """Train one trial exactly as ``evaluate`` does; returns (TrainOutcome, backbone, seed)."""
-        from facerec.heads import create_head
+        from facerec.model.heads import create_head
 
         seed = trial_seed(self.run_seed, genotype, epochs)
         torch.manual_seed(seed)  # the init depends on the trial alone, not on the trials before it
@@ -84,7 +84,7 @@ class FaceEvaluator:
         )
         result = broadcast_object(result, self.info)  # decisions use rank 0's fitness (ARCHITECTURE §8)
         if self.trials_dir is not None and self.info.is_main:
-            from facerec.checkpoint import save_checkpoint
+            from facerec.model.checkpoint import save_checkpoint
 
             backbone.load_state_dict(outcome.best_state)
             save_checkpoint(trial_weights_path(self.trials_dir, genotype, epochs), backbone=backbone.cpu(),
@@ -106,7 +106,7 @@ def search_fitness(options: dict) -> str:
     """What a search ranks on: "bins" with --val-bins, else "holdout" (RUN/settings.json 'fitness'). A run
     from before that setting took every .bin pack of its folder when --holdout-ids was not given: its resume
     keeps ranking the way its journaled trials were ranked."""
-    from facerec.validation import find_bins
+    from facerec.train.validation import find_bins
 
     if "fitness" in options:
         return options["fitness"]
@@ -115,8 +115,8 @@ def search_fitness(options: dict) -> str:
 
 
 def search_ranking(options: dict):
-    """The facerec.rankings.SearchRanking of a search (RUN/settings.json 'ranking'; runs from before it: paper)."""
-    from facerec.rankings import SEARCH_RANKINGS
+    """The facerec.search.rankings.SearchRanking of a search (RUN/settings.json 'ranking'; runs from before it: paper)."""
+    from facerec.search.rankings import SEARCH_RANKINGS
 
     return SEARCH_RANKINGS[options.get("ranking", "paper")]
 
@@ -125,9 +125,9 @@ def face_evaluator(saved: dict, run: Path, device: torch.device | str, *, info: 
                    log: logging.Logger | None = None, progress: bool = True):
     """The FaceEvaluator of a search from its RUN/settings.json content: data, space and recipe, built the same
     way by facerec-search and by each of its ``--parallel`` workers. Returns (evaluator, data, recipe)."""
-    from facerec.recipe import resolve_recipe
-    from facerec.run_data import parse_names, prepare_data
-    from facerec.space import IResNetSpace
+    from facerec.train.recipe import resolve_recipe
+    from facerec.data.run_data import parse_names, prepare_data
+    from facerec.model.space import IResNetSpace
 
     seed, options = int(saved["search"].get("seed", 0)), saved["options"]
     data = prepare_data(options["data"], run, subset_ids=options["subset_ids"], holdout_ids=options["holdout_ids"],

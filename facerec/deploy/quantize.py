@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facerec.export import INPUT_NAME, OUTPUT_NAME, ort_session
+from facerec.deploy.export import INPUT_NAME, OUTPUT_NAME, ort_session
 from nas_core.io import atomic_write
 
 PRECISIONS = ("fp32", "fp16", "int8")

@@ -44,9 +44,9 @@ def pack_counts(root: str | Path) -> tuple[int, int]:
 
 
 def _data_counts(options: dict, seed: int) -> dict:
-    from facerec.demo import DEMO_IDENTITIES, DEMO_IMAGES_PER_IDENTITY
-    from facerec.run_data import default_holdout
-    from facerec.search import search_fitness
+    from facerec.data.demo import DEMO_IDENTITIES, DEMO_IMAGES_PER_IDENTITY
+    from facerec.data.run_data import default_holdout
+    from facerec.search.evaluator import search_fitness
 
     if options["data"] is None:
         images, identities = DEMO_IDENTITIES * DEMO_IMAGES_PER_IDENTITY, DEMO_IDENTITIES
@@ -54,7 +54,7 @@ def _data_counts(options: dict, seed: int) -> dict:
         images, identities = pack_counts(options["data"])
     used = min(options["subset_ids"] or identities, identities)
     holdout = options["holdout_ids"]
-    if holdout is None:  # as facerec.run_data.prepare_data
+    if holdout is None:  # as facerec.data.run_data.prepare_data
         holdout = default_holdout(used, search_fitness(options))
     train_ids = used - holdout
     return {"pack_images": images, "identities": used, "train_identities": train_ids,
@@ -68,7 +68,7 @@ def _timing_batch(recipe, device: torch.device) -> int:
 
 def _step_seconds(space, genotype, recipe, classes: int, device: torch.device) -> float:
     """Seconds of one training step (forward, margin head, backward, SGD) at the recipe's batch."""
-    from facerec.heads import create_head
+    from facerec.model.heads import create_head
 
     batch = _timing_batch(recipe, device)
     backbone = space.build(genotype).to(device).train()
@@ -93,8 +93,8 @@ def face_estimate(saved: dict, device: torch.device, workers: int, log=None,
     """estimate.json of a face search from its settings (RUN/settings.json content); trains no trial.
     ``step_seconds``: assumed (smallest, largest) step times at the recipe's batch instead of timing them.
     ``run``: with a deployment budget, the candidates' costs go to RUN/latency.json, where the search reads them."""
-    from facerec.recipe import resolve_recipe
-    from facerec.space import IResNetSpace
+    from facerec.train.recipe import resolve_recipe
+    from facerec.model.space import IResNetSpace
 
     settings, options = SearchSettings.from_dict(saved["search"]), saved["options"]
     counts = _data_counts(options, settings.seed)

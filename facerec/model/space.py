@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from facerec.blocks import IResNet, StagePlan, iresnet_params
+from facerec.model.blocks import IResNet, StagePlan, iresnet_params
 from facerec.errors import FaceRecError
 from nas_core.genotype import Genotype
 from nas_core.space import SPACES

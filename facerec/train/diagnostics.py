@@ -61,7 +61,7 @@ SAMPLE_IMAGES = 512  # training images embedded when a run has no verification s
 
 def epoch_diagnostics(backbone, results: dict[str, dict], train_set, device, batch_size: int = 128) -> dict:
     """Collapse numbers of an epoch's model: from the verification sets' embeddings (``results`` of
-    facerec.validation.verify carry them), else from SAMPLE_IMAGES un-augmented training images (a fixed,
+    facerec.train.validation.verify carry them), else from SAMPLE_IMAGES un-augmented training images (a fixed,
     seeded choice: every epoch sees the same faces). ``{"on", "mean_norm", "effective_rank", "dim",
     "warning"}``; the worst set (largest mean norm) speaks for several."""
     if results:

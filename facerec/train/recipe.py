@@ -45,8 +45,8 @@ class Recipe:
         return d
 
     def train_config(self, **fields: Any):
-        """A facerec.train.TrainConfig with this recipe's settings (and ``fields``: epochs, seed, ...)."""
-        from facerec.train import TrainConfig
+        """A facerec.train.loop.TrainConfig with this recipe's settings (and ``fields``: epochs, seed, ...)."""
+        from facerec.train.loop import TrainConfig
 
         return TrainConfig(batch_size=self.batch_size, lr=self.lr, head=self.head, head_options=dict(self.head_options),
                            warmup_epochs=self.warmup_epochs, schedule=self.schedule, recipe=self.to_dict(), **fields)
@@ -54,7 +54,7 @@ class Recipe:
 
 def adaface_recipe() -> Recipe:
     """AdaFace's recipe: TrainConfig's defaults, which are AdaFace's (batch 512, lr 0.1, step decay, AdaFace head)."""
-    from facerec.train import TrainConfig
+    from facerec.train.loop import TrainConfig
 
     return Recipe("adaface", batch_size=TrainConfig.batch_size, lr=TrainConfig.lr, head=TrainConfig.head,
                   warmup_epochs=TrainConfig.warmup_epochs, schedule=TrainConfig.schedule)
@@ -161,7 +161,7 @@ def recipe_from_args(args: argparse.Namespace, data_info: dict, log: logging.Log
 
 
 def scheduled_lr(config, step: int, steps_per_epoch: int) -> float | None:
-    """The learning rate of 0-based global step ``step`` of a facerec.train.TrainConfig that schedules per step
+    """The learning rate of 0-based global step ``step`` of a facerec.train.loop.TrainConfig that schedules per step
     (warm-up, or cosine decay); None for AdaFace's plain step decay, which the trainer's per-epoch MultiStepLR
     applies unchanged. Warm-up rises linearly to ``lr`` over ``warmup_epochs``, at most a quarter of the run (a
     1-epoch search trial still spends most of it at full lr); cosine then falls towards 0 at the last step;

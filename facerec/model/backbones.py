@@ -4,7 +4,7 @@ nets in timm.
 Built from the same blocks as the search space (all blocks plain 3x3 convs, widths 64/128/256/512,
 512-d embedding). With arcface_torch's details (fc with bias, affine embedding BN whose scale is
 frozen at 1, no bias on convs) IResNet-18 has 24,025,600 and IResNet-50 43,590,848 parameters.
-MobileFaceNets (facerec.mobilefacenet): ``mobilefacenet`` (get_mbf, 2,059,520 parameters) and
+MobileFaceNets (facerec.model.mobilefacenet): ``mobilefacenet`` (get_mbf, 2,059,520 parameters) and
 ``mobilefacenet_large`` (get_mbf_large, 6,314,880).
 """
 
@@ -15,10 +15,10 @@ from typing import Any
 from timm.models import register_model
 from torch import nn
 
-from facerec.blocks import IResNet
+from facerec.model.blocks import IResNet
 from facerec.errors import FaceRecError
-from facerec.mobilefacenet import MOBILEFACENETS, fixed_mobilefacenet
-from facerec.space import IResNetSpace
+from facerec.model.mobilefacenet import MOBILEFACENETS, fixed_mobilefacenet
+from facerec.model.space import IResNetSpace
 from nas_core.genotype import Genotype
 from nas_core.registry import Registry
 

@@ -1,11 +1,11 @@
 """The face trainer (ARCHITECTURE §4 AdaFace recipe): one loop used by `facerec-train` and by the search's
-trials (facerec.search.FaceEvaluator).
+trials (facerec.search.evaluator.FaceEvaluator).
 
 SGD lr 0.1, momentum 0.9, wd 5e-4 with none on BN/bias/PReLU, lr ×0.1 at 12/20/24 of 26 epochs
 (scaled to the run's length), AMP and channels_last on CUDA, DDP under torchrun. The pieces: a step
 (with the NaN guard: non-finite losses skip the step, too many in a row stop with a FaceRecError), an
-epoch, the validation, the run's files (facerec.train_state: OUT/last.pt with the full resume state,
-OUT/model.pt, OUT/metrics.json) and the logging sinks (facerec.train_log: log, TensorBoard, progress bar).
+epoch, the validation, the run's files (facerec.train.state: OUT/last.pt with the full resume state,
+OUT/model.pt, OUT/metrics.json) and the logging sinks (facerec.train.log: log, TensorBoard, progress bar).
 
 Resuming is exact: last.pt is written atomically each epoch and every ``checkpoint_every`` steps, the
 batch order depends only on (seed, epoch) and an image's augmentation only on (seed, epoch, index), so
@@ -33,12 +33,12 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from eval_protocols.embed import normalize
-from facerec.diagnostics import epoch_diagnostics
-from facerec.dist import DistInfo, all_ranks_true, broadcast_object
+from facerec.train.diagnostics import epoch_diagnostics
+from facerec.train.dist import DistInfo, all_ranks_true, broadcast_object
 from facerec.errors import FaceRecError
-from facerec.recipe import apply_schedule
-from facerec.train_log import TrainSinks
-from facerec.validation import VerificationSet, mean_accuracy, verify
+from facerec.train.recipe import apply_schedule
+from facerec.train.log import TrainSinks
+from facerec.train.validation import VerificationSet, mean_accuracy, verify
 from nas_core import faults
 from nas_core.train import amp_step, seed_everything
 
@@ -54,10 +54,10 @@ class TrainConfig:
     weight_decay: float = 5e-4
     milestones: tuple[int, ...] = (12, 20, 24)  # AdaFace, in epochs of a 26-epoch run
     head: str = "adaface"
-    head_options: dict = field(default_factory=dict)  # the head's scale/margin when not its own (facerec.recipe)
-    warmup_epochs: float = 0.0  # linear lr warm-up (facerec.recipe.scheduled_lr)
+    head_options: dict = field(default_factory=dict)  # the head's scale/margin when not its own (facerec.train.recipe)
+    warmup_epochs: float = 0.0  # linear lr warm-up (facerec.train.recipe.scheduled_lr)
     schedule: str = "step"  # "step": the milestones above; "cosine": cosine decay to 0 at the last step
-    recipe: dict | None = None  # the facerec.recipe.Recipe these settings came from, with the reasons for it
+    recipe: dict | None = None  # the facerec.train.recipe.Recipe these settings came from, with the reasons for it
     seed: int = 0
     workers: int = 2
     amp: bool = True  # CUDA only
@@ -341,7 +341,7 @@ def _benchmark(run: TrainRun, report_sets: list[VerificationSet], epoch: int, ev
 
 
 def _diagnose(run: TrainRun, results: dict, train_set: Dataset) -> dict:
-    """Collapse numbers of the epoch's embeddings (facerec.diagnostics), measured on the main rank."""
+    """Collapse numbers of the epoch's embeddings (facerec.train.diagnostics), measured on the main rank."""
     health = epoch_diagnostics(run.model.backbone, results, train_set, run.device, run.config.val_batch_size) \
         if run.info.is_main else None
     return broadcast_object(health, run.info)
@@ -425,7 +425,7 @@ def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config
     Ctrl-C then raises TrainingStopped once last.pt holds the last step. Without ``output`` (search
     trials) it writes nothing.
     """
-    from facerec.train_state import RunFiles, load_state
+    from facerec.train.state import RunFiles, load_state
 
     output = Path(output) if output is not None else None
     seed_everything(config.seed)

@@ -77,7 +77,7 @@ def open_model(path: str | Path, device: str | None = None, batch_size: int = 64
         return Embedder(path, device=device, batch_size=batch_size)
     import torch
 
-    from facerec.checkpoint import load_backbone
+    from facerec.model.checkpoint import load_backbone
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     module, _ = load_backbone(path, map_location=device)

@@ -1,0 +1,1 @@
+"""Face training: the loop, its state and logs, the recipe, validation, diagnostics and torchrun helpers (ARCHITECTURE §2)."""
