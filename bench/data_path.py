@@ -36,10 +36,10 @@ from facerec.data.batch_augment import BatchAdaFaceAugment
 from facerec.data.cache import build_cache, cache_bytes, open_cache
 from facerec.data.cached_dataset import CachedFaceDataset
 from facerec.data.datasets import FaceDataset, FacePack
-from facerec.data.recordio import write_face_pack
 from facerec.data.demo import demo_identities
-from facerec.train.dist import DistInfo
+from facerec.data.recordio import write_face_pack
 from facerec.model.heads import create_head
+from facerec.train.dist import DistInfo
 from facerec.train.loop import TrainConfig, _epoch_loader, _start, _step
 
 CASIA_IMAGES, CASIA_IDENTITIES = 490_623, 10_572

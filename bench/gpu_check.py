@@ -136,9 +136,9 @@ def _ort_cuda_parity(checkpoint: Path, onnx_path: Path, pack: Path) -> dict:
     import onnxruntime
 
     from eval_protocols.embed import to_input
-    from facerec.model.checkpoint import load_backbone
     from facerec.deploy.export import compare_embeddings, ort_session, run_onnx
     from facerec.deploy.export_data import read_face_images
+    from facerec.model.checkpoint import load_backbone
 
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         return {"skipped": "this onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu)"}

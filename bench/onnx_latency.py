@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from facerec.model.backbones import create_backbone
 from facerec.deploy.export import check_parity, export_onnx, input_size, measure_latency, measure_onnx_latency
+from facerec.model.backbones import create_backbone
 from facerec.model.space import IResNetSpace
 from nas_core.genotype import Genotype
 

@@ -201,8 +201,8 @@ def test_a_pack_of_any_name_is_scored_like_lfw(fixture_root, model_path, tmp_pat
 
 def test_val_bins_take_any_pack_name(fixture_root, tiny_pack, tmp_path):
     # facerec-train / facerec-search --val-bins: a user's own pack by its stem, verified like lfw.
-    from facerec.errors import FaceRecError
     from facerec.data.run_data import prepare_data
+    from facerec.errors import FaceRecError
 
     pack = tmp_path / "pack"
     shutil.copytree(tiny_pack, pack)

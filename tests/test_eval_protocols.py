@@ -177,8 +177,8 @@ def test_embedder_flip_fusion_input_convention_and_onnx(tmp_path):
 
 
 def test_open_model_loads_a_facenas_checkpoint(tmp_path):
-    from facerec.model import checkpoint
     from facerec.deploy.embedding import open_model
+    from facerec.model import checkpoint
     from facerec.model.space import IResNetSpace
     from nas_core.genotype import Genotype
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facerec.model.checkpoint import save_checkpoint
 from facerec.cli.eval import main as eval_main
 from facerec.cli.export import main as export_main
+from facerec.model.checkpoint import save_checkpoint
 from facerec.model.space import IResNetSpace
 from nas_core.genotype import Genotype
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from facerec.model.checkpoint import save_checkpoint
 from facerec.cli import export as export_cli
 from facerec.deploy.export import PARITY_FLOOR, check_parity, compare_embeddings, export_onnx
+from facerec.model.checkpoint import save_checkpoint
 from facerec.model.space import IResNetSpace
 from nas_core.genotype import Genotype
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from eval_protocols.embed import Embedder
-from facerec.model.checkpoint import save_checkpoint
 from facerec.cli import export as export_cli
+from facerec.model.checkpoint import save_checkpoint
 from facerec.model.space import IResNetSpace
 from nas_core.genotype import Genotype
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from facerec.cli import export as export_cli
+from facerec.deploy.export import check_parity, export_onnx, ort_session, sample_batch
+from facerec.errors import FaceRecError
 from facerec.model.backbones import create_backbone
 from facerec.model.checkpoint import load_backbone, save_checkpoint
-from facerec.cli import export as export_cli
-from facerec.errors import FaceRecError
-from facerec.deploy.export import check_parity, export_onnx, ort_session, sample_batch
 from facerec.model.space import IResNetSpace
 from nas_core.genotype import Genotype
 

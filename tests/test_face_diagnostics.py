@@ -57,8 +57,8 @@ def test_epoch_diagnostics_without_verification_sets_embed_training_faces(tiny_p
 
     from facerec.data.augment import AdaFaceAugment
     from facerec.data.datasets import FaceDataset
-    from facerec.train.diagnostics import epoch_diagnostics
     from facerec.model.space import IResNetSpace
+    from facerec.train.diagnostics import epoch_diagnostics
     from nas_core.genotype import Genotype
 
     torch.manual_seed(0)

@@ -4,8 +4,8 @@ import pytest
 import timm
 import torch
 
-from facerec.model.backbones import create_backbone, list_backbones, register_genotype
 from facerec.errors import FaceRecError
+from facerec.model.backbones import create_backbone, list_backbones, register_genotype
 from facerec.model.space import IResNetSpace, resnet_depth, stage_plan
 from nas_core.errors import NasError
 from nas_core.genotype import Genotype

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from facerec.cli.search import main as search_main
-from facerec.train.recipe import scheduled_lr
 from facerec.train.loop import TrainConfig
+from facerec.train.recipe import scheduled_lr
 
 # Grow d4 -> d5 at width 6, then Prune to 4: three macro trials on the 8-identity pack.
 _TINY = ["--e-min", "2", "--d-min", "4", "--d-max", "5", "--w-min", "4", "--w-max", "6", "--w-res", "2",

@@ -12,6 +12,7 @@ import torch
 
 from facerec.data.recordio import IRHeader, RecordWriter, pack_record
 from facerec.errors import FaceRecError
+from facerec.train.loop import TrainConfig
 from facerec.train.recipe import (
     ADAFACE_MIN_IMAGES,
     MIN_STEPS_PER_EPOCH,
@@ -20,7 +21,6 @@ from facerec.train.recipe import (
     recipe_from_args,
     small_batch_size,
 )
-from facerec.train.loop import TrainConfig
 
 
 def _metadata_pack(root, identities: int, images_per_identity: int):

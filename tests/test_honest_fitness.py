@@ -16,8 +16,8 @@ import torch
 from facerec.cli.search import main as search_main
 from facerec.cli.train import main as train_main
 from facerec.data.demo import demo_pack
-from facerec.errors import FaceRecError
 from facerec.data.run_data import prepare_data
+from facerec.errors import FaceRecError
 from facerec.train.validation import REPORT_SHARE, VerificationSet, load_bin_sets, report_cadence, verify
 from nas_core.genotype import Genotype
 

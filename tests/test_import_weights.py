@@ -15,13 +15,13 @@ import pytest
 import torch
 from torch import nn
 
-from facerec.model.backbones import create_backbone
-from facerec.model.checkpoint import load_backbone, save_checkpoint
 from facerec.cli.eval import main as eval_main
 from facerec.cli.export import main as export_main
 from facerec.cli.import_weights import main as import_main
 from facerec.cli.train import main as train_main
 from facerec.deploy.importers import ARCH_BLOCKS, import_weights
+from facerec.model.backbones import create_backbone
+from facerec.model.checkpoint import load_backbone, save_checkpoint
 from facerec.model.space import IResNetSpace
 from nas_core.genotype import Genotype
 

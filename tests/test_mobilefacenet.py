@@ -21,14 +21,14 @@ import timm
 import torch
 from torch import nn
 
-from facerec.model.backbones import create_backbone
-from facerec.model.checkpoint import load_backbone
 from facerec.cli.embed import main as embed_main
 from facerec.cli.eval import main as eval_main
 from facerec.cli.export import main as export_main
 from facerec.cli.import_weights import main as import_main
 from facerec.cli.train import main as train_main
 from facerec.data.images import load_image, read_image_folder
+from facerec.model.backbones import create_backbone
+from facerec.model.checkpoint import load_backbone
 from facerec.train.loop import param_groups
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))

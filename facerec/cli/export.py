@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facerec.errors import FaceRecError
 from facerec.deploy.export import MIN_OPSET, PARITY_TOLERANCE
 from facerec.deploy.quantize import PRECISIONS
+from facerec.errors import FaceRecError
 from nas_core.errors import NasError, run_cli
 
 PARITY_IMAGES = 64  # face images from --data (and as many from --calibration) in the parity check
@@ -127,8 +127,8 @@ def _created_dirs(folder: Path) -> list[Path]:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from facerec.model.checkpoint import load_backbone
     from facerec.deploy.export import input_size
+    from facerec.model.checkpoint import load_backbone
 
     _check_flags(args)
     backbone, _ = load_backbone(args.checkpoint)
@@ -194,7 +194,13 @@ def _reduced(args, fp32: Path, faces: np.ndarray, calibration: np.ndarray | None
     """``reduced``, the fp16 / int8 copy of ``fp32``, if it runs, gives finite float32 embeddings of the right
     shape and keeps the verification accuracy within --max-drop; else None."""
     from facerec.deploy import quantize
-    from facerec.deploy.export import compare_embeddings, measure_onnx_latency, ort_session, run_onnx, sample_batch
+    from facerec.deploy.export import (
+        compare_embeddings,
+        measure_onnx_latency,
+        ort_session,
+        run_onnx,
+        sample_batch,
+    )
 
     precision = args.precision
     providers, where = [quantize.CPU], "onnxruntime CPU provider"

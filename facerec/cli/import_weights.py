@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from facerec.model.checkpoint import save_checkpoint
     from facerec.deploy.importers import import_weights
+    from facerec.model.checkpoint import save_checkpoint
 
     output_file(args.output)  # a folder, a file in the way or a read-only folder fails before the import
     backbone, notes = import_weights(args.weights, args.format, args.arch)

@@ -26,10 +26,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from facerec.data.run_data import add_cache_flags, cache_options
 from facerec.errors import FaceRecError
 from facerec.search.rankings import DEFAULT_FACE_RANKING, SEARCH_RANKINGS
 from facerec.train.recipe import add_recipe_flag
-from facerec.data.run_data import add_cache_flags, cache_options
 from nas_core.cli._common import (
     SEARCH_SETTING_FLAGS,
     add_budget_args,
@@ -143,8 +143,8 @@ def _resumed_run(args: argparse.Namespace) -> tuple[Path, dict]:
 def _body(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
-    from facerec.train.dist import init_distributed, resolve_device
     from facerec.data.run_data import check_pack_dir
+    from facerec.train.dist import init_distributed, resolve_device
     from nas_core.io import atomic_write_json
     from nas_core.runlock import run_lock
     from nas_core.runlog import log_to
@@ -315,8 +315,8 @@ def _trial_reporter(bar, journaled, trials_dir: Path, info, log):
 
 def _write_model(run: Path, result, evaluator, info, log) -> None:
     """RUN/model.pt: the weights of the trial that produced the result (retrained if a crash lost them)."""
-    from facerec.train.dist import barrier, broadcast_object
     from facerec.search.evaluator import trial_weights_path
+    from facerec.train.dist import barrier, broadcast_object
     from nas_core.io import atomic_write
 
     genotype, epochs = result.producing_trial.genotype, result.producing_trial.epochs

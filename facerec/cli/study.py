@@ -113,10 +113,10 @@ def _plan(args: argparse.Namespace):
 
 
 def _ranking(args: argparse.Namespace) -> int:
-    from facerec.train.dist import resolve_device
-    from facerec.search.rankings import StudyTrials, study_report
-    from facerec.train.recipe import recipe_from_args
     from facerec.data.run_data import check_pack_dir, describe_fitness, prepare_data
+    from facerec.search.rankings import StudyTrials, study_report
+    from facerec.train.dist import resolve_device
+    from facerec.train.recipe import recipe_from_args
     from nas_core.io import atomic_write_bytes, atomic_write_json
     from nas_core.rank_fidelity import fidelity_png
     from nas_core.runlog import log_to

@@ -26,9 +26,9 @@ import json
 import sys
 from pathlib import Path
 
+from facerec.data.run_data import add_cache_flags, describe_fitness
 from facerec.errors import FaceRecError
 from facerec.train.recipe import add_recipe_flag
-from facerec.data.run_data import add_cache_flags, describe_fitness
 from nas_core.errors import run_cli
 
 # Batch, lr and head otherwise come from --recipe (facerec.train.recipe); the demo keeps its CPU-sized choice.
@@ -237,8 +237,8 @@ def _check_new_output(output: Path, resuming: bool) -> None:
 def _body(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
-    from facerec.train.dist import init_distributed, resolve_device
     from facerec.data.run_data import check_pack_dir
+    from facerec.train.dist import init_distributed, resolve_device
     from facerec.train.loop import TrainConfig
     from nas_core.runlock import run_lock
 
@@ -311,8 +311,8 @@ def _prepare(args: argparse.Namespace, output: Path, info, log):
 
 def _train(args: argparse.Namespace, output: Path, resume: Path | None, info, device, init) -> int:
     from facerec.model.heads import create_head
-    from facerec.train.recipe import recipe_from_args
     from facerec.train.loop import TrainingStopped, train_model
+    from facerec.train.recipe import recipe_from_args
     from nas_core.runlog import log_to
     from nas_core.train import seed_everything
 

@@ -38,8 +38,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from facerec.model.backbones import create_backbone
 from facerec.errors import FaceRecError
+from facerec.model.backbones import create_backbone
 from facerec.model.mobilefacenet import MOBILEFACENETS
 from nas_core.checkpoint import tensor_problem
 from nas_core.registry import Registry

@@ -15,8 +15,8 @@ from typing import Any
 from timm.models import register_model
 from torch import nn
 
-from facerec.model.blocks import IResNet
 from facerec.errors import FaceRecError
+from facerec.model.blocks import IResNet
 from facerec.model.mobilefacenet import MOBILEFACENETS, fixed_mobilefacenet
 from facerec.model.space import IResNetSpace
 from nas_core.genotype import Genotype

@@ -11,8 +11,8 @@ from typing import Any
 
 from torch import nn
 
-from facerec.model.backbones import create_backbone
 from facerec.errors import FaceRecError
+from facerec.model.backbones import create_backbone
 from facerec.model.space import IResNetSpace  # noqa: F401  (registers the "iresnet" space)
 from nas_core import checkpoint as _schema
 from nas_core.errors import NasError

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from facerec.model.blocks import IResNet, StagePlan, iresnet_params
 from facerec.errors import FaceRecError
+from facerec.model.blocks import IResNet, StagePlan, iresnet_params
 from nas_core.genotype import Genotype
 from nas_core.space import SPACES
 

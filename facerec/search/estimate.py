@@ -93,8 +93,8 @@ def face_estimate(saved: dict, device: torch.device, workers: int, log=None,
     """estimate.json of a face search from its settings (RUN/settings.json content); trains no trial.
     ``step_seconds``: assumed (smallest, largest) step times at the recipe's batch instead of timing them.
     ``run``: with a deployment budget, the candidates' costs go to RUN/latency.json, where the search reads them."""
-    from facerec.train.recipe import resolve_recipe
     from facerec.model.space import IResNetSpace
+    from facerec.train.recipe import resolve_recipe
 
     settings, options = SearchSettings.from_dict(saved["search"]), saved["options"]
     counts = _data_counts(options, settings.seed)

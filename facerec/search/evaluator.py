@@ -125,9 +125,9 @@ def face_evaluator(saved: dict, run: Path, device: torch.device | str, *, info: 
                    log: logging.Logger | None = None, progress: bool = True):
     """The FaceEvaluator of a search from its RUN/settings.json content: data, space and recipe, built the same
     way by facerec-search and by each of its ``--parallel`` workers. Returns (evaluator, data, recipe)."""
-    from facerec.train.recipe import resolve_recipe
     from facerec.data.run_data import parse_names, prepare_data
     from facerec.model.space import IResNetSpace
+    from facerec.train.recipe import resolve_recipe
 
     seed, options = int(saved["search"].get("seed", 0)), saved["options"]
     data = prepare_data(options["data"], run, subset_ids=options["subset_ids"], holdout_ids=options["holdout_ids"],

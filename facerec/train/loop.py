@@ -33,11 +33,11 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from eval_protocols.embed import normalize
+from facerec.errors import FaceRecError
 from facerec.train.diagnostics import epoch_diagnostics
 from facerec.train.dist import DistInfo, all_ranks_true, broadcast_object
-from facerec.errors import FaceRecError
-from facerec.train.recipe import apply_schedule
 from facerec.train.log import TrainSinks
+from facerec.train.recipe import apply_schedule
 from facerec.train.validation import VerificationSet, mean_accuracy, verify
 from nas_core import faults
 from nas_core.train import amp_step, seed_everything

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from facerec.model.checkpoint import save_checkpoint
 from facerec.errors import FaceRecError
+from facerec.model.checkpoint import save_checkpoint
 from nas_core.checkpoint import state_dict_problem
 from nas_core.io import atomic_write_json
 from nas_core.safe_pickle import load_weights_only

@@ -200,8 +200,8 @@ def _write_weights(subjects: Subjects) -> None:
 
     import torch
 
-    from facerec.model.backbones import create_backbone
     from facerec.deploy.importers import _ADAFACE_BLOCK, _ADAFACE_OUTER, ARCH_BLOCKS
+    from facerec.model.backbones import create_backbone
 
     torch.manual_seed(0)
     state = create_backbone("iresnet18").state_dict()
