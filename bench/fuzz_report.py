@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools.fuzzing import sweep as fuzz  # noqa: E402
 from tools.fuzzing.known import known_issue  # noqa: E402
+from tools.shared_data import shared_data  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,8 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--kinds", default=None, help="comma-separated kinds (default: all)")
     parser.add_argument(
         "--seed-traces",
-        default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "seed_traces"),
-        help="the authors' traces (the trace kind is skipped without them)",
+        help="the authors' traces, read by the trace kind (default: seed_traces in the shared data folder, "
+        "tools/shared_data.py; --kinds without trace runs without them)",
     )
     parser.add_argument(
         "--workdir", default=None, help="where subjects and cases go (default: a new temp folder)"
@@ -48,14 +49,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    kinds = args.kinds.split(",") if args.kinds else None
+    needs_traces = kinds is None or "trace" in kinds
+    traces = shared_data("seed_traces", args.seed_traces, "--seed-traces") if needs_traces else None
 
     import torch
 
     torch.set_num_threads(1)  # the children inherit it: tiny cases gain nothing from more threads
     started = time.perf_counter()
-    traces = Path(args.seed_traces) if Path(args.seed_traces).is_dir() else None
     workspace = fuzz.prepare(args.workdir, traces)
-    kinds = args.kinds.split(",") if args.kinds else None
 
     def progress(verdict) -> None:
         if verdict.outcome == "failure":

@@ -9,15 +9,18 @@ In a temporary folder:
              identities outside the pack; its decoded cache (facerec-data cache's code), images/s of the build.
   2. train   for IResNet-50 and the R-58-256 shape the paper's small face search found (28 blocks, C = 32):
              AMP + channels_last training images/s fed by (b) the decoded cache held on the device with
-             on-device augmentation, and (c) the compute-only limit (the same step on one pre-made batch),
-             their ratio (target >= 0.9) and the peak GPU memory (bench/data_path.py's measure()).
+             on-device augmentation, and (c) the compute-only limit (the same step on one pre-made batch):
+             each round's figure, their medians, the ratio of the medians (target >= 0.9) and the peak GPU
+             memory (bench/data_path.py's measure()).
   3. search  `facerec-search --parallel 1 --max-trials 3` on a subset of the pack, cache on the device:
-             wall time, each trial's epochs, seconds and fitness.
+             wall time, each trial's epochs, seconds and fitness (trial_records; their seconds add up to
+             search_seconds).
   4. export  `facerec-train` one epoch of the found genotype, `facerec-export` (parity with onnxruntime's CPU
              provider), and parity of onnxruntime's CUDA provider against torch when onnxruntime-gpu is
              installed ("skipped" with the reason otherwise).
   5. eval    `facerec-eval --protocol lfw --device <device>` on the checkpoint and on the ONNX file.
 Each step's failure is recorded in the JSON ("error") and the others still run; exit 1 when any failed.
+"seconds" holds each step's wall time, "command_seconds" each command's (start-up included).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from facerec.data.cache import build_cache  # noqa: E402
 from facerec.data.datasets import FacePack  # noqa: E402
 from facerec.data.images import encode_jpeg  # noqa: E402
 from facerec.data.recordio import write_face_pack  # noqa: E402
+from nas_core.genotype import Genotype  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NETS = {"iresnet50": "iresnet50", "R-58-256 shape": "r58"}
@@ -82,13 +86,14 @@ def make_pack(folder: Path, identities: int, per_identity: int, pairs: int) -> d
     tic = time.perf_counter()
     build_cache(FacePack(folder), workers=os.cpu_count() or 1, progress=False)
     cached = time.perf_counter() - tic
-    return {"images": info["images"], "identities": info["identities"], "pack_seconds": round(packed, 1),
-            "cache_seconds": round(cached, 1), "cache_images_per_second": round(info["images"] / cached),
+    return {"images": info["images"], "identities": info["identities"], "pack_seconds": round(packed, 3),
+            "cache_seconds": round(cached, 3), "cache_images_per_second": round(info["images"] / cached),
             "lfw_pairs": pairs}
 
 
 def training_throughput(pack: Path, device: torch.device, batch_size: int, steps: int, rounds: int) -> dict:
-    """Per net: (b) cache on the device + step and (c) compute-only images/s (medians), ratio, peak memory."""
+    """Per net: (b) cache on the device + step and (c) compute-only images/s (each round's and the medians), the
+    ratio of the medians, peak memory."""
     out = {}
     for name, net in NETS.items():
         if device.type == "cuda":
@@ -97,8 +102,10 @@ def training_throughput(pack: Path, device: torch.device, batch_size: int, steps
         rates = measure(pack, device, net=net, batch_size=batch_size, steps=steps, rounds=rounds, workers=0,
                         methods=("(b) + step", "(c) compute"), on_device=True, echo=lambda line: None)
         cache, compute = (statistics.median(rates[m]) for m in ("(b) + step", "(c) compute"))
-        out[name] = {"batch_size": batch_size, "cache_step_images_per_second": round(cache, 1),
-                     "compute_only_images_per_second": round(compute, 1), "ratio": round(cache / compute, 3),
+        out[name] = {"batch_size": batch_size, "cache_step_images_per_second": round(cache, 2),
+                     "compute_only_images_per_second": round(compute, 2), "ratio": round(cache / compute, 3),
+                     "rounds": {"cache_step": [round(r, 2) for r in rates["(b) + step"]],
+                                "compute_only": [round(r, 2) for r in rates["(c) compute"]]},
                      "peak_memory_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
                      if device.type == "cuda" else None}
     return out
@@ -127,9 +134,11 @@ def search_trials(pack: Path, run: Path, device: torch.device, subset_ids: int, 
     result = json.loads((run / "result.json").read_text())
     lines = [line[line.index("trial "):] for line in (run / "search.log").read_text().splitlines() if " -> " in line]
     trials = result["trials"]  # facerec-search: the trial records
-    return {"wall_seconds": round(wall, 1), "trials": len(trials) if isinstance(trials, list) else trials,
-            "genotype": result["genotype"],
-            "search_seconds": result.get("search_seconds"), "trial_lines": lines}
+    records = [{"genotype": Genotype.from_dict(t["genotype"]).key(), "epochs": t["epochs"],
+                "seconds": round(t["result"]["seconds"], 2), "fitness": round(t["result"]["accuracy"], 2)}
+               for t in trials]
+    return {"wall_seconds": round(wall, 1), "trials": len(trials), "genotype": result["genotype"],
+            "search_seconds": result.get("search_seconds"), "trial_records": records, "trial_lines": lines}
 
 
 def _ort_cuda_parity(checkpoint: Path, onnx_path: Path, pack: Path) -> dict:

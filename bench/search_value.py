@@ -34,7 +34,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
-from tools.lfw_demo import SEARCH_FLAGS, default_lfw, split_people  # noqa: E402  (tools/ is a folder of scripts)
+from tools.lfw_demo import SEARCH_FLAGS, split_people  # noqa: E402  (tools/ is a folder of scripts)
+from tools.shared_data import shared_data  # noqa: E402
 
 EMBEDDING = 128  # the demo's embedding size, for every net
 TRAIN_FLAGS = ["--epochs", "5", "--holdout-ids", "0", "--workers", "0", "--embedding-size", str(EMBEDDING)]
@@ -95,9 +96,10 @@ def _prepare(args, work: Path, journal: Journal) -> None:
         return  # the split is seeded: a rebuilt pack (packs are not kept in git) holds the same people
     import shutil
 
+    lfw = shared_data("lfw_train", args.lfw, "--lfw")
     for folder in ("train_images", "unseen_images", "train", "unseen"):
         shutil.rmtree(work / folder, ignore_errors=True)
-    train, unseen = split_people(Path(args.lfw), work, 0.2, 0)
+    train, unseen = split_people(lfw, work, 0.2, 0)
     _run(["facerec-data", "pack", str(work / "train_images"), str(work / "train")])
     _run(["facerec-data", "make-bin", str(work / "unseen_images"), str(work / "unseen" / "unseen.bin"), "--pairs",
           "6000", "--seed", "0"])
@@ -228,7 +230,8 @@ def _print(result: dict, budget: dict | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--lfw", default=str(default_lfw()), help="lfw_train image folder (one sub-folder per person)")
+    p.add_argument("--lfw", help="lfw_train image folder, one sub-folder per person (default: lfw_train in the "
+                   "shared data folder, tools/shared_data.py); read only while WORK has no packs")
     p.add_argument("--work", default=str(REPO / "bench" / "results" / "search_value"),
                    help="working folder: journal, packs, search, models")
     p.add_argument("--max-trainings", type=int, help="stop after N new trainings (run the bench in parts)")

@@ -21,11 +21,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/ is not installed
 
+from tools.fuzzing import known  # noqa: E402
 from tools.fuzzing import sweep as fuzz  # noqa: E402
 from tools.fuzzing import user_menus as umenus  # noqa: E402
-from tools.fuzzing.known import KNOWN, known_issue  # noqa: E402
+from tools.fuzzing.known import KNOWN, KnownIssue, known_issue  # noqa: E402
 from tools.fuzzing.mutations import Mutation, to_directory  # noqa: E402
-from tools.fuzzing.runner import ChildResult, Step, judge_error, names_target, run_child  # noqa: E402
+from tools.fuzzing.runner import ChildResult, Step, Verdict, judge_error, names_target, run_child  # noqa: E402
 
 FAST_CASES = 2
 FAST_SEED = 0
@@ -384,6 +385,20 @@ def test_error_line_must_name_the_mutated_file(tmp_path):
         assert judge_error(noisy, target, tmp_path).startswith("2 lines on stderr, expected the error line alone")
 
 
-def test_known_issues_are_in_files_this_suite_may_not_fix():
-    for issue in KNOWN:
-        assert issue.kind in {k.name for k in fuzz.KINDS} and issue.where and issue.what
+def _failure(kind: str, trace: str, outcome: str = "failure") -> Verdict:
+    return Verdict(kind, 0, outcome, "exception", "mutation", 0.0, {"exception": trace})
+
+
+def test_a_known_issue_lets_through_only_its_own_failures(monkeypatch):
+    frame = 'File "/repo/facerec/train_state.py", line 120, in load_state'
+    issue = KnownIssue("last_pt", (frame,), "facerec/train_state.py load_state", "an optimizer entry not a mapping")
+    monkeypatch.setattr(known, "KNOWN", [issue])
+    ours = _failure("last_pt", f"Traceback:\n  {frame}\nKeyError: 'state'")
+    elsewhere = _failure("last_pt", 'Traceback:\n  File "/repo/facerec/train.py", line 9\nKeyError: 1')
+    assert known_issue(ours) is issue
+    assert known_issue(_failure("model_pt", ours.detail["exception"])) is None  # another kind
+    assert known_issue(elsewhere) is None  # another frame
+    assert known_issue(_failure("last_pt", ours.detail["exception"], outcome="exit2")) is None  # not a failure
+    assert _unexpected([ours, elsewhere]) == ["last_pt#0 mutation -> exception"]
+    kinds = {k.name for k in fuzz.KINDS}
+    assert all(entry.kind in kinds and entry.where and entry.what for entry in KNOWN)  # the real list's entries

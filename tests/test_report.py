@@ -11,7 +11,7 @@ import signal
 import struct
 import subprocess
 import sys
-import time
+import threading
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -166,18 +166,29 @@ def test_killed_search_gives_a_partial_report(digits_run, tmp_path, torn):
     assert [(t.phase, t.decision) for t in partial.path] == [(t.phase, t.decision) for t in full.path[:7]]
 
 
+def _logged_trials(proc: subprocess.Popen, count: int, timeout: float = 120) -> bool:
+    """Whether the search logs its ``count``-th trial line (written after the trial's journal line) within
+    ``timeout`` seconds; the reader drains its stdout until the process ends."""
+    reached = threading.Event()
+
+    def read() -> None:
+        trials = 0
+        for line in proc.stdout:
+            trials += line.startswith("trial ") and " -> " in line
+            if trials >= count:
+                reached.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return reached.wait(timeout)
+
+
 def test_report_of_a_running_search_then_of_the_killed_one(tmp_path):
     run = tmp_path / "live"
     proc = subprocess.Popen([sys.executable, "-m", "nas_core.cli.search", *DIGITS_ARGS, "--output", str(run)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-    journal = run / "journal.jsonl"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if journal.exists() and len(journal.read_text().splitlines()) >= 3:
-                break
-            time.sleep(0.02)
+        assert _logged_trials(proc, 3), "the search logged no third trial"
         assert proc.poll() is None, "the search ended before its report could be written mid-run"
         # Paused, not ended: the report reads the folder of a search that is still alive (and would go on).
         proc.send_signal(signal.SIGSTOP)

@@ -35,17 +35,15 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tools/ is a folder of scripts
+from tools.shared_data import shared_data  # noqa: E402
+
 # Search budget sized for 2 shared CPU cores (ARCHITECTURE §3 rules, small preset, smaller numbers): trials
 # train on 160 of the training people and score on pairs of 40 others; Grow R-10..R-14, Prune 8 -> 4.
 SEARCH_FLAGS = ["--size", "small", "--e-min", "1", "--d-min", "4", "--d-max", "6", "--w-min", "4", "--w-max", "8",
                 "--w-res", "2", "--max-trials", "5", "--macro-only", "--subset-ids", "200", "--holdout-ids", "40",
                 "--embedding-size", "128", "--workers", "0"]
 TRAIN_FLAGS = ["--epochs", "5", "--holdout-ids", "0", "--workers", "0"]
-
-
-def default_lfw() -> Path:
-    """lfw_train in the project's shared data folder, which sits beside the repository (shared/data/lfw_train)."""
-    return Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw_train"
 
 
 def split_people(source: Path, work: Path, unseen_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -148,8 +146,8 @@ def _pipeline(args: argparse.Namespace, work: Path, t: dict, loads: dict) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--lfw", default=str(default_lfw()), help="image folder, one sub-folder per person "
-                   "(default: shared/data/lfw_train beside the repository)")
+    p.add_argument("--lfw", help="image folder, one sub-folder per person (default: lfw_train in the shared data "
+                   "folder, tools/shared_data.py)")
     p.add_argument("--work", default="runs/lfw_demo", help="working folder (recreated)")
     p.add_argument("--unseen-fraction", type=float, default=0.2, help="people held out of search and training")
     p.add_argument("--pairs", type=int, default=6000, help="verification pairs of the unseen people")
@@ -171,9 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.before_only:
         summary = json.loads((work / "lfw_demo.json").read_text())
     else:
+        lfw = shared_data("lfw_train", args.lfw, "--lfw")
         if work.exists():
             shutil.rmtree(work)
-        train, unseen = split_people(Path(args.lfw), work, args.unseen_fraction, args.seed)
+        train, unseen = split_people(lfw, work, args.unseen_fraction, args.seed)
         t: dict[str, float] = {}
         loads: dict[str, str] = {"start": _load()}
         scores = _pipeline(args, work, t, loads)

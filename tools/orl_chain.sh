@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # search -> train 15 epochs with the AdaFace head (--recipe adaface) -> facerec-export -> facerec-eval of .onnx and .pt,
 # on ORL s1..s30 (training) and 600 pairs of the unseen s31..s40.
-#   tools/orl_chain.sh [ORL_DIR] [WORK_DIR]
+#   tools/orl_chain.sh [ORL_DIR] [WORK_DIR]     (ORL_DIR: orl_faces of the shared data folder, tools/shared_data.py)
 set -euo pipefail
-ORL=${1:-../shared/data/orl_faces}
+ORL=$(python "$(dirname "$0")/shared_data.py" orl_faces "${1:-}" --flag ORL_DIR)
 W=${2:-runs/chain}
 rm -rf "$W"
 mkdir -p "$W/heldout_images" "$W/heldout"

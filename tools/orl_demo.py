@@ -1,6 +1,7 @@
 """Search, train, export and evaluate on real faces (AT&T/ORL), end to end with the facenas CLIs.
 
-    python tools/orl_demo.py --orl /work/shared/data/orl_faces --work runs/orl_demo
+    python tools/orl_demo.py --work runs/orl_demo       # orl_faces of the shared data folder (tools/shared_data.py)
+    python tools/orl_demo.py --orl ORL_DIR --work runs/orl_demo
 
 1. facerec-data pack   s1..s30 -> WORK/train            (search + training identities)
 2. facerec-data make-bin s31..s40 -> WORK/heldout/orl.bin (600 pairs of the 10 unseen identities;
@@ -28,6 +29,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tools/ is a folder of scripts
+from tools.shared_data import shared_data  # noqa: E402
 
 # Search budget sized for 2 CPU cores (ARCHITECTURE §3 rules, small preset, smaller numbers).
 SEARCH_FLAGS = ["--size", "small", "--e-min", "4", "--d-min", "4", "--d-max", "6", "--w-min", "8", "--w-max", "16",
@@ -64,8 +68,8 @@ def raw_pixel_accuracy(bin_path: Path) -> dict:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--orl", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "orl_faces"),
-                   help="ORL folder with s1..s40 (default: shared/data/orl_faces beside the repository)")
+    p.add_argument("--orl", help="ORL folder with s1..s40 (default: orl_faces in the shared data folder, "
+                   "tools/shared_data.py)")
     p.add_argument("--work", default="runs/orl_demo", help="working folder (recreated)")
     p.add_argument("--train-ids", type=int, default=30, help="identities s1..sN for search and training")
     p.add_argument("--pairs", type=int, default=600, help="held-out verification pairs")
@@ -76,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    orl, work = Path(args.orl), Path(args.work)
+    orl, work = shared_data("orl_faces", args.orl, "--orl"), Path(args.work)
     if work.exists():
         shutil.rmtree(work)
     (work / "heldout_images").mkdir(parents=True)
