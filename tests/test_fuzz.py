@@ -390,11 +390,11 @@ def _failure(kind: str, trace: str, outcome: str = "failure") -> Verdict:
 
 
 def test_a_known_issue_lets_through_only_its_own_failures(monkeypatch):
-    frame = 'File "/repo/facerec/train_state.py", line 120, in load_state'
-    issue = KnownIssue("last_pt", (frame,), "facerec/train_state.py load_state", "an optimizer entry not a mapping")
+    frame = 'File "/repo/facerec/train/state.py", line 120, in load_state'
+    issue = KnownIssue("last_pt", (frame,), "facerec/train/state.py load_state", "an optimizer entry not a mapping")
     monkeypatch.setattr(known, "KNOWN", [issue])
     ours = _failure("last_pt", f"Traceback:\n  {frame}\nKeyError: 'state'")
-    elsewhere = _failure("last_pt", 'Traceback:\n  File "/repo/facerec/train.py", line 9\nKeyError: 1')
+    elsewhere = _failure("last_pt", 'Traceback:\n  File "/repo/facerec/train/loop.py", line 9\nKeyError: 1')
     assert known_issue(ours) is issue
     assert known_issue(_failure("model_pt", ours.detail["exception"])) is None  # another kind
     assert known_issue(elsewhere) is None  # another frame
