@@ -34,9 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     options = dataclass_from_args(ExportOptions, build_parser().parse_args(argv))
-    from facerec.deploy.export_job import run_export  # the command's one deliberate lazy import: torch, onnx
+    return run_cli(lambda: _export(options), hold_native_output=True)
 
-    return run_cli(lambda: run_export(options), hold_native_output=True)
+
+def _export(options: ExportOptions) -> int:
+    # The command's one deliberate lazy import (torch, onnx), made inside run_cli so that what
+    # it prints is held like the job's own output; --help and flag errors never pay for it.
+    from facerec.deploy.export_job import run_export
+
+    return run_export(options)
 
 
 if __name__ == "__main__":

@@ -113,3 +113,18 @@ class EmbedOptions:
     device: str = _device()
     flip: bool = _flip()
     progress: bool = _progress("images are embedded")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportOptions:
+    """facerec-import: published weights → a facenas checkpoint."""
+
+    format: str = field(metadata={
+        "help": "layout of --weights: arcface_torch or adaface",
+        "required": True})
+    arch: str = field(metadata={
+        "help": "the net the weights are for: iresnet18, iresnet34, iresnet50, iresnet100, mobilefacenet, "
+                "mobilefacenet_large (adaface: the iresnets only)", "required": True})
+    weights: str = field(metadata={"help": "arcface_torch backbone.pth or AdaFace .ckpt", "required": True})
+    output: str = field(metadata={"help": "facenas checkpoint to write (replaced if present)", "required": True,
+                                  "metavar": "CKPT"})
