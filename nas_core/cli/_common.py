@@ -95,6 +95,7 @@ def add_budget_args(parser: argparse.ArgumentParser) -> None:
 def budget_overrides(args: argparse.Namespace) -> dict:
     """The SearchSettings budget fields the flags of ``add_budget_args`` carry (None = not given); a bad value
     (not a number, ≤ 0; a latency budget without onnxruntime) is a NasError naming the flag."""
+    # Called once the flags are parsed; nas_core.cost imports torch, which this parser module never does.
     from nas_core.cost import parse_budget_value, require_onnxruntime
 
     values = {"max_params": parse_budget_value("--max-params", args.max_params, integer=True),
