@@ -168,7 +168,7 @@ def export_and_eval(pack: Path, run: Path, work: Path, device: torch.device, sub
          "--no-progress")
     onnx_path = work / "model.onnx"
     exported = _cli("facerec.cli.export", "--checkpoint", str(model / "model.pt"), "--output", str(onnx_path),
-                    "--data", str(pack), "--batch", "16", "--repeats", "3")
+                    "--data", str(pack), "--batch-size", "16", "--repeats", "3")
     out = {"export": [line for line in exported.stdout.splitlines() if "parity" in line.lower()
                       or "relative" in line][:3],
            "ort_cuda_parity": _ort_cuda_parity(model / "model.pt", onnx_path, pack)}

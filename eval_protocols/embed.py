@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import torch
 from torch import nn
 
@@ -35,24 +36,36 @@ def to_input(images: np.ndarray) -> np.ndarray:
 CUDA_PROVIDER, CPU_PROVIDER = "CUDAExecutionProvider", "CPUExecutionProvider"
 
 
+def is_auto(device: str | None) -> bool:
+    """``--device auto`` (None means the same): CUDA when there is one, else CPU (ARCHITECTURE §7)."""
+    return device in (None, "auto")
+
+
+def torch_device(device: str | None) -> str:
+    """The torch device ``device`` names, ``auto`` resolved: cuda when torch sees a GPU, else cpu."""
+    if is_auto(device):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def onnx_providers(device: str | None, available: Sequence[str]) -> tuple[list, str | None]:
     """The onnxruntime providers for ``device`` given the ``available`` ones, and a note when the
     device asked for cannot be had.
 
     ``cuda`` / ``cuda:N`` → the CUDA provider on GPU N (it ships in ``onnxruntime-gpu``), CPU as its
-    fallback; ``None`` → CUDA when this onnxruntime has it, else CPU; ``cpu`` (or anything else) → CPU.
-    An explicit ``cuda`` without the CUDA provider falls back to CPU with a note rather than failing,
+    fallback; ``auto`` (or None) → CUDA when this onnxruntime has it, else CPU; ``cpu`` (or anything else) →
+    CPU. An explicit ``cuda`` without the CUDA provider falls back to CPU with a note rather than failing,
     so one command runs on machines with and without a GPU and says where it ran.
     """
-    wants_cuda = device is None or device.split(":")[0] == "cuda"
-    if not wants_cuda:
+    auto = is_auto(device)
+    if not auto and device.split(":")[0] != "cuda":
         return [CPU_PROVIDER], None
     if CUDA_PROVIDER not in available:
-        note = None if device is None else (
+        note = None if auto else (
             f"--device {device}: this onnxruntime has no {CUDA_PROVIDER} (install onnxruntime-gpu); "
             f"running on {CPU_PROVIDER}")
         return [CPU_PROVIDER], note
-    index = device.split(":", 1)[1] if device and ":" in device else "0"
+    index = device.split(":", 1)[1] if not auto and ":" in device else "0"
     if not index.isdigit():
         raise EvalError(f"--device {device}: expected cpu, cuda or cuda:N")
     return [(CUDA_PROVIDER, {"device_id": int(index)}), CPU_PROVIDER], None
@@ -64,7 +77,7 @@ class Embedder:
     ``model``: an ``nn.Module`` (callers that own a checkpoint format rebuild the module and hand it in,
     e.g. ``facerec.deploy.embedding.open_model``) or an ``.onnx`` file (onnxruntime; providers by
     ``onnx_providers``). ``device`` None: CUDA when there is one (for ONNX: when onnxruntime has the CUDA
-    provider), else CPU. ``runtime`` says what runs.
+    provider), else CPU; ``auto`` means the same. ``runtime`` says what runs.
     """
 
     def __init__(self, model: nn.Module | str | Path, device: str | None = "cpu", batch_size: int = 64):
@@ -75,14 +88,10 @@ class Embedder:
         self._module: nn.Module | None = None
         self.note: str | None = None
         if isinstance(model, nn.Module):
-            self._module = model.to(self._torch_device()).eval()
+            self.device = torch_device(device)
+            self._module = model.to(self.device).eval()
         else:
             self._open(Path(model))
-
-    def _torch_device(self) -> str:
-        if self.device is None:
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        return self.device
 
     @property
     def runtime(self) -> str:
@@ -98,8 +107,6 @@ class Embedder:
         if not path.is_file():
             raise EvalError(f"{path}: model file not found; expected an .onnx file")
         if path.suffix == ".onnx":
-            import onnxruntime as ort
-
             providers, self.note = onnx_providers(self.device, ort.get_available_providers())
             try:
                 self._session = ort.InferenceSession(str(path), providers=providers)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from nas_core.registry import Registry
+
+if TYPE_CHECKING:  # an annotation only: the protocol names stay importable without NumPy (facerec-eval --help)
+    import numpy as np
 
 PROTOCOLS = Registry("protocol")
 _FAMILIES = ("eval_protocols.verification", "eval_protocols.ijb", "eval_protocols.tinyface")

@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from eval_protocols.protocols import PROTOCOL_ORDER
 from nas_core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -57,12 +58,9 @@ def markdown_table(report: dict) -> str:
 
 def roc_png(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
     """ROC curves on a log FPR axis (InsightFace's IJB plot: FPR 1e-6..1e-1, TPR 0.3..1)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    # A bare Figure draws with Agg whatever pyplot's backend is, and leaves pyplot's state alone.
+    fig = Figure(figsize=(6, 4.5))
+    ax = fig.subplots()
     for name, (fpr, tpr) in curves.items():
         ax.plot(fpr, tpr, lw=1, label=name)
     ax.set_xscale("log")
@@ -75,7 +73,6 @@ def roc_png(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
     ax.legend(loc="lower right")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
     return buffer.getvalue()
 
 

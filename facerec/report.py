@@ -12,6 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from matplotlib.ticker import MaxNLocator
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
 from facerec.errors import FaceRecError
 from facerec.model.space import IResNetSpace
 from nas_core.genotype import Genotype
@@ -24,6 +27,7 @@ from nas_core.report import (
     figure_png,
     pyplot,
     write_document,
+    write_search_report,
 )
 from nas_core.report.search import hms
 
@@ -34,8 +38,6 @@ def read_step_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """{loss|lr|images_per_second: [(step, value), ...]} from TensorBoard event files; {} when none."""
     if not tb_dir.is_dir() or not any(tb_dir.glob("events.out.tfevents.*")):
         return {}
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     events = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})  # 0: keep every point
     events.Reload()
     tags = set(events.Tags().get("scalars", []))
@@ -162,8 +164,6 @@ def _training_figure(metrics: dict[str, Any], steps: dict[str, list[tuple[int, f
 
 def _verification_figure(metrics: dict[str, Any]) -> bytes:
     plt = pyplot()
-    from matplotlib.ticker import MaxNLocator
-
     fig, ax = plt.subplots(figsize=(11, 4.2))
     epochs = metrics["epochs"]
     names = sorted({name for e in epochs for name in (e.get("val") or {})})
@@ -283,38 +283,10 @@ def write_train_report(output: str | Path) -> Path:
     return write_document(build_train_document(output), Path(output) / "report.html")
 
 
-def get_parser():
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="facerec-report",
-        description="Write the HTML report (+ markdown twin) of a facerec-train output "
-        "folder OUT, or of a search run folder RUN with IResNet genotypes named R-<layers>-<8C>.",
-    )
-    parser.add_argument(
-        "folder", metavar="OUT|RUN", help="facerec-train output (metrics.json) or search run (journal.jsonl)"
-    )
-    parser.add_argument("--output", metavar="FILE.html", default=None, help="default FOLDER/report.html")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    from nas_core.errors import run_cli
-
-    args = get_parser().parse_args(argv)
-    return run_cli(lambda: _report(Path(args.folder), args.output), hold_native_output=True)
-
-
-def _report(folder: Path, output: str | None) -> int:
-    from nas_core.report import write_search_report
-
+def write_folder_report(folder: str | Path, output: str | Path | None = None) -> Path:
+    """facerec-report: the report of a facerec-train output (metrics.json) or of a search run (journal.jsonl),
+    at ``output`` (default FOLDER/report.html); returns its path (the markdown twin lies beside it)."""
+    folder = Path(folder)
     if (folder / "journal.jsonl").is_file() or not (folder / "metrics.json").is_file():
-        path = write_search_report(folder, output)  # a missing journal is reported as such
-    else:
-        path = write_document(build_train_document(folder), output or folder / "report.html")
-    print(f"wrote {path} and {path.with_suffix('.md')}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        return write_search_report(folder, output)  # a missing journal is reported as such
+    return write_document(build_train_document(folder), output or folder / "report.html")

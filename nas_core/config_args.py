@@ -8,6 +8,7 @@ A field becomes ``--field-name``. Its ``metadata`` says how:
     choices   allowed values
     metavar   the value's name in ``--help``
     positive  True: an int/float must be > 0 (``argparse`` error: one line, exit 2)
+    required  True: the flag must be given (a field without a default)
     cli       False: never a flag (set in code only)
 
 Types: ``int``, ``float``, ``str``, ``bool`` (``--x/--no-x``), ``X | None`` (default None: "not given") and
@@ -122,6 +123,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup
         meta = f.metadata
         positive = bool(meta.get("positive"))
         kwargs: dict[str, Any] = {"dest": f.name, "default": default}
+        if meta.get("required"):
+            kwargs["required"] = True
         text = meta["help"] + help_suffix.get(f.name, "")
         if hint is bool:
             kwargs["action"] = argparse.BooleanOptionalAction

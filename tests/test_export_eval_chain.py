@@ -35,7 +35,7 @@ def test_exported_onnx_scores_like_its_checkpoint(tmp_path, capsys):
     make_verification_pack(data / "lfw.bin", np.random.default_rng(0), pairs=40, identities=8)
 
     onnx_path = tmp_path / "model.onnx"
-    assert export_main(["--checkpoint", str(ckpt), "--output", str(onnx_path), "--batch", "3", "--repeats", "1"]) == 0
+    assert export_main(["--checkpoint", str(ckpt), "--output", str(onnx_path), "--batch-size", "3", "--repeats", "1"]) == 0
     printed = capsys.readouterr().out
     assert "relative L2 error" in printed and "tolerance 0.0001" in printed
     assert onnx_path.is_file()

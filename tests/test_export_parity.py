@@ -145,7 +145,7 @@ def test_cli_exports_embeddings_scaled_by_a_million(tmp_path, tiny_pack, capsys)
     save_checkpoint(ckpt, backbone=model)
     out = tmp_path / "out" / "model.onnx"
     rc = export_cli.main(["--checkpoint", str(ckpt), "--output", str(out), "--data", str(tiny_pack),
-                          "--batch", "4", "--repeats", "1"])
+                          "--batch-size", "4", "--repeats", "1"])
     printed = capsys.readouterr().out
     assert rc == 0, printed
     assert "4 random + 64 face images" in printed and "relative L2 error" in printed and "cosine" in printed
@@ -167,7 +167,7 @@ def test_cli_refuses_a_defective_graph_and_writes_nothing(tmp_path, monkeypatch,
 
     monkeypatch.setattr(facerec.deploy.export, "export_onnx", export_with_relu)
     out = tmp_path / "new" / "model.onnx"
-    assert export_cli.main(["--checkpoint", str(ckpt), "--output", str(out), "--batch", "2"]) == 1
+    assert export_cli.main(["--checkpoint", str(ckpt), "--output", str(out), "--batch-size", "2"]) == 1
     err = capsys.readouterr().err
     assert "relative L2 error" in err and "on 2 of 2 samples" in err and err.endswith("not written\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # not even the folder

@@ -20,7 +20,7 @@ from nas_core.genotype import Genotype
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from make_fixtures import make_verification_pack  # noqa: E402
 
-FAST = ["--batch", "4", "--repeats", "1"]
+FAST = ["--batch-size", "4", "--repeats", "1"]
 
 
 @pytest.fixture(scope="module")

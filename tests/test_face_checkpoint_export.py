@@ -113,7 +113,7 @@ def test_export_cli(tmp_path, capsys):
     ckpt = tmp_path / "model.pt"
     save_checkpoint(ckpt, backbone=_trained_like(IResNetSpace().build(FOUND)))
     out = tmp_path / "out" / "model.onnx"
-    assert export_cli.main(["--checkpoint", str(ckpt), "--output", str(out), "--batch", "2", "--repeats", "2"]) == 0
+    assert export_cli.main(["--checkpoint", str(ckpt), "--output", str(out), "--batch-size", "2", "--repeats", "2"]) == 0
     printed = capsys.readouterr().out
     assert "relative L2 error" in printed and "max abs diff" in printed
     assert "onnxruntime" in printed and "torch eager" in printed
@@ -124,7 +124,7 @@ def test_export_cli(tmp_path, capsys):
         broken.fc.weight[0, 0] = float("nan")
     save_checkpoint(tmp_path / "nan.pt", backbone=broken)
     failed = tmp_path / "failed.onnx"
-    rc = export_cli.main(["--checkpoint", str(tmp_path / "nan.pt"), "--output", str(failed), "--batch", "2"])
+    rc = export_cli.main(["--checkpoint", str(tmp_path / "nan.pt"), "--output", str(failed), "--batch-size", "2"])
     assert rc == 1
     assert "embeddings are not finite" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "nan.pt", "out"]

@@ -157,3 +157,35 @@ def test_register_genotype_in_timm():
 def test_list_backbones_wildcards():
     assert list_backbones("iresnet1*") == ["iresnet100", "iresnet18"]
     assert {"facenas_iresnet18", "facenas_iresnet100"} <= set(timm.list_models("facenas_iresnet*"))
+
+
+_FRESH = """
+import sys
+sys.path.insert(0, {root!r})
+{imports}
+heavy = sorted(m for m in ("torch", "timm", "torchvision") if m in sys.modules)
+print(",".join(heavy) or "-", "|", ",".join(sorted(timm.list_models("facenas_*"))) if "timm" in sys.modules else "")
+"""
+
+
+def _fresh(imports: str) -> tuple[str, str]:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = _FRESH.format(root=str(Path(__file__).resolve().parents[1]), imports=imports)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    heavy, names = (part.strip() for part in done.stdout.split("|"))
+    return heavy, names
+
+
+def test_import_facerec_imports_neither_torch_nor_timm():
+    assert _fresh("import facerec") == ("-", "")
+
+
+@pytest.mark.parametrize("imports", ["import facerec\nimport timm", "import timm\nimport facerec",
+                                     "import facerec.model.backbones\nimport timm"])
+def test_facenas_models_join_timm_whichever_is_imported_first(imports):
+    _, names = _fresh(imports)
+    assert set(names.split(",")) == {f"facenas_{name}" for name in list_backbones() if not name.startswith("test_")}

@@ -268,7 +268,7 @@ def test_import_then_export_then_eval(arcface_file, tmp_path, capsys):
     assert saved["arch"] == "iresnet18" and saved["config"]["imported"]["format"] == "arcface_torch"
 
     onnx_path = tmp_path / "r18.onnx"  # a small parity batch and one timing run: IResNet-18 is slow on CI CPUs
-    assert export_main(["--checkpoint", str(ckpt), "--output", str(onnx_path), "--batch", "2", "--repeats", "1"]) == 0
+    assert export_main(["--checkpoint", str(ckpt), "--output", str(onnx_path), "--batch-size", "2", "--repeats", "1"]) == 0
     assert onnx_path.is_file()
     data = tmp_path / "bins"
     make_verification_pack(data / "lfw.bin", np.random.default_rng(0), pairs=10, identities=4)

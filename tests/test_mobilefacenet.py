@@ -282,7 +282,7 @@ def test_train_on_the_demo_set_then_export_and_eval(tmp_path):
     saved = torch.load(out / "model.pt", weights_only=True)
     assert saved["arch"] == "mobilefacenet" and saved["space"]["embedding_size"] == 128
     onnx_path = tmp_path / "mbf.onnx"
-    assert export_main(["--checkpoint", str(out / "model.pt"), "--output", str(onnx_path), "--batch", "2",
+    assert export_main(["--checkpoint", str(out / "model.pt"), "--output", str(onnx_path), "--batch-size", "2",
                         "--repeats", "1"]) == 0
     data = tmp_path / "bins"
     make_verification_pack(data / "lfw.bin", np.random.default_rng(0), pairs=10, identities=4)

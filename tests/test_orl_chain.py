@@ -28,7 +28,7 @@ def _export_and_score(work: Path, train_pack: Path, bins: Path, capsys, pack: st
     scored by its own name (no renaming to lfw.bin)."""
     onnx_path = work / "model.onnx"
     rc = export_main(["--checkpoint", str(work / "model" / "model.pt"), "--output", str(onnx_path),
-                      "--data", str(train_pack), "--batch", "8", "--repeats", "1"])
+                      "--data", str(train_pack), "--batch-size", "8", "--repeats", "1"])
     printed = capsys.readouterr().out
     assert rc == 0, printed
     assert "face images" in printed and "relative L2 error" in printed

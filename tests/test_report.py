@@ -381,7 +381,7 @@ def test_train_report_reads_the_tensorboard_steps(train_out):
 
 
 def test_facerec_report_cli_covers_train_and_search_folders(train_out, face_demo_run, tmp_path, capsys):
-    from facerec.report import main as face_report_main
+    from facerec.cli.report import main as face_report_main
 
     assert face_report_main([str(train_out), "--output", str(tmp_path / "train.html")]) == 0
     parse_report(tmp_path / "train.html", {"training", "verification"})

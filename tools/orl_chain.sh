@@ -16,7 +16,7 @@ facerec-search --data "$W/train" --output "$W/search" --size small --e-min 4 --d
 facerec-train --genotype "$W/search/result.json" --data "$W/train" --output "$W/model" --epochs 15 \
     --batch-size 32 --lr 0.1 --holdout-ids 0 --workers 0 --device cpu --no-progress --recipe adaface
 facerec-export --checkpoint "$W/model/model.pt" --output "$W/model.onnx" --data "$W/train" \
-    --check-bin "$W/heldout/orl.bin" --batch 16 --repeats 5
+    --check-bin "$W/heldout/orl.bin" --batch-size 16 --repeats 5
 for model in "$W/model.onnx" "$W/model/model.pt"; do
     facerec-eval --model "$model" --data "$W/heldout" --protocol orl --device cpu
 done

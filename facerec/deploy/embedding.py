@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from eval_protocols.align import landmark_problem
+from eval_protocols.align import align_face, landmark_problem
+from eval_protocols.embed import Embedder, torch_device
 from facerec.data.images import IMAGE_SUFFIXES, load_image
 from facerec.errors import FaceRecError
+from facerec.model.checkpoint import load_backbone
 from nas_core.io import atomic_write
 
 FACE_SIZE = 112
@@ -56,18 +58,16 @@ def _check_faces(images: np.ndarray, batch: bool) -> np.ndarray:
     return images
 
 
-def load_embedder(path: str | Path, device: str | None = None, batch_size: int = 64) -> FaceEmbedder:
+def load_embedder(path: str | Path, device: str | None = "auto", batch_size: int = 64) -> FaceEmbedder:
     """A model file → ``FaceEmbedder``. ``.onnx`` runs in onnxruntime (CUDA provider when installed and
-    ``device`` is None or cuda); ``.pt``/``.pth`` is a facenas checkpoint, rebuilt from the file alone.
-    ``device``: None (CUDA when there is one), ``cpu``, ``cuda`` or ``cuda:N``."""
+    ``device`` is auto or cuda); ``.pt``/``.pth`` is a facenas checkpoint, rebuilt from the file alone.
+    ``device``: ``auto`` (or None: CUDA when there is one), ``cpu``, ``cuda`` or ``cuda:N``."""
     return FaceEmbedder(open_model(path, device, batch_size), str(path))
 
 
-def open_model(path: str | Path, device: str | None = None, batch_size: int = 64):
+def open_model(path: str | Path, device: str | None = "auto", batch_size: int = 64) -> Embedder:
     """A model file → ``eval_protocols.embed.Embedder`` (raw embeddings): an ``.onnx`` file goes to
     onnxruntime; a facenas ``.pt`` checkpoint is rebuilt here and handed in as a module."""
-    from eval_protocols.embed import Embedder
-
     path = Path(path)
     if path.suffix not in (".onnx", ".pt", ".pth"):
         raise FaceRecError(f"{path}: expected a model file ending in .onnx or .pt")
@@ -75,11 +75,7 @@ def open_model(path: str | Path, device: str | None = None, batch_size: int = 64
         raise FaceRecError(f"{path}: model file not found; expected an .onnx file or a facenas .pt checkpoint")
     if path.suffix == ".onnx":
         return Embedder(path, device=device, batch_size=batch_size)
-    import torch
-
-    from facerec.model.checkpoint import load_backbone
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch_device(device)
     module, _ = load_backbone(path, map_location=device)
     return Embedder(module, device=device, batch_size=batch_size)
 
@@ -155,8 +151,6 @@ def face_crops(root: str | Path, names: list[str], landmarks: np.ndarray | None 
     """RGB uint8 112x112 faces, one per name, decoded a few hundred at a time in threads (OpenCV releases
     the GIL). With ``landmarks`` (read from ``landmarks_source``, named in errors) each image is aligned like
     IJB; without, it must be 112x112 already."""
-    from eval_protocols.align import align_face
-
     root = Path(root)
 
     def load(i: int) -> np.ndarray:

@@ -18,16 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import torch
 from torch import nn
 
+from facerec.deploy.options import PARITY_TOLERANCE
 from facerec.errors import FaceRecError
 from nas_core.cost import ONNX_OPSET, median_ms, onnx_bytes, session_options
 from nas_core.io import atomic_write
 
 MIN_OPSET = ONNX_OPSET
 INPUT_NAME, OUTPUT_NAME = "input", "embedding"
-PARITY_TOLERANCE = 1e-4  # relative L2 error per sample; torch and onnxruntime agree to ~1e-6 in float32
 PARITY_FLOOR = 1e-6  # absolute L2 error always allowed, so near-zero embeddings do not fail on rounding
 
 
@@ -55,16 +57,12 @@ def export_onnx(backbone: nn.Module, path: str | Path, *, opset: int = MIN_OPSET
         raise FaceRecError(f"opset {opset}: expected {MIN_OPSET} or newer")
     data = onnx_bytes(backbone, sample_batch(backbone, 2), input_name=INPUT_NAME, output_name=OUTPUT_NAME,
                       dynamic_batch=True, opset=opset)  # exports an eval, float32 CPU copy
-    import onnx
-
     onnx.checker.check_model(onnx.load_model_from_string(data))
     atomic_write(path, lambda f: f.write(data))
 
 
 def ort_session(onnx_path: str | Path, threads: int | None = None, spinning: bool = True,
                 providers: list[str] | None = None):
-    import onnxruntime as ort
-
     options = session_options(threads, spinning)
     try:
         return ort.InferenceSession(str(onnx_path), options, providers=providers or ["CPUExecutionProvider"])

@@ -13,6 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from eval_protocols.bins import decode_image, read_bin
+from facerec.data.datasets import FacePack
+from facerec.data.images import fit_face, load_image, read_image_folder
 from facerec.errors import FaceRecError
 from nas_core.errors import NasError
 
@@ -36,24 +39,18 @@ def _to_size(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def _from_pack(path: Path, count: int, size: int, seed: int) -> np.ndarray:
-    from facerec.data.datasets import FacePack
-
     pack = FacePack(path)
     keys = pack.image_keys()
     return np.stack([_to_size(pack.image(keys[i]), size) for i in _spread(len(keys), count, seed)])
 
 
 def _from_bin(path: Path, count: int, size: int, seed: int) -> np.ndarray:
-    from eval_protocols.bins import decode_image, read_bin
-
     encoded, _ = read_bin(path)
     return np.stack([decode_image(encoded[i], size, source=f"{path}: image {i}")
                      for i in _spread(len(encoded), count, seed)])
 
 
 def _from_folder(path: Path, count: int, size: int, seed: int) -> np.ndarray:
-    from facerec.data.images import fit_face, load_image, read_image_folder
-
     files = [f for _, paths in read_image_folder(path) for f in paths]
     # Fitted into the 112x112 frame (aspect kept, edges replicated) the way facerec-data pack stores them.
     chosen = _spread(len(files), count, seed)

@@ -23,12 +23,29 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+from onnxruntime.transformers.float16 import convert_float_to_float16
 
+from eval_protocols.embed import CPU_PROVIDER as CPU
+from eval_protocols.embed import CUDA_PROVIDER as CUDA
+from eval_protocols.embed import Embedder, onnx_providers
+from eval_protocols.verification import VerificationProtocol
 from facerec.deploy.export import INPUT_NAME, OUTPUT_NAME, ort_session
+from facerec.deploy.options import PRECISIONS
 from nas_core.io import atomic_write
+from nas_core.runlog import progress_bar
 
-PRECISIONS = ("fp32", "fp16", "int8")
-CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+__all__ = ["CPU", "CUDA", "PRECISIONS", "check_providers", "fp16_providers", "runs_here", "verification_accuracy",
+           "write_fp16", "write_int8"]
 
 
 def _write_model(path: str | Path, model) -> None:
@@ -37,28 +54,21 @@ def _write_model(path: str | Path, model) -> None:
 
 def write_fp16(fp32_path: str | Path, path: str | Path) -> None:
     """float16 weights and activations, float32 input and output; written atomically."""
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
     _write_model(path, convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True))
 
 
-def _calibration_reader(images: np.ndarray, batch: int):
-    from onnxruntime.quantization import CalibrationDataReader
+class _FaceCalibration(CalibrationDataReader):
+    """Batches of float32 NCHW model input, as many times over as the calibrator rewinds."""
 
-    class FaceCalibration(CalibrationDataReader):
-        """Batches of float32 NCHW model input, as many times over as the calibrator rewinds."""
+    def __init__(self, images: np.ndarray, batch: int) -> None:
+        self._feeds = [{INPUT_NAME: images[i : i + batch]} for i in range(0, len(images), batch)]
+        self.rewind()
 
-        def __init__(self) -> None:
-            self.rewind()
+    def get_next(self) -> dict | None:
+        return next(self._batches, None)
 
-        def get_next(self) -> dict | None:
-            return next(self._batches, None)
-
-        def rewind(self) -> None:
-            self._batches = iter([{INPUT_NAME: images[i : i + batch]} for i in range(0, len(images), batch)])
-
-    return FaceCalibration()
+    def rewind(self) -> None:
+        self._batches = iter(self._feeds)
 
 
 @contextlib.contextmanager
@@ -86,9 +96,6 @@ def write_int8(fp32_path: str | Path, path: str | Path, images: np.ndarray, *, b
     ``preprocess`` runs onnxruntime's quantization pre-processing first (shape inference, then graph
     optimisation: the exporter's Identity nodes go, a BatchNormalization after a convolution is folded in).
     """
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     with tempfile.TemporaryDirectory(prefix="facerec-int8-") as tmp:
         source = Path(fp32_path)
         if preprocess:
@@ -99,7 +106,7 @@ def write_int8(fp32_path: str | Path, path: str | Path, images: np.ndarray, *, b
             quantize_static(
                 str(source),
                 str(out),
-                _calibration_reader(np.ascontiguousarray(images, dtype=np.float32), batch),
+                _FaceCalibration(np.ascontiguousarray(images, dtype=np.float32), batch),
                 quant_format=QuantFormat.QDQ if quant_format == "QDQ" else QuantFormat.QOperator,
                 op_types_to_quantize=op_types,
                 per_channel=per_channel,
@@ -115,8 +122,6 @@ def write_int8(fp32_path: str | Path, path: str | Path, images: np.ndarray, *, b
 def fp16_providers() -> tuple[list[str], str]:
     """Where an fp16 model can be checked here: onnxruntime's CUDA provider when it has one, else the CPU
     provider (recent onnxruntime releases run float16 graphs on CPU, slowly). ``(providers, where)``."""
-    import onnxruntime as ort
-
     if CUDA in ort.get_available_providers():
         return [CUDA, CPU], "onnxruntime CUDA provider"
     return [CPU], "onnxruntime CPU provider"
@@ -133,14 +138,33 @@ def runs_here(path: str | Path, input_size: int, providers: list[str] | None = N
     return ""
 
 
-def verification_accuracy(model: str | Path, bin_path: str | Path, *, device: str = "cpu",
-                          batch_size: int = 64) -> dict:
-    """facerec-eval's 10-fold result (flip fusion on, its default batch) for ``model`` on one .bin pack."""
-    from eval_protocols.embed import Embedder
-    from eval_protocols.verification import VerificationProtocol
+def check_providers(precision: str, device: str = "auto") -> tuple[list, str, str | None]:
+    """Where facerec-export checks a ``precision`` model and scores --check-bin: ``(providers, where, note)``.
 
+    ``auto``: the precision's target: fp16 on onnxruntime's CUDA provider when it has one (``fp16_providers``),
+    fp32 and int8 on its CPU provider. ``cpu``, ``cuda``, ``cuda:N``: that provider; ``note`` says so when
+    CUDA was asked for and this onnxruntime lacks it (the check then runs on CPU)."""
+    if device == "auto":
+        if precision != "fp16":
+            return [CPU], "onnxruntime CPU provider", None
+        providers, where = fp16_providers()
+        note = None if CUDA in providers else ("no onnxruntime CUDA provider here; checked with the CPU provider "
+                                               "instead (fp16 is meant for CUDA: its CPU latency says nothing "
+                                               "about GPU speed)")
+        return providers, where, note
+    providers, note = onnx_providers(device, ort.get_available_providers())
+    return providers, f"onnxruntime {'CPU' if providers[0] == CPU else 'CUDA'} provider", note
+
+
+def verification_accuracy(model: str | Path, bin_path: str | Path, *, device: str = "cpu",
+                          batch_size: int = 64, progress: bool = False) -> dict:
+    """facerec-eval's 10-fold result (flip fusion on, its default batch) for ``model`` on one .bin pack;
+    ``progress``: a bar while the pack is embedded (on a terminal only)."""
     bin_path = Path(bin_path)
     protocol = VerificationProtocol(bin_path.stem)
     prepared = protocol.prepare(bin_path)
     embedder = Embedder(model, device=device, batch_size=batch_size)
-    return protocol.score(protocol.extract(prepared, embedder, batch_size=batch_size)).result
+    with progress_bar(total=protocol.count_images(prepared), unit="img", desc=f"scoring {bin_path.name}",
+                      disable=not progress) as bar:
+        features = protocol.extract(prepared, embedder, batch_size=batch_size, progress=bar)
+    return protocol.score(features).result

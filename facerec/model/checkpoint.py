@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from facerec.errors import FaceRecError
@@ -72,8 +73,6 @@ def build_from_checkpoint(ckpt: dict, where: str = "checkpoint") -> nn.Module:
 def load_backbone(path: str | Path, map_location: Any = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild the backbone from the file alone, load its weights, and return it in eval mode
     together with the whole checkpoint dict."""
-    import torch
-
     ckpt = read_checkpoint(path, map_location)
     model = build_from_checkpoint(ckpt, where=str(path))
     _schema.load_weights(model, ckpt["model"], str(path), error=FaceRecError)

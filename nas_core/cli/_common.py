@@ -5,14 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas_core.config_args import positive_int
 from nas_core.errors import NasError
+
+positive = positive_int  # the name the nas-* and facerec-study parsers import: one rule for a positive count
+
+# The names nas_core.classify.datasets registers (a torch module; tests/test_cli_parsers.py keeps the two equal),
+# stated here so that --help imports nothing heavy.
+DATASET_NAMES = ("cifar10", "cifar100", "digits", "emnist", "fashionmnist", "kmnist", "mnist")
 
 
 def add_data_args(parser: argparse.ArgumentParser, default_dataset: str | None = "digits") -> None:
-    from nas_core.classify.datasets import list_datasets
-
+    default = f" (default: {default_dataset})" if default_dataset else ""
     parser.add_argument("--dataset", default=default_dataset, required=default_dataset is None,
-                        help=f"one of {', '.join(list_datasets())} (default: {default_dataset})")
+                        help=f"one of {', '.join(DATASET_NAMES)}{default}")
     parser.add_argument("--data-root", default=None, help="folder holding the dataset files (never downloaded)")
 
 
@@ -24,11 +30,14 @@ def add_split_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=positive, default=64, help="training batch size (default 64, as the "
+                                                                        "paper)")
     parser.add_argument("--reference-schedule", action="store_true",
                         help="step the cosine schedule before each epoch like the reference code")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="where training runs: auto (cuda when there is one, else "
+                                                         "cpu), cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--seed", type=int, default=0, help="run seed: every random choice of the run derives from "
+                                                            "it (default 0)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads per trial (default 1 on CPU: tiny trials gain nothing from more)")
 
@@ -86,6 +95,7 @@ def add_budget_args(parser: argparse.ArgumentParser) -> None:
 def budget_overrides(args: argparse.Namespace) -> dict:
     """The SearchSettings budget fields the flags of ``add_budget_args`` carry (None = not given); a bad value
     (not a number, ≤ 0; a latency budget without onnxruntime) is a NasError naming the flag."""
+    # Called once the flags are parsed; nas_core.cost imports torch, which this parser module never does.
     from nas_core.cost import parse_budget_value, require_onnxruntime
 
     values = {"max_params": parse_budget_value("--max-params", args.max_params, integer=True),
@@ -105,10 +115,3 @@ def output_folder(path: str | Path, resumable_file: str) -> Path:
                        "(continue it with --resume or choose another --output)")
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return number

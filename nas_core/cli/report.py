@@ -16,7 +16,7 @@ from nas_core.errors import NasError, run_cli
 from nas_core.io import output_file
 
 
-def get_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nas-report",
         description=__doc__.split("\n\n")[0],
@@ -36,11 +36,13 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     return run_cli(lambda: _report(args), hold_native_output=True)
 
 
 def _report(args: argparse.Namespace) -> int:
+    # The command's one deliberate lazy import (matplotlib, the run readers), made inside run_cli so that what
+    # it prints is held like the job's own output; --help and flag errors never pay for it.
     from nas_core.report import write_search_report
 
     run = Path(args.run)

@@ -37,6 +37,10 @@ WARM_MODULES = (
     "facerec.cli.train",
     "facerec.cli.embed",
     "facerec.cli.import_weights",
+    "facerec.data.jobs",  # the commands import their jobs only once their flags parsed
+    "facerec.deploy.eval_job",
+    "facerec.deploy.embed_job",
+    "facerec.deploy.import_job",
     "nas_core.cli.search",
     "nas_core.cli.report",
     "nas_core.report",
