@@ -146,11 +146,15 @@ def _load_schedule(run: TrainRun, saved: dict, global_step: int) -> None:
         saved = {**run.scheduler.state_dict(), "last_epoch": global_step, "_step_count": global_step + 1}
         for group in run.optimizer.param_groups:
             group["lr"] = run.lr(global_step)
+    fresh = run.scheduler.state_dict()
+    odd = sorted(key for key, value in saved.items() if key in fresh and type(value) is not type(fresh[key]))
+    if odd:  # LambdaLR takes its entries as they come; a wrong type would fail some steps later
+        raise TypeError(f"the scheduler's {', '.join(odd)} of the wrong type")
     run.scheduler.load_state_dict(saved)
     if run.scheduler.last_epoch != global_step:
         raise ValueError(f"the scheduler is at step {run.scheduler.last_epoch!r:.20}, the training at {global_step}")
-    if not (isinstance(run.scheduler.base_lrs, list) and len(run.scheduler.base_lrs) == len(run.optimizer.param_groups)
-            and all(_is_number(lr) for lr in run.scheduler.base_lrs)):
+    base_lrs = run.scheduler.base_lrs
+    if len(base_lrs) != len(run.optimizer.param_groups) or not all(_is_number(lr) for lr in base_lrs):
         raise ValueError("the scheduler's base_lrs do not match the optimizer's parameter groups")
 
 
