@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 
 from facerec.data.cache_flags import cache_options
@@ -174,8 +173,10 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device, info)
     # A bad --init fails before the output folder is made; its weights do not depend on --seed.
     init = init_backbone(args.init, args.genotype, args.arch, args.embedding_size, args.dropout) if args.init else None
-    # One process writes into OUT (rank 0 for torchrun): a second one refuses instead of mixing files.
-    with run_lock(output, "facerec-train") if info.is_main else nullcontext():
+    if not info.is_main:  # under torchrun the main rank alone checks OUT and writes there
+        return _train(args, output, resume, info, device, init)
+    # One process writes into OUT: a second one refuses instead of mixing files.
+    with run_lock(output, "facerec-train"):
         _check_new_output(output, resuming=args.resume is not None)
         return _train(args, output, resume, info, device, init)
 
