@@ -2,7 +2,8 @@
 trials (facerec.search.evaluator.FaceEvaluator).
 
 SGD lr 0.1, momentum 0.9, wd 5e-4 with none on BN/bias/PReLU, lr ×0.1 at 12/20/24 of 26 epochs
-(scaled to the run's length), AMP and channels_last on CUDA, DDP under torchrun. The pieces: a step
+(scaled to the run's length; one per-step schedule, facerec.train.run.lr_schedule), AMP and channels_last on
+CUDA, DDP under torchrun. The pieces: a step
 (with the NaN guard: non-finite losses skip the step, too many in a row stop with a FaceRecError), an
 epoch, the validation, the run's files (facerec.train.state: OUT/last.pt with the full resume state,
 OUT/model.pt, OUT/metrics.json) and the logging sinks (facerec.train.log: log, TensorBoard, progress bar).
