@@ -25,7 +25,12 @@ import typing
 from typing import Any
 
 __all__ = ["add_dataclass_args", "dataclass_from_args", "dataclass_overrides", "flag_fields", "positive_int",
-           "positive_float"]
+           "positive_float", "setting"]
+
+
+def setting(default: Any, help: str, **meta: Any) -> Any:
+    """A dataclass field with its default and, in the metadata, its help text and the other keys above."""
+    return dataclasses.field(default=default, metadata={"help": help, **meta})
 
 
 def positive_int(text: str) -> int:

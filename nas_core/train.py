@@ -24,25 +24,7 @@ from nas_core.classify.datasets import ClassificationData
 from nas_core.errors import NasError
 from nas_core.io import atomic_torch_save
 from nas_core.safe_pickle import load_weights_only
-
-
-@dataclass
-class TrainConfig:
-    epochs: int
-    lr: float = 0.025
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    batch_size: int = 64
-    grad_clip: float = 5.0
-    # The reference calls scheduler.step() before each epoch, so its last epoch runs at lr 0 and a 2-epoch
-    # micro trial gets one real epoch; we step after each epoch unless asked to replicate (ARCHITECTURE §3).
-    reference_schedule: bool = False
-    amp: bool = True  # CUDA only
-    channels_last: bool = True  # CUDA only
-    eval_batch_size: int = 500
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from nas_core.train_config import TrainConfig
 
 
 @dataclass

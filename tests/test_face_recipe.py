@@ -12,7 +12,7 @@ import torch
 
 from facerec.data.recordio import IRHeader, RecordWriter, pack_record
 from facerec.errors import FaceRecError
-from facerec.train.loop import TrainConfig
+from facerec.train.config import TrainConfig
 from facerec.train.recipe import (
     ADAFACE_MIN_IMAGES,
     MIN_STEPS_PER_EPOCH,
@@ -102,7 +102,9 @@ def test_unknown_recipe_is_a_user_error():
 def test_schedule_warms_up_then_decays_and_leaves_adaface_to_its_milestones():
     from facerec.train.recipe import scheduled_lr
 
-    assert scheduled_lr(TrainConfig(epochs=26), 0, 100) is None  # AdaFace: MultiStepLR per epoch, unchanged
+    adaface = TrainConfig(epochs=26)  # AdaFace's step decay, unchanged: ×0.1 at epochs 12, 20, 24
+    assert [scheduled_lr(adaface, epoch * 100, 100) for epoch in (0, 11, 12, 20, 24)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.001, 0.0001])
     config = TrainConfig(epochs=4, lr=0.1, warmup_epochs=1.0, schedule="cosine")
     lrs = [scheduled_lr(config, step, 10) for step in range(40)]
     assert lrs[0] == pytest.approx(0.01) and lrs[9] == pytest.approx(0.1)  # linear over the first epoch

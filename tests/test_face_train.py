@@ -18,7 +18,10 @@ from facerec.cli.train import main as train_main
 from facerec.data.datasets import FaceDataset
 from facerec.model.heads import create_head
 from facerec.model.space import IResNetSpace
-from facerec.train.loop import TrainConfig, param_groups, train_model
+from facerec.train.config import TrainConfig
+from facerec.train.loop import param_groups, train_model
+from facerec.train.recipe import scheduled_lr
+from facerec.train.run import lr_schedule
 from nas_core.genotype import Genotype
 
 TINY = Genotype.uniform(4, 4)
@@ -67,6 +70,79 @@ def test_lr_milestones_scale_with_epochs():
     assert TrainConfig(epochs=26).lr_milestones() == [12, 20, 24]
     assert TrainConfig(epochs=13).lr_milestones() == [6, 10, 12]
     assert TrainConfig(epochs=2).lr_milestones() == [1]
+
+
+_SCHEDULES = {  # lr schedules of the recipes, the truncated ranking's trials and a warm-up before step decay
+    "adaface": TrainConfig(epochs=26),
+    "small": TrainConfig(epochs=4, lr=0.1, warmup_epochs=1.0, schedule="cosine"),
+    "truncated": TrainConfig(epochs=2, lr=0.1, warmup_epochs=1.0, schedule="cosine", schedule_epochs=6),
+    "step after warm-up": TrainConfig(epochs=13, lr=0.2, warmup_epochs=1.0),
+}
+
+
+def _schedule(config: TrainConfig, steps_per_epoch: int):
+    """An SGD over two parameter groups (as the trainer's, with and without weight decay) and its lr schedule."""
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(2))], "weight_decay": 0.0},
+              {"params": [torch.nn.Parameter(torch.zeros(2, 2))]}]
+    optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=0.9, weight_decay=5e-4)
+    return optimizer, lr_schedule(optimizer, config, steps_per_epoch)
+
+
+@pytest.mark.parametrize("name", sorted(_SCHEDULES))
+def test_every_steps_lr_is_the_recipes_formula_also_after_a_resume(name):
+    import io
+
+    config, steps_per_epoch = _SCHEDULES[name], 3
+    total = config.epochs * steps_per_epoch
+    optimizer, scheduler = _schedule(config, steps_per_epoch)
+    lrs = []
+    for step in range(total):
+        if step == total // 2:  # resumed from the state last.pt holds (loaded as weights_only)
+            buffer = io.BytesIO()
+            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, buffer)
+            buffer.seek(0)
+            saved = torch.load(buffer, weights_only=True)
+            optimizer, scheduler = _schedule(config, steps_per_epoch)
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+        lrs.append([group["lr"] for group in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    assert lrs == [[scheduled_lr(config, step, steps_per_epoch)] * 2 for step in range(total)]
+
+
+def test_adaface_lr_is_the_per_epoch_step_decay():
+    config, steps_per_epoch = _SCHEDULES["adaface"], 3
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=config.lr)
+    per_epoch = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.lr_milestones(), gamma=0.1)
+    expected = []
+    for _ in range(config.epochs):
+        expected += [optimizer.param_groups[0]["lr"]] * steps_per_epoch
+        optimizer.step()
+        per_epoch.step()
+    got = [scheduled_lr(config, step, steps_per_epoch) for step in range(len(expected))]
+    assert got == pytest.approx(expected, rel=1e-12, abs=0)
+    assert sorted(set(got), reverse=True) == pytest.approx([0.1, 0.01, 0.001, 0.0001])
+
+
+def test_the_trainer_steps_at_the_scheduled_lr(tiny_pack, monkeypatch):
+    from facerec.train import loop
+
+    seen, amp_step = [], loop.amp_step
+
+    def recording(loss, optimizer, *args, **kwargs):
+        seen.append({group["lr"] for group in optimizer.param_groups})
+        return amp_step(loss, optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "amp_step", recording)
+    data = FaceDataset(tiny_pack)
+    config = TrainConfig(epochs=2, batch_size=16, lr=0.1, warmup_epochs=1.0, schedule="cosine", workers=0)
+    outcome = train_model(IResNetSpace(embedding_size=64).build(TINY), create_head("cosface", 64, data.num_classes),
+                          data, config, progress=False)
+    steps = len(data) // 16
+    assert seen == [{scheduled_lr(config, step, steps)} for step in range(2 * steps)]
+    assert [h["lr"] for h in outcome.history] == [scheduled_lr(config, steps - 1, steps),
+                                                 scheduled_lr(config, 2 * steps - 1, steps)]
 
 
 class _NanOnce(torch.nn.Module):
@@ -203,6 +279,34 @@ def test_sigterm_writes_last_pt_and_says_how_to_resume(straight, tiny_pack, tiny
     state = _load(out / "last.pt")["train_state"]
     assert (state["global_step"], state["step_in_epoch"]) == (9, 3)
     assert not list(out.glob(".*.tmp")) and not (out / ".facenas.lock").exists()
+    assert train_main(args + ["--resume", str(out)]) == 0
+    assert_same_weights(out, straight)
+
+
+def test_last_pt_holds_the_schedule_at_its_step(straight):
+    ckpt = _load(straight / "last.pt")
+    config, step = TrainConfig.from_dict(ckpt["config"]["train"]), ckpt["train_state"]["global_step"]
+    assert ckpt["scheduler"]["last_epoch"] == step == 18
+    assert {group["lr"] for group in ckpt["optimizer"]["param_groups"]} == {scheduled_lr(config, step, 6)}
+
+
+def test_a_last_pt_of_the_per_epoch_schedule_resumes_to_the_uninterrupted_weights(straight, tiny_pack, tiny_genotype,
+                                                                                   tmp_path):
+    out = tmp_path / "before"
+    args = _train_args(tiny_pack, tiny_genotype, out, *_RESUMABLE)
+    assert run_with_fault(args, FACENAS_FAIL_AFTER_STEPS="10").returncode == 137  # last.pt holds step 8
+    ckpt = _load(out / "last.pt")
+    config = TrainConfig.from_dict(ckpt["config"]["train"])
+    # As the trainer wrote it before its one per-step schedule: a MultiStepLR stepped after each epoch (one
+    # here), and the optimizer at the lr warm-up and cosine had set for the step before (step 7, 0-based).
+    optimizer, _ = _schedule(config, 6)
+    per_epoch = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.lr_milestones(), gamma=0.1)
+    optimizer.step()
+    per_epoch.step()
+    ckpt["scheduler"] = {**per_epoch.state_dict(), "milestones": dict(per_epoch.milestones)}
+    for group in ckpt["optimizer"]["param_groups"]:
+        group["lr"] = scheduled_lr(config, 7, 6)
+    torch.save(ckpt, out / "last.pt")
     assert train_main(args + ["--resume", str(out)]) == 0
     assert_same_weights(out, straight)
 

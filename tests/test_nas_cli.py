@@ -120,6 +120,25 @@ def test_train_found_network(digits_run, tmp_path):
     assert json.loads((macro / "metrics.json").read_text())["genotype"]["width"] == macro_width
 
 
+def test_killed_training_resumes_from_its_run_folder(digits_run, tmp_path, capsys):
+    args = ["--genotype", str(digits_run / "result.json"), "--dataset", "digits", "--epochs", "2", "--device", "cpu"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert train_main([*args, "--output", str(straight), "--no-progress"]) == 0
+    # Killed (as by SIGKILL: nas_core.faults) in epoch 2 (23 steps an epoch): checkpoint.pt holds epoch 1.
+    proc = subprocess.run([sys.executable, "-m", "nas_core.cli.train", *args, "--output", str(killed)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "FACENAS_FAIL_AFTER_STEPS": "30"})
+    assert proc.returncode == 137 and not (killed / "model.pt").exists(), proc.stderr[-2000:]
+    assert train_main([*args, "--resume", str(killed), "--output", str(straight)]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: --output {straight}: expected the folder --resume continues "
+                                               f"({killed}), or no --output")
+    assert train_main([*args, "--resume", str(killed)]) == 0
+    resumed, uninterrupted = (json.loads((run / "metrics.json").read_text()) for run in (killed, straight))
+    assert resumed["test_accuracies"] == uninterrupted["test_accuracies"]
+    assert resumed["train_accuracies"] == uninterrupted["train_accuracies"]
+    assert train_main([*args, "--epochs", "3", "--resume", str(killed)]) == 2  # another schedule: another run
+    assert "expected the same training settings" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("case", ["wrong-lengths", "missing", "not-json"])
 def test_train_rejects_bad_genotype_files(case, tmp_path, capsys):
     path = tmp_path / "result.json"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facerec.data.cache_flags import add_cache_flags, cache_options  # noqa: F401  (facerec-search's import)
 from facerec.errors import FaceRecError
 from facerec.train.validation import VerificationSet, find_bins, holdout_set, load_bin_sets
 
@@ -67,21 +68,6 @@ def check_pack_dir(data_dir: str | Path) -> None:
     if not (data_dir / "train.rec").is_file():
         raise FaceRecError(f"{data_dir}: expected train.rec (a RecordIO face pack; build one with facerec-data pack)")
     FacePack(data_dir)  # header record and index: cheap, and names the bad file
-
-
-def add_cache_flags(parser) -> None:
-    """--no-cache / --cache-on-device, the same for facerec-train and facerec-search (ARCHITECTURE §8)."""
-    parser.add_argument("--no-cache", action="store_true",
-                        help="decode the JPEGs of train.rec even when DATA/cache holds a decoded cache "
-                             "(facerec-data cache DATA)")
-    parser.add_argument("--cache-on-device", action="store_true",
-                        help="hold the decoded cache in GPU memory (RAM on a CPU) when it takes at most half "
-                             "of the free memory there; else read it from disk, with a warning")
-
-
-def cache_options(args) -> dict:
-    """prepare_data's keywords for the flags of ``add_cache_flags``."""
-    return {"cache": not args.no_cache, "cache_on_device": args.cache_on_device}
 
 
 def _train_set(pack, train_ids: list[int], augment: bool, cache: bool, cache_on_device: bool):

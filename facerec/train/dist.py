@@ -1,16 +1,25 @@
-"""torchrun detection (ARCHITECTURE §8): a process group only when RANK/WORLD_SIZE say so.
+"""torchrun detection (ARCHITECTURE §8): a process group only when RANK/WORLD_SIZE say so, and one voice:
+only the main rank logs, prints and writes files.
 
 Without torchrun there is no process group and no NCCL; every helper here is then a no-op.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from nas_core.runlog import log_to
+from nas_core.train import resolve_device as resolve_one
 
 
 @dataclass(frozen=True)
@@ -45,8 +54,6 @@ def init_distributed() -> DistInfo:
 def resolve_device(name: str | None, info: DistInfo = DistInfo()) -> torch.device:
     """nas_core's device rule (``auto``/None: a GPU when there is one, else the CPU; a bad or missing device
     is a user error); under torchrun an unindexed GPU is this rank's own."""
-    from nas_core.train import resolve_device as resolve_one
-
     device = resolve_one(name)
     if device.type == "cuda" and device.index is None and info.enabled:
         device = torch.device(f"cuda:{info.local_rank}")
@@ -74,3 +81,25 @@ def all_ranks_true(flag: bool, info: DistInfo, device: torch.device) -> bool:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+@contextmanager
+def main_rank_log(path: str | Path | None, info: DistInfo, logger: str = "facerec") -> Iterator[logging.Logger]:
+    """The job's log (``nas_core.runlog.log_to``: ``path`` and the terminal) on the main rank. The other ranks say
+    nothing while it is open: their log lines and Python warnings would repeat the main rank's, which
+    stands for all of them (the ranks train in step and verify once, on the main rank)."""
+    log = logging.getLogger(logger)
+    if info.is_main:
+        with log_to(path, logger) as log:
+            yield log
+        return
+    silent, propagate = logging.NullHandler(), log.propagate
+    log.addHandler(silent)
+    log.propagate = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield log
+    finally:
+        log.removeHandler(silent)
+        log.propagate = propagate

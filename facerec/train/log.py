@@ -7,12 +7,10 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-if TYPE_CHECKING:
-    from facerec.train.loop import TrainRun
+from facerec.train.run import TrainRun
 
 
 class TrainSinks:
@@ -24,6 +22,7 @@ class TrainSinks:
         self.level = logging.INFO if verbose else logging.DEBUG
         self.writer = None
         if output is not None and run.info.is_main:
+            # Loaded by runs with an output folder only: search trials never pay for TensorBoard's import.
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(output / "tb"))
@@ -46,7 +45,7 @@ class TrainSinks:
         self.bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{speed:.0f}", eta=_hms(eta), refresh=False)
         if self.writer is not None and step % 10 == 0:
             self.writer.add_scalar("train/loss", loss, step)
-            self.writer.add_scalar("train/lr", run.optimizer.param_groups[0]["lr"], step)
+            self.writer.add_scalar("train/lr", run.lr(step - 1), step)
             self.writer.add_scalar("train/images_per_second", speed, step)
 
     def skipped(self, run: TrainRun, loss: float) -> None:

@@ -2,7 +2,8 @@
 trials (facerec.search.evaluator.FaceEvaluator).
 
 SGD lr 0.1, momentum 0.9, wd 5e-4 with none on BN/bias/PReLU, lr ×0.1 at 12/20/24 of 26 epochs
-(scaled to the run's length), AMP and channels_last on CUDA, DDP under torchrun. The pieces: a step
+(scaled to the run's length; one per-step schedule, facerec.train.run.lr_schedule), AMP and channels_last on
+CUDA, DDP under torchrun. The pieces: a step
 (with the NaN guard: non-finite losses skip the step, too many in a row stop with a FaceRecError), an
 epoch, the validation, the run's files (facerec.train.state: OUT/last.pt with the full resume state,
 OUT/model.pt, OUT/metrics.json) and the logging sinks (facerec.train.log: log, TensorBoard, progress bar).
@@ -21,10 +22,10 @@ import logging
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,60 +35,15 @@ from torch.utils.data.distributed import DistributedSampler
 
 from eval_protocols.embed import normalize
 from facerec.errors import FaceRecError
+from facerec.train.config import TrainConfig
 from facerec.train.diagnostics import epoch_diagnostics
 from facerec.train.dist import DistInfo, all_ranks_true, broadcast_object
 from facerec.train.log import TrainSinks
-from facerec.train.recipe import apply_schedule
+from facerec.train.run import FaceModel, TrainRun, lr_schedule
+from facerec.train.state import RunFiles, load_state
 from facerec.train.validation import VerificationSet, mean_accuracy, verify
 from nas_core import faults
 from nas_core.train import amp_step, seed_everything
-
-ADAFACE_EPOCHS = 26
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = ADAFACE_EPOCHS
-    batch_size: int = 512  # global: split over torchrun ranks
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    milestones: tuple[int, ...] = (12, 20, 24)  # AdaFace, in epochs of a 26-epoch run
-    head: str = "adaface"
-    head_options: dict = field(default_factory=dict)  # the head's scale/margin when not its own (facerec.train.recipe)
-    warmup_epochs: float = 0.0  # linear lr warm-up (facerec.train.recipe.scheduled_lr)
-    schedule: str = "step"  # "step": the milestones above; "cosine": cosine decay to 0 at the last step
-    recipe: dict | None = None  # the facerec.train.recipe.Recipe these settings came from, with the reasons for it
-    seed: int = 0
-    workers: int = 2
-    amp: bool = True  # CUDA only
-    checkpoint_every: int = 500  # steps between mid-epoch writes of last.pt
-    max_nan_steps: int = 5  # this many non-finite losses in a row stop training
-    val_batch_size: int = 128
-    # The lr schedule is laid out over this many epochs (default: ``epochs``). Longer than ``epochs``, a run is
-    # the first epochs of a longer training: how the "truncated" face ranking trains its short trials.
-    schedule_epochs: int | None = None
-
-    @property
-    def schedule_length(self) -> int:
-        return self.schedule_epochs or self.epochs
-
-    def lr_milestones(self) -> list[int]:
-        """AdaFace's milestones scaled to the schedule's length (12/20/24 of 26 stay 12/20/24)."""
-        scaled = {max(1, round(m * self.schedule_length / ADAFACE_EPOCHS)) for m in self.milestones}
-        return sorted(m for m in scaled if m < self.schedule_length)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["milestones"] = list(self.milestones)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if "milestones" in known:
-            known["milestones"] = tuple(known["milestones"])
-        return cls(**known)
 
 
 @dataclass
@@ -115,59 +71,11 @@ class TrainingStopped(Exception):
         self.signum, self.global_step = signum, global_step
 
 
-class _FaceModel(nn.Module):
-    """Backbone + margin head as one module, so DDP syncs both; the head runs in float32."""
-
-    def __init__(self, backbone: nn.Module, head: nn.Module):
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        embeddings = self.backbone(images)
-        with torch.autocast(images.device.type, enabled=False):
-            return self.head(embeddings.float(), labels)
-
-
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
     """No weight decay on BN, bias and PReLU parameters (all the 1-D ones), ARCHITECTURE §4: timm's grouping."""
     from timm.optim import param_groups_weight_decay
 
     return param_groups_weight_decay(module, weight_decay)
-
-
-def _fresh_state() -> dict[str, Any]:
-    """The training state that OUT/last.pt carries besides the weights, optimizer and RNGs."""
-    return {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "best_epoch": None,
-            "best_score": None, "nan_steps": [], "seconds": 0.0, "epoch_loss": [0.0, 0]}
-
-
-@dataclass
-class TrainRun:
-    """What one training carries from step to step, and what its resume state is made of."""
-
-    model: _FaceModel
-    net: nn.Module  # the model, or its DDP wrapper
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.MultiStepLR
-    scaler: torch.amp.GradScaler
-    config: TrainConfig
-    device: torch.device
-    info: DistInfo
-    batch: int  # per rank
-    steps_per_epoch: int
-    state: dict[str, Any] = field(default_factory=_fresh_state)
-    nan_run: int = 0  # non-finite losses in a row
-    best_state: dict | None = None
-    seconds_before: float = 0.0  # of the jobs this one resumes
-    started: float = field(default_factory=time.perf_counter)
-
-    @property
-    def amp(self) -> bool:
-        return self.config.amp and self.device.type == "cuda"
-
-    def seconds(self) -> float:
-        return self.seconds_before + time.perf_counter() - self.started
 
 
 def _start(backbone: nn.Module, head: nn.Module, train_set: Dataset, config: TrainConfig, device: torch.device,
@@ -177,15 +85,15 @@ def _start(backbone: nn.Module, head: nn.Module, train_set: Dataset, config: Tra
     head.to(device)
     if cuda:
         backbone.to(memory_format=torch.channels_last)
-    model = _FaceModel(backbone, head)
+    model = FaceModel(backbone, head)
     net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None) \
         if info.enabled else model
     optimizer = torch.optim.SGD(param_groups(model, config.weight_decay), lr=config.lr, momentum=config.momentum)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.lr_milestones(), gamma=0.1)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and cuda)
     batch = _per_rank_batch(config, train_set, info)
-    return TrainRun(model, net, optimizer, scheduler, scaler, config, device, info, batch,
-                    steps_per_epoch=len(train_set) // info.world_size // batch)
+    steps_per_epoch = len(train_set) // info.world_size // batch
+    return TrainRun(model, net, optimizer, lr_schedule(optimizer, config, steps_per_epoch), scaler, config, device,
+                    info, batch, steps_per_epoch)
 
 
 # -- data ---------------------------------------------------------------------------------------------
@@ -282,6 +190,7 @@ def _step(run: TrainRun, images: torch.Tensor, labels: torch.Tensor) -> tuple[fl
     state["global_step"] += 1
     finite = all_ranks_true(bool(torch.isfinite(loss)), run.info, run.device)
     stepped = amp_step(loss, run.optimizer, run.scaler, run.model.parameters(), loss_is_finite=finite)
+    _advance_schedule(run)
     value = loss.item()
     if stepped:
         run.nan_run = 0
@@ -293,6 +202,14 @@ def _step(run: TrainRun, images: torch.Tensor, labels: torch.Tensor) -> tuple[fl
     return value, stepped
 
 
+def _advance_schedule(run: TrainRun) -> None:
+    """The lr of the next step. A step skipped by the NaN guard (or by AMP's scaler) advances the schedule too:
+    the lr is a function of the global step, which counts it (and a resume restores both)."""
+    with warnings.catch_warnings():  # torch's warning assumes an epoch schedule that skipped its first value
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        run.scheduler.step()
+
+
 def _train_epoch(run: TrainRun, dataset: Dataset, epoch: int, sinks: TrainSinks, files, stop: _StopRequest
                  ) -> tuple[int, float]:
     """The steps of ``epoch`` from the saved one on; returns (images seen by all ranks, seconds)."""
@@ -300,7 +217,6 @@ def _train_epoch(run: TrainRun, dataset: Dataset, epoch: int, sinks: TrainSinks,
     sinks.start_epoch(run, epoch)
     tic, images = time.perf_counter(), 0
     for batch_images, labels in loader:
-        apply_schedule(run.optimizer, run.config, run.state["global_step"], run.steps_per_epoch)  # warm-up, cosine
         loss, stepped = _step(run, batch_images, labels)
         images += labels.shape[0] * run.info.world_size
         if stepped:
@@ -425,8 +341,6 @@ def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config
     Ctrl-C then raises TrainingStopped once last.pt holds the last step. Without ``output`` (search
     trials) it writes nothing.
     """
-    from facerec.train.state import RunFiles, load_state
-
     output = Path(output) if output is not None else None
     seed_everything(config.seed)
     train_set = _with_fresh_transform(train_set)
@@ -444,8 +358,7 @@ def train_model(backbone: nn.Module, head: nn.Module, train_set: Dataset, config
         with _stop_on_signals(enabled=output is not None) as stop:
             for epoch in range(run.state["epoch"], config.epochs):
                 images, seconds = _train_epoch(run, train_set, epoch, sinks, files, stop)
-                lr = run.optimizer.param_groups[0]["lr"]
-                run.scheduler.step()
+                lr = run.lr(run.state["global_step"] - 1)  # of the epoch's last step
                 results, score = _validate(run, list(val_sets))
                 record, is_best = _end_epoch(run, epoch, images, seconds, lr, results, score, keep_best)
                 record["embeddings"] = _diagnose(run, results, train_set)

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from facerec.errors import FaceRecError
+from facerec.train.config import TrainConfig
+from nas_core.config_args import add_dataclass_args
 
 ADAFACE_MIN_IMAGES = 100_000
 MIN_STEPS_PER_EPOCH = 50
@@ -44,18 +46,14 @@ class Recipe:
         d["reasons"] = list(self.reasons)
         return d
 
-    def train_config(self, **fields: Any):
-        """A facerec.train.loop.TrainConfig with this recipe's settings (and ``fields``: epochs, seed, ...)."""
-        from facerec.train.loop import TrainConfig
-
+    def train_config(self, **fields: Any) -> TrainConfig:
+        """A TrainConfig with this recipe's settings (and ``fields``: epochs, seed, ...)."""
         return TrainConfig(batch_size=self.batch_size, lr=self.lr, head=self.head, head_options=dict(self.head_options),
                            warmup_epochs=self.warmup_epochs, schedule=self.schedule, recipe=self.to_dict(), **fields)
 
 
 def adaface_recipe() -> Recipe:
     """AdaFace's recipe: TrainConfig's defaults, which are AdaFace's (batch 512, lr 0.1, step decay, AdaFace head)."""
-    from facerec.train.loop import TrainConfig
-
     return Recipe("adaface", batch_size=TrainConfig.batch_size, lr=TrainConfig.lr, head=TrainConfig.head,
                   warmup_epochs=TrainConfig.warmup_epochs, schedule=TrainConfig.schedule)
 
@@ -135,12 +133,18 @@ def add_recipe_flag(parser: argparse.ArgumentParser) -> None:
                              "images, else small), adaface (ARCHITECTURE §4), small (the small-data recipe)")
 
 
-def add_recipe_args(parser: argparse.ArgumentParser) -> None:
-    """--recipe and the flags that override its values."""
+# The TrainConfig fields a recipe sets that a flag may override (facerec-train, facerec-search, facerec-study).
+RECIPE_FLAGS = ("batch_size", "lr", "head")
+
+
+def add_recipe_args(parser: argparse.ArgumentParser, demo: dict[str, Any] | None = None) -> None:
+    """--recipe and the flags that override its values (TrainConfig's fields; not given: the recipe's, or with
+    no --data the demo's value in ``demo``)."""
     add_recipe_flag(parser)
-    parser.add_argument("--batch-size", type=int, help="global batch (default: the recipe's)")
-    parser.add_argument("--lr", type=float, help="SGD learning rate (default: the recipe's)")
-    parser.add_argument("--head", help="margin head: adaface, arcface, cosface (default: the recipe's)")
+    demo = demo or {}
+    add_dataclass_args(parser, TrainConfig, include=RECIPE_FLAGS, defaults=dict.fromkeys(RECIPE_FLAGS),
+                       help_suffix={name: " (default: the recipe's" + (f"; demo {demo[name]})" if name in demo else ")")
+                                    for name in RECIPE_FLAGS})
 
 
 def resolve_recipe(choice: str, data_info: dict, *, batch_size: int | None = None, lr: float | None = None,
@@ -160,14 +164,12 @@ def recipe_from_args(args: argparse.Namespace, data_info: dict, log: logging.Log
     return resolve_recipe(args.recipe, data_info, batch_size=args.batch_size, lr=args.lr, head=args.head, log=log)
 
 
-def scheduled_lr(config, step: int, steps_per_epoch: int) -> float | None:
-    """The learning rate of 0-based global step ``step`` of a facerec.train.loop.TrainConfig that schedules per step
-    (warm-up, or cosine decay); None for AdaFace's plain step decay, which the trainer's per-epoch MultiStepLR
-    applies unchanged. Warm-up rises linearly to ``lr`` over ``warmup_epochs``, at most a quarter of the run (a
-    1-epoch search trial still spends most of it at full lr); cosine then falls towards 0 at the last step;
-    "step" divides by 10 at each milestone epoch passed."""
-    if config.schedule == "step" and not config.warmup_epochs:
-        return None
+def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """The learning rate of 0-based global step ``step``, as a multiple of ``config.lr``: the one schedule of the
+    face trainer (a LambdaLR over this, stepped after every optimizer step). Warm-up rises linearly to ``lr``
+    over ``warmup_epochs``, at most a quarter of the run (a 1-epoch search trial still spends most of it at full
+    lr); "cosine" then falls towards 0 at the last step of ``schedule_length`` epochs; "step" divides by 10 at
+    each milestone epoch passed (AdaFace's step decay, ARCHITECTURE §4)."""
     total = max(1, config.schedule_length * steps_per_epoch)
     warm = min(total // 4, round(config.warmup_epochs * steps_per_epoch))
     factor = (step + 1) / warm if step < warm else 1.0
@@ -175,12 +177,9 @@ def scheduled_lr(config, step: int, steps_per_epoch: int) -> float | None:
         factor *= 0.5 * (1 + math.cos(math.pi * min(1.0, max(0, step - warm) / max(1, total - warm))))
     else:
         factor *= 0.1 ** sum(step // max(1, steps_per_epoch) >= m for m in config.lr_milestones())
-    return config.lr * factor
+    return factor
 
 
-def apply_schedule(optimizer, config, step: int, steps_per_epoch: int) -> None:
-    """Set every parameter group's lr for ``step`` when the config schedules per step (``scheduled_lr``)."""
-    lr = scheduled_lr(config, step, steps_per_epoch)
-    if lr is not None:
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+def scheduled_lr(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """The learning rate of 0-based global step ``step`` (``lr_factor`` times ``config.lr``)."""
+    return config.lr * lr_factor(config, step, steps_per_epoch)

@@ -9,23 +9,23 @@ the report-only benchmark packs scored on model.pt. Every file is written atomic
 
 from __future__ import annotations
 
+import copy
 import pickle
-from collections import Counter
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from facerec.errors import FaceRecError
 from facerec.model.checkpoint import save_checkpoint
+from facerec.report import write_train_report
+from facerec.train.run import TrainRun
+from facerec.train.validation import verify
 from nas_core.checkpoint import state_dict_problem
 from nas_core.io import atomic_write_json
 from nas_core.safe_pickle import load_weights_only
 from nas_core.train import rng_state, set_rng_state
-
-if TYPE_CHECKING:
-    from facerec.train.loop import TrainRun
 
 
 class RunFiles:
@@ -47,7 +47,7 @@ class RunFiles:
         run.state["seconds"] = run.seconds()
         save_checkpoint(self.output / "last.pt", backbone=run.model.backbone, **self.architecture, config=self._config(run),
                         head=run.model.head.state_dict(), optimizer=run.optimizer.state_dict(),
-                        scheduler=_plain_scheduler_state(run.scheduler), scaler=run.scaler.state_dict(),
+                        scheduler=run.scheduler.state_dict(), scaler=run.scaler.state_dict(),
                         train_state=dict(run.state), rng=rng_state())
 
     def model_epoch(self, run: TrainRun) -> int | None:
@@ -95,29 +95,16 @@ class RunFiles:
         return self.model_benchmarks
 
     def write_report(self) -> None:
-        from facerec.report import write_train_report
-
         write_train_report(self.output)
 
 
 def _score_model_pt(path: Path, run: TrainRun, sets: list) -> dict:
     """{"results", "seconds"}: ``sets`` scored on the weights of ``path`` in a copy of the run's backbone."""
-    import copy
-    import time
-
-    from facerec.train.validation import verify
-
     tic = time.perf_counter()
     backbone = copy.deepcopy(run.model.backbone)
     backbone.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
     results = verify(backbone, sets, run.device, run.config.val_batch_size)
     return {"results": results, "seconds": time.perf_counter() - tic}
-
-
-def _plain_scheduler_state(scheduler) -> dict:
-    state = scheduler.state_dict()
-    state["milestones"] = {int(k): int(v) for k, v in state["milestones"].items()}  # a Counter: not weights_only-safe
-    return state
 
 
 def load_state(path: str | Path, run: TrainRun) -> None:
@@ -137,18 +124,38 @@ def load_state(path: str | Path, run: TrainRun) -> None:
         run.model.head.load_state_dict(ckpt["head"])
         run.optimizer.load_state_dict(ckpt["optimizer"])
         _check_optimizer(run.optimizer)
-        run.scheduler.load_state_dict(ckpt["scheduler"])
-        run.scheduler.milestones = Counter(run.scheduler.milestones)  # MultiStepLR looks up missing epochs as 0
-        if not isinstance(run.scheduler.last_epoch, int):
-            raise ValueError("the scheduler's last_epoch is not an integer")
+        state = _checked_state(ckpt["train_state"])
+        _load_schedule(run, ckpt["scheduler"], state["global_step"])
         if ckpt["scaler"]:  # empty when saved without AMP (CPU)
             run.scaler.load_state_dict(ckpt["scaler"])
-        state = _checked_state(ckpt["train_state"])
         set_rng_state(ckpt["rng"])
     except (AttributeError, IndexError, KeyError, OverflowError, RuntimeError, TypeError, ValueError, EOFError,
             pickle.UnpicklingError) as exc:
         raise FaceRecError(f"{path}: expected {expected} ({type(exc).__name__}: {str(exc)[:160]})") from None
     run.state, run.seconds_before = state, state["seconds"]
+
+
+def _load_schedule(run: TrainRun, saved: dict, global_step: int) -> None:
+    """The lr schedule where last.pt left it: at ``global_step``, with the optimizer at that step's lr.
+
+    A last.pt written before the per-step schedule holds a MultiStepLR stepped per epoch (``milestones``), and
+    its optimizer the lr of the step before (warm-up and cosine were set before each step): its schedule
+    starts again at the saved step, with the lr the uninterrupted run would have had there.
+    """
+    if "milestones" in saved:
+        saved = {**run.scheduler.state_dict(), "last_epoch": global_step, "_step_count": global_step + 1}
+        for group in run.optimizer.param_groups:
+            group["lr"] = run.lr(global_step)
+    fresh = run.scheduler.state_dict()
+    odd = sorted(key for key, value in saved.items() if key in fresh and type(value) is not type(fresh[key]))
+    if odd:  # LambdaLR takes its entries as they come; a wrong type would fail some steps later
+        raise TypeError(f"the scheduler's {', '.join(odd)} of the wrong type")
+    run.scheduler.load_state_dict(saved)
+    if run.scheduler.last_epoch != global_step:
+        raise ValueError(f"the scheduler is at step {run.scheduler.last_epoch!r:.20}, the training at {global_step}")
+    base_lrs = run.scheduler.base_lrs
+    if len(base_lrs) != len(run.optimizer.param_groups) or not all(_is_number(lr) for lr in base_lrs):
+        raise ValueError("the scheduler's base_lrs do not match the optimizer's parameter groups")
 
 
 def _check_optimizer(optimizer: torch.optim.Optimizer) -> None:

@@ -227,11 +227,20 @@ def _write_weights(subjects: Subjects) -> None:
 
 
 def _rewind(last: Path) -> None:
-    """Set the finished run's counters back to the start of its epoch, so a resume trains that epoch again
-    with the saved weights, optimizer and scheduler state (resuming a finished run would read them only)."""
+    """Set the finished run's counters and lr schedule back to the start of its one epoch, so a resume trains that
+    epoch again with the saved weights and optimizer state (resuming a finished run would read them only)."""
     import torch
 
+    from facerec.train.config import TrainConfig
+    from facerec.train.recipe import scheduled_lr
+
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    steps_per_epoch = ckpt["train_state"]["global_step"]  # of the subject's one epoch
+    lr = scheduled_lr(TrainConfig.from_dict(ckpt["config"]["train"]), 0, steps_per_epoch)
+    groups = ckpt["optimizer"]["param_groups"]
+    for group in groups:
+        group["lr"] = lr
+    ckpt["scheduler"].update(last_epoch=0, _step_count=1, _last_lr=[lr] * len(groups))
     ckpt["train_state"].update(
         epoch=0,
         step_in_epoch=0,
