@@ -14,12 +14,13 @@ import torch
 from facerec.cli.search import main as face_search_main
 from nas_core.classify.network import ClassifierSpace, layer_channels
 from nas_core.cli.search import main as search_main
-from nas_core.cost import Budget, CostTable, count_mflops, onnx_cpu_latency_ms
+from nas_core.cost import CostTable, count_mflops, onnx_cpu_latency_ms
 from nas_core.errors import NasError
 from nas_core.evaluator import TrialResult
 from nas_core.genotype import Genotype
 from nas_core.journal import Journal
-from nas_core.search import MacroMicroSearch, SearchSettings
+from nas_core.search import MacroMicroSearch
+from nas_core.settings import Budget, SearchSettings
 
 REPO = Path(__file__).resolve().parents[1]
 # digits (8x8, 1 channel): d2-w8 = 1,658 params fits, d3-w8 = 1,746 does not: Grow stops at once; the micro
