@@ -294,7 +294,7 @@ def test_face_search_starts_within_budget(tmp_path):
 def test_lfw_demo_passes_the_params_budget_to_its_search(tmp_path):
     import argparse
 
-    from facerec.cli.search import get_parser
+    from facerec.cli.search import build_parser
 
     sys.path.insert(0, str(REPO / "tools"))
     try:
@@ -304,7 +304,7 @@ def test_lfw_demo_passes_the_params_budget_to_its_search(tmp_path):
     args = argparse.Namespace(recipe="auto", device="cpu", seed=0, max_params=500_000)
     command = search_command(args, tmp_path)
     assert command[0] == "facerec-search"
-    parsed = get_parser().parse_args(command[1:])
+    parsed = build_parser().parse_args(command[1:])
     assert parsed.max_params == "500000" and parsed.size == "small"
 
 

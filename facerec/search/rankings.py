@@ -176,28 +176,3 @@ def study_report(table: dict, candidates, static: list[int], reference: int, tru
     for ranking, row in zip(rankings, report["rankings"]):
         row["scores"] = ranking.scores
     return report
-
-
-# -- rankings a face search can run with (facerec-search --ranking) -------------------------------------------------
-
-@dataclass(frozen=True)
-class SearchRanking:
-    """How a face search trains and scores its trials."""
-
-    name: str
-    description: str
-    static: bool = False  # every macro trial E_min epochs (the search's +1/+2 epoch steps off)
-    truncated: bool = False  # a trial is the first epochs of a --ranking-full-epochs training (same lr schedule)
-    metric: str = "accuracy"  # "accuracy": 10-fold accuracy; "auc": pair ROC AUC (both in percent)
-
-
-SEARCH_RANKINGS = {r.name: r for r in (
-    SearchRanking("paper", "the paper's dynamic epochs (E_min, +1 per depth, +2 per width tried), best-epoch "
-                           "10-fold accuracy"),
-    SearchRanking("static", "every macro trial E_min epochs, best-epoch 10-fold accuracy", static=True),
-    SearchRanking("truncated", "every macro trial the first E_min epochs of a full training's lr schedule, "
-                               "10-fold accuracy", static=True, truncated=True),
-    SearchRanking("truncated-auc", "as truncated, scored by the held-out pairs' ROC AUC", static=True,
-                  truncated=True, metric="auc"),
-)}
-DEFAULT_FACE_RANKING = "paper"
