@@ -37,8 +37,8 @@ from nas_core.space import SearchSpace
 from nas_core.speculative import SpeculativeEvaluator, parallel_figures
 
 JOURNAL = "journal.jsonl"
-# A picklable trial for a --parallel worker: (function, item), run there as function(item) -> TrialResult.
-TrialJob = Callable[[Genotype, int], tuple[Callable[[Any], TrialResult], Any]]
+# The trials of --parallel workers: (genotype, epochs) -> a picklable (function, item), run there as function(item).
+JobFactory = Callable[[Genotype, int], tuple[Callable[[Any], TrialResult], Any]]
 
 
 class SearchTask:
@@ -68,7 +68,7 @@ class SearchTask:
         """Held while the search runs (e.g. the CPU threads of its trials)."""
         return nullcontext()
 
-    def trial_job(self, workers: int, executor: str) -> TrialJob:
+    def trial_job(self, workers: int, executor: str) -> JobFactory:
         raise NasError(f"--parallel: {self.command} runs its trials in this process only")
 
     def on_trial(self, record: TrialRecord) -> None:
