@@ -134,7 +134,7 @@ def _nets(journal: Journal, budget: dict) -> list[tuple[str, list[str], list[int
     """(name, facerec-train model flags, seeds) of every net the bench trains."""
     from facerec.model.space import IResNetSpace
     from nas_core.baselines import sample_genotypes
-    from nas_core.search import settings_for
+    from nas_core.settings import settings_for
 
     found = journal.rows["search"]["genotype"]
     nets = [("found", ["--genotype", json.dumps(found)], [0, 1]),

@@ -1,4 +1,5 @@
-"""Deployment cost of a candidate net, and the budgets a search keeps (``--max-params/-mflops/-latency-ms``).
+"""Deployment cost of a candidate net, measured for the budgets a search keeps (``--max-params/-mflops/-latency-ms``;
+the budgets themselves are settings: nas_core.settings.Budget).
 
 - params: the space's closed-form count (trainable parameters).
 - MFLOPs: millions of multiply-accumulates (MACs) of the conv and linear layers for one image (batch 1) at
@@ -22,7 +23,6 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +32,10 @@ from torch import nn
 
 from nas_core.errors import NasError
 from nas_core.genotype import Genotype
+from nas_core.settings import Budget
 
 ONNX_OPSET = 17
 LATENCY_FILE = "latency.json"  # RUN/latency.json: the costs a budgeted search measured, per genotype key
-_FIELDS = {"max_params": "params", "max_mflops": "MFLOPs", "max_latency_ms": "latency (ms)"}
 
 
 def count_mflops(model: nn.Module, input_shape: tuple[int, ...]) -> float:
@@ -121,91 +121,8 @@ def require_onnxruntime(what: str) -> None:
         raise NasError(f"{what}: expected onnxruntime to measure CPU latency (pip install onnxruntime; {exc})") from None
 
 
-@dataclass(frozen=True)
-class Budget:
-    """Deployment budgets of a search; None: no limit. A candidate over any of them is never trained."""
-
-    max_params: int | None = None
-    max_mflops: float | None = None
-    max_latency_ms: float | None = None
-    latency_threads: int = 1  # onnxruntime intra-op threads of the latency measurement
-
-    def __post_init__(self) -> None:
-        for name in _FIELDS:
-            value = getattr(self, name)
-            if value is not None and not (_is_number(value) and value > 0):
-                raise NasError(f"budget: expected {name} to be a positive number or unset, got {value!r}")
-        if not (isinstance(self.latency_threads, int) and not isinstance(self.latency_threads, bool)
-                and self.latency_threads >= 1):
-            raise NasError(f"budget: expected latency_threads to be a positive integer, got {self.latency_threads!r}")
-
-    @property
-    def active(self) -> bool:
-        return any(getattr(self, name) is not None for name in _FIELDS)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def check(self, costs: CostTable, genotype: Genotype) -> Verdict:
-        """The candidate's costs and the budgets it breaks. Latency, the slow one, is measured only for a
-        candidate within the other budgets."""
-        cost: dict[str, Any] = {"params": costs.params(genotype)}
-        broken = []
-        if self.max_params is not None and cost["params"] > self.max_params:
-            broken.append(f"params {cost['params']:,} > {self.max_params:,}")
-        if self.max_mflops is not None:
-            cost["mflops"] = costs.mflops(genotype)
-            if cost["mflops"] > self.max_mflops:
-                broken.append(f"MFLOPs {cost['mflops']:.6g} > {self.max_mflops:g}")
-        if self.max_latency_ms is not None and not broken:
-            cost["latency_ms"] = costs.latency_ms(genotype, self.latency_threads)
-            if cost["latency_ms"] > self.max_latency_ms:
-                broken.append(f"latency {cost['latency_ms']:.4g} ms > {self.max_latency_ms:g} ms "
-                              f"({self.latency_threads} thread(s))")
-        return Verdict(cost, broken)
-
-    def describe(self, cost: dict[str, Any] | None = None) -> str:
-        """'params ≤ 2,000,000 (found 1,234,567); ...' for a report or a log; 'none' without a budget."""
-        cost = cost or {}
-        parts = []
-        for name, what, key, fmt in (("max_params", "params", "params", "{:,}"),
-                                     ("max_mflops", "MFLOPs", "mflops", "{:.4g}"),
-                                     ("max_latency_ms", "latency ms", "latency_ms", "{:.4g}")):
-            limit = getattr(self, name)
-            if limit is None:
-                continue
-            found = f" (found {fmt.format(cost[key])})" if cost.get(key) is not None else ""
-            threads = f" at {self.latency_threads} thread(s)" if key == "latency_ms" else ""
-            parts.append(f"{what} ≤ {fmt.format(limit)}{threads}{found}")
-        return "; ".join(parts) or "none"
-
-
-@dataclass
-class Verdict:
-    cost: dict[str, Any]
-    broken: list[str] = field(default_factory=list)  # e.g. ["params 2,104,330 > 2,000,000"]
-
-    @property
-    def fits(self) -> bool:
-        return not self.broken
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def parse_budget_value(flag: str, text: str | None, *, integer: bool = False) -> int | float | None:
-    """A budget flag's value: a positive (integer) number, else NasError naming the flag; None stays None."""
-    if text is None:
-        return None
-    kind = "a positive integer" if integer else "a positive number"
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise NasError(f"{flag}: expected {kind}, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0) or (integer and not value.is_integer()):
-        raise NasError(f"{flag}: expected {kind}, got {text!r}")
-    return int(value) if integer else value
 
 
 class CostTable:

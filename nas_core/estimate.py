@@ -22,7 +22,8 @@ from typing import Any
 from nas_core.cost import CostTable
 from nas_core.evaluator import TrialResult
 from nas_core.genotype import Genotype
-from nas_core.search import MacroMicroSearch, SearchSettings
+from nas_core.search import MacroMicroSearch
+from nas_core.settings import SearchSettings
 from nas_core.space import SearchSpace
 
 

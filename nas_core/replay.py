@@ -17,7 +17,8 @@ from nas_core.evaluator import TrialResult
 from nas_core.genotype import Genotype
 from nas_core.io import read_json_object
 from nas_core.journal import Journal, record_result
-from nas_core.search import MacroMicroSearch, SearchResult, SearchSettings, with_overrides
+from nas_core.search import MacroMicroSearch, SearchResult
+from nas_core.settings import SearchSettings, with_overrides
 from nas_core.space import SearchSpace, create_space
 
 

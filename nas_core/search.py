@@ -16,110 +16,16 @@ any candidate tried, and does not count towards max_trials (it trains nothing).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from nas_core.cost import Budget, CostTable, Verdict
+from nas_core.cost import CostTable
 from nas_core.errors import NasError
 from nas_core.evaluator import Evaluator, TrialResult
-from nas_core.genotype import KERNELS, Genotype
+from nas_core.genotype import Genotype
 from nas_core.ranking import EpochSchedule, at_least, greater
+from nas_core.settings import SearchSettings, Verdict
 from nas_core.space import SearchSpace, match_width
-from nas_core.values import HUGE, SEED_MAX, checked_fields
-
-
-@dataclass
-class SearchSettings:
-    e_min: int = 10
-    d_min: int = 10
-    d_max: int = 100
-    w_min: int = 16
-    w_max: int = 64
-    w_res: int = 2
-    depth_accept: float = 0.10  # accept a deeper net if acc >= best + 0.10 (percent points)
-    depth_tolerance: float = 0.05  # neutral if acc >= best - 0.05
-    max_strikes: int = 3  # the 3rd strike since the last accept stops a macro phase
-    micro_epochs: int = 2
-    micro_kernels: tuple[int, ...] = (5,)
-    param_slack: int = 10_000
-    macro_only: bool = False  # stop after Prune
-    max_trials: int | None = None  # hard budget: stop after this many trials, return the best so far
-    seed: int = 0
-    depth_epoch_step: int = 1  # E += 1 per depth candidate tried (reference add_epochs)
-    width_epoch_step: int = 2  # E += 2 per width candidate tried (reference add_epochs_w)
-    # Deployment budgets (nas_core.cost.Budget); None: no limit, and the search is the paper's.
-    max_params: int | None = None
-    max_mflops: float | None = None
-    max_latency_ms: float | None = None  # onnxruntime CPU, batch 1, latency_threads threads
-    latency_threads: int = 1
-
-    def __post_init__(self) -> None:
-        self.micro_kernels = tuple(int(k) for k in self.micro_kernels)
-        problems = []
-        if not 1 <= self.d_min <= self.d_max:
-            problems.append(f"1 <= d_min <= d_max (got {self.d_min}, {self.d_max})")
-        if not 1 <= self.w_min <= self.w_max:
-            problems.append(f"1 <= w_min <= w_max (got {self.w_min}, {self.w_max})")
-        if self.w_res < 1 or self.max_strikes < 1 or self.e_min < 1 or self.micro_epochs < 1:
-            problems.append("w_res, max_strikes, e_min and micro_epochs >= 1")
-        if any(k not in KERNELS for k in self.micro_kernels):
-            problems.append(f"micro_kernels in {KERNELS} (got {list(self.micro_kernels)})")
-        if self.max_trials is not None and self.max_trials < 1:
-            problems.append(f"max_trials >= 1 or None (got {self.max_trials})")
-        if problems:
-            raise NasError("search settings: expected " + "; ".join(problems))
-        self.budget  # noqa: B018  (validates the budget fields)
-
-    @property
-    def budget(self) -> Budget:
-        return Budget(self.max_params, self.max_mflops, self.max_latency_ms, self.latency_threads)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["micro_kernels"] = list(self.micro_kernels)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "search settings") -> SearchSettings:
-        """Settings read from a file: every value of its field's type and range (nas_core.values)."""
-        try:
-            return cls(**checked_fields(cls, data, where, SETTING_LIMITS, default_limit=(0, HUGE)))
-        except NasError as exc:
-            message = str(exc)
-            raise NasError(message if message.startswith(where) else f"{where}: {message}") from None
-
-
-# Ranges of the settings a file may hold (epochs, layers, channels: far beyond the paper's, so that a
-# resumed or replayed run never asks for a trial of 10**12 epochs); other numbers: 0 .. nas_core.values.HUGE.
-SETTING_LIMITS = {
-    "e_min": (1, 10_000), "d_min": (1, 10_000), "d_max": (1, 10_000), "w_min": (1, 100_000),
-    "w_max": (1, 100_000), "w_res": (1, 100_000), "depth_accept": (-100, 100), "depth_tolerance": (-100, 100),
-    "max_strikes": (1, 10_000), "micro_epochs": (1, 10_000), "micro_kernels": (1, 99), "seed": (0, SEED_MAX),
-    "depth_epoch_step": (0, 10_000), "width_epoch_step": (0, 10_000),
-}
-
-PRESETS: dict[str, SearchSettings] = {
-    "tiny": SearchSettings(w_max=64),
-    "mobile": SearchSettings(w_max=128),
-    "small": SearchSettings(w_max=32, d_min=4, d_max=49),  # faces: blocks R-10 .. R-100 (ARCHITECTURE §4)
-    "medium": SearchSettings(w_max=64, d_min=4, d_max=49),
-}
-
-
-def settings_for(size: str, **overrides: Any) -> SearchSettings:
-    """A preset with overrides applied; overrides that are None (unset CLI flags) are ignored."""
-    if size not in PRESETS:
-        raise NasError(f"{size}: unknown search size; expected one of {', '.join(PRESETS)}")
-    return with_overrides(PRESETS[size], **overrides)
-
-
-def with_overrides(settings: SearchSettings, **overrides: Any) -> SearchSettings:
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    known = {f.name for f in fields(SearchSettings)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise NasError(f"search settings: unknown setting(s) {', '.join(unknown)}")
-    return replace(settings, **overrides)
 
 
 @dataclass

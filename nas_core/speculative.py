@@ -24,7 +24,8 @@ from nas_core.cost import CostTable
 from nas_core.evaluator import TrialResult
 from nas_core.genotype import Genotype
 from nas_core.journal import Journal, record_result
-from nas_core.search import MacroMicroSearch, SearchSettings
+from nas_core.search import MacroMicroSearch
+from nas_core.settings import SearchSettings
 from nas_core.space import SearchSpace
 
 # What-if scores (percent): above every accept threshold / below every reject threshold of Algorithm 1.

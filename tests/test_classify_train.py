@@ -21,7 +21,7 @@ from nas_core.errors import NasError
 from nas_core.evaluator import TrialResult, trial_seed
 from nas_core.executor import create_executor
 from nas_core.genotype import Genotype
-from nas_core.search import SearchSettings
+from nas_core.settings import SearchSettings
 from nas_core.train import TrainConfig, cpu_threads, seed_everything, train_classifier
 
 

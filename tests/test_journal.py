@@ -9,7 +9,8 @@ from nas_core.errors import NasError
 from nas_core.evaluator import TrialResult
 from nas_core.genotype import Genotype
 from nas_core.journal import Journal, JournaledEvaluator
-from nas_core.search import MacroMicroSearch, SearchSettings
+from nas_core.search import MacroMicroSearch
+from nas_core.settings import SearchSettings
 
 
 def _result(acc, params=100):

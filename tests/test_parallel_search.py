@@ -16,7 +16,7 @@ from nas_core.classify.network import ClassifierSpace
 from nas_core.cli.search import main as search_main
 from nas_core.evaluator import TrialResult
 from nas_core.genotype import Genotype
-from nas_core.search import SearchSettings
+from nas_core.settings import SearchSettings
 from nas_core.speculative import next_trials
 
 REPO = Path(__file__).resolve().parents[1]

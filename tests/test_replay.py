@@ -8,7 +8,8 @@ from nas_core.errors import NasError
 from nas_core.genotype import Genotype
 from nas_core.journal import Journal, JournaledEvaluator
 from nas_core.replay import LookupEvaluator, load_trace, replay
-from nas_core.search import MacroMicroSearch, SearchSettings
+from nas_core.search import MacroMicroSearch
+from nas_core.settings import SearchSettings
 
 TRACES = [  # the ten published logs; test_all_ten_traces_are_listed keeps this list honest
     "cifar10_64.json", "cifar10_128.json", "cifar100_64.json", "cifar100_128.json", "emnist_64.json",

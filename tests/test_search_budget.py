@@ -14,12 +14,13 @@ import torch
 from facerec.cli.search import main as face_search_main
 from nas_core.classify.network import ClassifierSpace, layer_channels
 from nas_core.cli.search import main as search_main
-from nas_core.cost import Budget, CostTable, count_mflops, onnx_cpu_latency_ms
+from nas_core.cost import CostTable, count_mflops, onnx_cpu_latency_ms
 from nas_core.errors import NasError
 from nas_core.evaluator import TrialResult
 from nas_core.genotype import Genotype
 from nas_core.journal import Journal
-from nas_core.search import MacroMicroSearch, SearchSettings
+from nas_core.search import MacroMicroSearch
+from nas_core.settings import Budget, SearchSettings
 
 REPO = Path(__file__).resolve().parents[1]
 # digits (8x8, 1 channel): d2-w8 = 1,658 params fits, d3-w8 = 1,746 does not: Grow stops at once; the micro
@@ -293,7 +294,7 @@ def test_face_search_starts_within_budget(tmp_path):
 def test_lfw_demo_passes_the_params_budget_to_its_search(tmp_path):
     import argparse
 
-    from facerec.cli.search import get_parser
+    from facerec.cli.search import build_parser
 
     sys.path.insert(0, str(REPO / "tools"))
     try:
@@ -303,7 +304,7 @@ def test_lfw_demo_passes_the_params_budget_to_its_search(tmp_path):
     args = argparse.Namespace(recipe="auto", device="cpu", seed=0, max_params=500_000)
     command = search_command(args, tmp_path)
     assert command[0] == "facerec-search"
-    parsed = get_parser().parse_args(command[1:])
+    parsed = build_parser().parse_args(command[1:])
     assert parsed.max_params == "500000" and parsed.size == "small"
 
 

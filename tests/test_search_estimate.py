@@ -11,7 +11,7 @@ from facerec.cli.search import main as face_search_main
 from nas_core.classify.network import ClassifierSpace
 from nas_core.estimate import schedule_seconds, worst_case_trials
 from nas_core.genotype import Genotype
-from nas_core.search import SearchSettings
+from nas_core.settings import SearchSettings
 
 FACES = ["--e-min", "1", "--d-min", "4", "--d-max", "5", "--w-min", "4", "--w-max", "6", "--micro-epochs", "1",
          "--max-trials", "6", "--batch-size", "8", "--workers", "0", "--embedding-size", "32", "--no-progress",

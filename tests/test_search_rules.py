@@ -6,7 +6,8 @@ from nas_core.errors import NasError
 from nas_core.evaluator import TrialResult
 from nas_core.genotype import Genotype
 from nas_core.ranking import EpochSchedule, at_least, greater
-from nas_core.search import PRESETS, MacroMicroSearch, SearchSettings, settings_for
+from nas_core.search import MacroMicroSearch
+from nas_core.settings import PRESETS, SearchSettings, settings_for
 
 
 class ToySpace:

@@ -17,7 +17,7 @@ import torch
 from facerec.errors import FaceRecError
 from nas_core.cost import CostTable, run_costs
 from nas_core.estimate import budget_figures, forecast, smallest_and_largest, timed_step, worst_case_trials
-from nas_core.search import SearchSettings
+from nas_core.settings import SearchSettings
 
 IMAGE_BYTES = 112 * 112 * 3  # one decoded uint8 image in the data cache
 _CPU_BATCH = 16

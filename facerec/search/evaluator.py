@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from facerec.search.settings import SEARCH_RANKINGS, SearchRanking
 from facerec.train.dist import DistInfo, broadcast_object
 from facerec.train.loop import TrainConfig, train_model
 from facerec.train.validation import VerificationSet
@@ -114,10 +115,8 @@ def search_fitness(options: dict) -> str:
     return "bins" if options["val_bins"] or legacy_bins else "holdout"
 
 
-def search_ranking(options: dict):
-    """The facerec.search.rankings.SearchRanking of a search (RUN/settings.json 'ranking'; runs from before it: paper)."""
-    from facerec.search.rankings import SEARCH_RANKINGS
-
+def search_ranking(options: dict) -> SearchRanking:
+    """The SearchRanking of a search (RUN/settings.json 'ranking'; runs from before it: paper)."""
     return SEARCH_RANKINGS[options.get("ranking", "paper")]
 
 

@@ -1,7 +1,8 @@
-"""Face rankings: the trials of a ranking study and the rankings read from them (ARCHITECTURE §3, §4).
+"""Face rankings: what a face ranking study reads from its trials, and its report (ARCHITECTURE §3, §4).
 
-A study trains each candidate fully (the reference: last-epoch accuracy, mean over run seeds) and cheaply (the
-search's dynamic epochs; static epochs). From those trials it reads these rankings (higher score = better):
+A study (nas_core.rank_fidelity.RankingStudy, run by facerec.search.study) trains each candidate fully (the
+reference: last-epoch accuracy, mean over run seeds) and cheaply (the search's dynamic epochs; static epochs).
+From those trials it reads these rankings (higher score = better):
 
 - ``paper``        the dynamic schedule exactly as the search runs it, best-epoch 10-fold accuracy;
 - ``static-K``     every candidate K epochs (K = E_min is the paper's static baseline);
@@ -16,82 +17,27 @@ search's dynamic epochs; static epochs). From those trials it reads these rankin
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from eval_protocols.embed import normalize
 from nas_core.evaluator import TrialResult, trial_seed
-from nas_core.genotype import Genotype
-from nas_core.journal import Journal
-from nas_core.rank_fidelity import Ranking, compare_rankings, rank_agreement, rank_average
+from nas_core.rank_fidelity import Ranking, RankingStudy, compare_rankings, rank_agreement, rank_average
+from nas_core.zero_cost import naswot_score
 
 NASWOT_BATCH = 64
 
 
-class StudyTrials:
-    """Trains and journals the study's trials: run seed 0 in OUT/journal.jsonl, seed S in OUT/journal-seedS.jsonl."""
-
-    def __init__(self, out: Path, data, config, embedding_size: int, device, *, seed: int = 0, progress: bool = True,
-                 budget: int | None = None, log: logging.Logger | None = None):
-        from facerec.model.space import IResNetSpace
-
-        self.out, self.data, self.config, self.device = Path(out), data, config, device
-        self.space = IResNetSpace(embedding_size=embedding_size)
-        self.seed, self.progress, self.budget = seed, progress, budget
-        self.log = log or logging.getLogger("facerec")
-        self.trained = 0
-        self._journals: dict[int, Journal] = {}
-        self._evaluators: dict[int, Any] = {}
-
-    def _journal(self, run_seed: int) -> Journal:
-        if run_seed not in self._journals:
-            name = "journal.jsonl" if run_seed == self.seed else f"journal-seed{run_seed}.jsonl"
-            self._journals[run_seed] = Journal(self.out / name)
-        return self._journals[run_seed]
-
-    def _evaluator(self, run_seed: int):
-        from facerec.search.evaluator import FaceEvaluator
-
-        if run_seed not in self._evaluators:
-            self._evaluators[run_seed] = FaceEvaluator(
-                self.space, self.data.train_set, self.data.val_sets, replace(self.config, seed=run_seed),
-                run_seed=run_seed, device=self.device, progress=self.progress)
-        return self._evaluators[run_seed]
-
-    def trial(self, genotype: Genotype, epochs: int, run_seed: int) -> TrialResult | None:
-        """The journaled result, else a new training (None once --max-trainings new ones are done)."""
-        journal = self._journal(run_seed)
-        result = journal.lookup(genotype, epochs)
-        if result is None and (self.budget is None or self.trained < self.budget):
-            result = self._evaluator(run_seed).evaluate(genotype, epochs)
-            journal.append(genotype, epochs, result, study="ranking", run_seed=run_seed)
-            self.trained += 1
-        return result
-
-    def run(self, candidates, static: list[int], reference: int, seeds: int) -> dict[str, Any]:
-        """Every trial of every candidate, candidate by candidate (a partial study covers whole candidates)."""
-        table: dict[str, Any] = {"reference": {}, "dynamic": {}, "static": {}, "naswot": {}}
-        for genotype, dynamic in candidates:
-            key = genotype.key()
-            table["reference"][key] = [self.trial(genotype, reference, self.seed + s) for s in range(seeds)]
-            table["dynamic"][key] = self.trial(genotype, dynamic, self.seed)
-            table["static"][key] = {k: self.trial(genotype, k, self.seed) for k in static}
-            table["naswot"][key] = self.naswot(genotype)
-        return table
-
-    def naswot(self, genotype: Genotype) -> float:
-        """NASWOT of the candidate at its seeded initialisation on the first held-out faces (no labels used)."""
-        from eval_protocols.embed import normalize
-        from nas_core.zero_cost import naswot_score
-
-        images = self.data.val_sets[0].images[:NASWOT_BATCH]
-        batch = torch.from_numpy(normalize(images)).permute(0, 3, 1, 2).contiguous()
-        torch.manual_seed(trial_seed(self.seed, genotype, 0))
-        return naswot_score(self.space.build(genotype), batch)
+def naswot_scores(space, val_set, candidates, seed: int) -> dict[str, float]:
+    """NASWOT of each candidate at its seeded initialisation on the first held-out faces (no labels used)."""
+    batch = torch.from_numpy(normalize(val_set.images[:NASWOT_BATCH])).permute(0, 3, 1, 2).contiguous()
+    scores = {}
+    for genotype, _ in candidates:
+        torch.manual_seed(trial_seed(seed, genotype, 0))
+        scores[genotype.key()] = naswot_score(space.build(genotype), batch)
+    return scores
 
 
 def _last(values: list) -> float:
@@ -135,21 +81,14 @@ def _readouts(table: dict, candidates, static: list[int], truncated: list[int]) 
     return rankings
 
 
-def study_report(table: dict, candidates, static: list[int], reference: int, truncated: list[int], *,
+def study_report(study: RankingStudy, naswot: dict[str, float], truncated: list[int], *,
                  resamples: int = 2000) -> dict[str, Any]:
     """ranking.json: per-candidate scores, and each ranking's ρ, τ, intervals and cost (nas_core.rank_fidelity)."""
+    plan, table = study.plan, {**study.table(), "naswot": naswot}
+    candidates, static, reference = plan.candidates, list(plan.static), plan.reference
     keys = [g.key() for g, _ in candidates]
-    # Distinct trainings (run seed, genotype, epochs): a dynamic trial may be a static or a full one as well.
-    trainings: dict[tuple, bool] = {}
-    for (_, dynamic), k in zip(candidates, keys):
-        for s, r in enumerate(table["reference"][k]):
-            trainings[(s, k, reference)] = r is not None
-        trainings[(0, k, dynamic)] = table["dynamic"][k] is not None
-        for e, r in table["static"][k].items():
-            trainings[(0, k, e)] = r is not None
-    done = sum(trainings.values())
-    report: dict[str, Any] = {"complete": done == len(trainings), "trials_done": done,
-                              "trials_total": len(trainings),
+    done, total = study.progress()
+    report: dict[str, Any] = {"complete": done == total, "trials_done": done, "trials_total": total,
                               "reference_epochs": reference, "static_epochs": static, "truncated_epochs": truncated}
     rows = []
     for (genotype, dynamic), key in zip(candidates, keys):
@@ -176,28 +115,3 @@ def study_report(table: dict, candidates, static: list[int], reference: int, tru
     for ranking, row in zip(rankings, report["rankings"]):
         row["scores"] = ranking.scores
     return report
-
-
-# -- rankings a face search can run with (facerec-search --ranking) -------------------------------------------------
-
-@dataclass(frozen=True)
-class SearchRanking:
-    """How a face search trains and scores its trials."""
-
-    name: str
-    description: str
-    static: bool = False  # every macro trial E_min epochs (the search's +1/+2 epoch steps off)
-    truncated: bool = False  # a trial is the first epochs of a --ranking-full-epochs training (same lr schedule)
-    metric: str = "accuracy"  # "accuracy": 10-fold accuracy; "auc": pair ROC AUC (both in percent)
-
-
-SEARCH_RANKINGS = {r.name: r for r in (
-    SearchRanking("paper", "the paper's dynamic epochs (E_min, +1 per depth, +2 per width tried), best-epoch "
-                           "10-fold accuracy"),
-    SearchRanking("static", "every macro trial E_min epochs, best-epoch 10-fold accuracy", static=True),
-    SearchRanking("truncated", "every macro trial the first E_min epochs of a full training's lr schedule, "
-                               "10-fold accuracy", static=True, truncated=True),
-    SearchRanking("truncated-auc", "as truncated, scored by the held-out pairs' ROC AUC", static=True,
-                  truncated=True, metric="auc"),
-)}
-DEFAULT_FACE_RANKING = "paper"

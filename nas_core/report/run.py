@@ -22,7 +22,8 @@ from nas_core.genotype import Genotype
 from nas_core.io import read_json_object
 from nas_core.journal import Journal, record_result
 from nas_core.replay import LookupEvaluator
-from nas_core.search import MacroMicroSearch, SearchSettings, TrialRecord
+from nas_core.search import MacroMicroSearch, TrialRecord
+from nas_core.settings import SearchSettings
 from nas_core.values import HUGE, is_number, shown
 
 ACCEPTED = ("baseline", "accept")
