@@ -135,3 +135,13 @@ def read_json_object(path: str | Path, expected: str = "a JSON object") -> dict[
     if not isinstance(data, dict):
         raise NasError(f"{path}: expected {expected} (a JSON object)")
     return data
+
+
+def output_folder(path: str | Path, resumable_file: str) -> Path:
+    """A fresh output folder: refuse to mix a new run into an old one (use --resume for that)."""
+    path = Path(path)
+    if (path / resumable_file).exists():
+        raise NasError(f"{path}: expected a new output folder; it holds {resumable_file} from an earlier run "
+                       "(continue it with --resume or choose another --output)")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

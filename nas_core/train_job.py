@@ -11,11 +11,10 @@ from pathlib import Path
 from nas_core.checkpoint import save_checkpoint
 from nas_core.classify.datasets import load_dataset
 from nas_core.classify.evaluator import create_classifier_space
-from nas_core.cli._common import output_folder
 from nas_core.config_args import dataclass_from_args
 from nas_core.errors import NasError
 from nas_core.genotype import Genotype
-from nas_core.io import atomic_write_json
+from nas_core.io import atomic_write_json, output_folder
 from nas_core.runlog import log_to, progress_bar
 from nas_core.search import space_spec
 from nas_core.train import TrainConfig, cpu_threads, resolve_device, seed_everything, train_classifier

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from facerec.data.cache_flags import add_cache_flags
+from facerec.data.options import CacheOptions
 from facerec.train.config import DEMO_DEFAULTS, TrainConfig
 from facerec.train.recipe import add_recipe_args
 from nas_core.config_args import add_dataclass_args
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the training time; 0: never")
     p.add_argument("--subset-ids", type=int, help="train on N identities only (seeded choice)")
     p.add_argument("--no-augment", action="store_true", help="turn off the AdaFace augmentations")
-    add_cache_flags(p)
+    add_dataclass_args(p, CacheOptions)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 

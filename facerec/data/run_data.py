@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from facerec.data.cache_flags import add_cache_flags, cache_options  # noqa: F401  (facerec-search's import)
 from facerec.errors import FaceRecError
 from facerec.train.validation import VerificationSet, find_bins, holdout_set, load_bin_sets
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
-from facerec.data.cache_flags import cache_options
+from facerec.data.options import CacheOptions
 from facerec.data.run_data import check_pack_dir, describe_fitness, parse_names, prepare_data
 from facerec.errors import FaceRecError
 from facerec.model.backbones import create_backbone
@@ -27,6 +28,7 @@ from facerec.train.loop import TrainingStopped, train_model
 from facerec.train.recipe import recipe_from_args
 from facerec.train.validation import find_bins, report_cadence
 from nas_core.checkpoint import load_weights
+from nas_core.config_args import dataclass_from_args
 from nas_core.genotype import Genotype
 from nas_core.runlock import LOCK_NAME, run_lock
 from nas_core.train import seed_everything
@@ -110,7 +112,7 @@ def init_backbone(path: str, genotype_path: str | None, arch: str | None, embedd
 # schedule, batches or data would no longer be the run being resumed). Workers, device and checkpoint cadence
 # may change: they do not change the weights.
 _RUN_FLAGS = ("epochs", "recipe", "batch_size", "lr", "head", "seed", "data", "subset_ids", "holdout_ids",
-              "val_bins", "select", "no_augment", "embedding_size", "dropout", "no_cache", "cache_on_device")
+              "val_bins", "select", "no_augment", "embedding_size", "dropout", "cache", "cache_on_device")
 
 
 def _run_flags(args: argparse.Namespace) -> dict:
@@ -204,7 +206,8 @@ def _prepare(args: argparse.Namespace, output: Path, info, log):
     data = prepare_data(args.data, output, subset_ids=args.subset_ids, holdout_ids=args.holdout_ids,
                         val_bins=parse_names(args.val_bins), fitness=fitness,
                         report_bins=args.report_every != 0 and info.is_main, seed=args.seed,
-                        augment=not args.no_augment, need_val=False, **cache_options(args))
+                        augment=not args.no_augment, need_val=False,
+                        **asdict(dataclass_from_args(CacheOptions, args)))
     if args.data is None and info.is_main:
         barrier(info)
     every = report_cadence(data.report_sets, data.info["train_images"], info.world_size) \
