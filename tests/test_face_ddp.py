@@ -1,5 +1,5 @@
 """torchrun on CPU (gloo): two ranks train with DDP and run the search together, the main rank alone speaking and
-verifying (ARCHITECTURE §8)."""
+verifying (ARCHITECTURE §8). The training test (~20 s) runs by default; the search one is slow."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import sys
 import pytest
 
 from facerec.data.demo import demo_pack
-
-pytestmark = pytest.mark.slow
 
 
 def _torchrun(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -61,6 +59,7 @@ def test_torchrun_train_splits_batches_over_ranks_and_speaks_and_verifies_once(p
     assert verified.read_text().splitlines() == ["rank 0", "rank 0"]  # once an epoch, on the main rank
 
 
+@pytest.mark.slow
 def test_torchrun_search_journals_once_and_writes_the_result(pack, tmp_path):
     flags = ["--data", str(pack), "--holdout-ids", "2", "--e-min", "1", "--d-min", "4", "--d-max", "5",
              "--w-min", "4", "--w-max", "6", "--micro-epochs", "1", "--max-trials", "4", "--batch-size", "16",
