@@ -39,8 +39,9 @@ from facerec.data.datasets import FaceDataset, FacePack
 from facerec.data.demo import demo_identities
 from facerec.data.recordio import write_face_pack
 from facerec.model.heads import create_head
+from facerec.train.config import TrainConfig
 from facerec.train.dist import DistInfo
-from facerec.train.loop import TrainConfig, _epoch_loader, _start, _step
+from facerec.train.loop import _epoch_loader, _start, _step
 
 CASIA_IMAGES, CASIA_IDENTITIES = 490_623, 10_572
 

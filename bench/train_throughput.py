@@ -20,7 +20,8 @@ from torch.utils.data import TensorDataset
 from facerec.model.backbones import create_backbone
 from facerec.model.heads import create_head
 from facerec.model.space import IResNetSpace
-from facerec.train.loop import TrainConfig, train_model
+from facerec.train.config import TrainConfig
+from facerec.train.loop import train_model
 from nas_core.genotype import Genotype
 
 # The shape the paper's small face search found (R-58-256: 28 blocks, stem width 32); ops all sep3 here.

@@ -35,7 +35,8 @@ from facerec.data.cached_dataset import CachedFaceDataset
 from facerec.data.datasets import FaceDataset, FacePack
 from facerec.model.heads import create_head
 from facerec.model.space import IResNetSpace
-from facerec.train.loop import TrainConfig, train_model
+from facerec.train.config import TrainConfig
+from facerec.train.loop import train_model
 from nas_core.genotype import Genotype
 
 TINY = Genotype.uniform(4, 4)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from facerec.cli.search import main as search_main
-from facerec.train.loop import TrainConfig
+from facerec.train.config import TrainConfig
 from facerec.train.recipe import scheduled_lr
 
 # Grow d4 -> d5 at width 6, then Prune to 4: three macro trials on the 8-identity pack.

@@ -49,7 +49,7 @@ def test_tiny_chain_search_train_export_eval(tiny_pack, tmp_path, capsys):
     assert train_main(["--genotype", str(tmp_path / "search" / "result.json"), "--data", str(tiny_pack),
                        "--output", str(tmp_path / "model"), "--epochs", "1", "--batch-size", "16",
                        "--holdout-ids", "2", "--workers", "0", "--device", "cpu", "--no-progress",
-                       "--recipe", "adaface"]) == 0  # the AdaFace head, as issue 7's user trained it
+                       "--recipe", "adaface"]) == 0  # the AdaFace head, the recipe of large sets (ARCHITECTURE §4)
     assert torch.load(tmp_path / "model" / "model.pt", weights_only=True)["config"]["head"] == "adaface"
     make_verification_pack(tmp_path / "bins" / "heldout.bin", np.random.default_rng(0), pairs=20, identities=6)
     scores = _export_and_score(tmp_path, tiny_pack, tmp_path / "bins", capsys, "heldout")

@@ -114,7 +114,7 @@ def test_a_real_full_disk(tmp_path):
 
 
 def test_any_other_os_error_is_one_line_with_the_systems_reason(tmp_path):
-    # Every OS error on the target path is the user's to see in one line (issue 17), an I/O error included.
+    # Every OS error on the target path is the user's to see in one line (ARCHITECTURE §7), an I/O error included.
     def write(f):
         raise OSError(errno.EIO, "Input/output error")
 

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import torch
 
+from facerec.data.datasets import FacePack
+from facerec.data.demo import DEMO_IDENTITIES, DEMO_IMAGES_PER_IDENTITY
+from facerec.data.run_data import default_holdout
 from facerec.errors import FaceRecError
+from facerec.model.heads import create_head
+from facerec.model.space import IResNetSpace
+from facerec.search.evaluator import search_fitness
+from facerec.train.recipe import resolve_recipe
 from nas_core.cost import CostTable, run_costs
 from nas_core.estimate import budget_figures, forecast, smallest_and_largest, timed_step, worst_case_trials
 from nas_core.settings import SearchSettings
@@ -27,7 +34,6 @@ def pack_counts(root: str | Path) -> tuple[int, int]:
     """(images, identities) of a face pack, from its header and index, or from property + train.idx alone."""
     root = Path(root)
     if (root / "train.rec").is_file():
-        from facerec.data.datasets import FacePack
 
         pack = FacePack(root)
         return pack.num_images, pack.num_identities
@@ -44,9 +50,6 @@ def pack_counts(root: str | Path) -> tuple[int, int]:
 
 
 def _data_counts(options: dict, seed: int) -> dict:
-    from facerec.data.demo import DEMO_IDENTITIES, DEMO_IMAGES_PER_IDENTITY
-    from facerec.data.run_data import default_holdout
-    from facerec.search.evaluator import search_fitness
 
     if options["data"] is None:
         images, identities = DEMO_IDENTITIES * DEMO_IMAGES_PER_IDENTITY, DEMO_IDENTITIES
@@ -68,7 +71,6 @@ def _timing_batch(recipe, device: torch.device) -> int:
 
 def _step_seconds(space, genotype, recipe, classes: int, device: torch.device) -> float:
     """Seconds of one training step (forward, margin head, backward, SGD) at the recipe's batch."""
-    from facerec.model.heads import create_head
 
     batch = _timing_batch(recipe, device)
     backbone = space.build(genotype).to(device).train()
@@ -93,8 +95,6 @@ def face_estimate(saved: dict, device: torch.device, workers: int, log=None,
     """estimate.json of a face search from its settings (RUN/settings.json content); trains no trial.
     ``step_seconds``: assumed (smallest, largest) step times at the recipe's batch instead of timing them.
     ``run``: with a deployment budget, the candidates' costs go to RUN/latency.json, where the search reads them."""
-    from facerec.model.space import IResNetSpace
-    from facerec.train.recipe import resolve_recipe
 
     settings, options = SearchSettings.from_dict(saved["search"]), saved["options"]
     counts = _data_counts(options, settings.seed)

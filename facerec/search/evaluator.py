@@ -22,10 +22,15 @@ from pathlib import Path
 
 import torch
 
+from facerec.data.run_data import parse_names, prepare_data
+from facerec.model.heads import create_head
+from facerec.model.space import IResNetSpace
 from facerec.search.settings import SEARCH_RANKINGS, SearchRanking
+from facerec.train.config import TrainConfig
 from facerec.train.dist import DistInfo, broadcast_object
-from facerec.train.loop import TrainConfig, train_model
-from facerec.train.validation import VerificationSet
+from facerec.train.loop import train_model
+from facerec.train.recipe import resolve_recipe
+from facerec.train.validation import VerificationSet, find_bins
 from nas_core.evaluator import TrialResult, trial_seed
 from nas_core.genotype import Genotype
 
@@ -55,7 +60,6 @@ class FaceEvaluator:
 
     def train_trial(self, genotype: Genotype, epochs: int):
         """Train one trial exactly as ``evaluate`` does; returns (TrainOutcome, backbone, seed)."""
-        from facerec.model.heads import create_head
 
         seed = trial_seed(self.run_seed, genotype, epochs)
         torch.manual_seed(seed)  # the init depends on the trial alone, not on the trials before it
@@ -107,7 +111,6 @@ def search_fitness(options: dict) -> str:
     """What a search ranks on: "bins" with --val-bins, else "holdout" (RUN/settings.json 'fitness'). A run
     from before that setting took every .bin pack of its folder when --holdout-ids was not given: its resume
     keeps ranking the way its journaled trials were ranked."""
-    from facerec.train.validation import find_bins
 
     if "fitness" in options:
         return options["fitness"]
@@ -124,9 +127,6 @@ def face_evaluator(saved: dict, run: Path, device: torch.device | str, *, info: 
                    log: logging.Logger | None = None, progress: bool = True):
     """The FaceEvaluator of a search from its RUN/settings.json content: data, space and recipe, built the same
     way by facerec-search and by each of its ``--parallel`` workers. Returns (evaluator, data, recipe)."""
-    from facerec.data.run_data import parse_names, prepare_data
-    from facerec.model.space import IResNetSpace
-    from facerec.train.recipe import resolve_recipe
 
     seed, options = int(saved["search"].get("seed", 0)), saved["options"]
     data = prepare_data(options["data"], run, subset_ids=options["subset_ids"], holdout_ids=options["holdout_ids"],
