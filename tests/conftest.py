@@ -1,18 +1,16 @@
-"""Shared test fixtures: paths to the real data in ../shared/data."""
+"""Shared test fixtures: paths to the real data in the shared data folder (tools/shared_data.py)."""
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-# CI runs from a fresh clone elsewhere: look beside the clone, then at the workplace's shared folder.
-_CANDIDATES = [
-    os.environ.get("FACENAS_SHARED_DATA", ""),
-    str(Path(__file__).resolve().parents[2] / "shared" / "data"),
-    "/work/shared/data",
-]
-SHARED_DATA = next((Path(c) for c in _CANDIDATES if c and Path(c).is_dir()), Path(_CANDIDATES[1]))
+from tools.shared_data import shared_data_root
+
+# $FACENAS_SHARED_DATA, else shared/data beside the repository (tools.shared_data); CI runs from a fresh clone
+# elsewhere, so it then falls back to the workplace's shared folder.
+_CANDIDATES = [shared_data_root(), Path("/work/shared/data")]
+SHARED_DATA = next((c for c in _CANDIDATES if c.is_dir()), _CANDIDATES[0])
 
 
 def _data_dir(name: str) -> Path:
