@@ -170,11 +170,14 @@ def _train(work: Path, journal: Journal, name: str, model_flags: list[str], seed
         out.parent.mkdir(parents=True, exist_ok=True)
         genotype_file.write_text(flags[1])
         flags[1] = str(genotype_file)
-    import shutil
+    # A training killed part-way resumes from its last.pt; its CPU-minutes then count only the finishing part.
+    resumed = (out / "last.pt").is_file()
+    if not resumed:
+        import shutil
 
-    shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
     wall, cpu = _run(["facerec-train", *flags, "--data", str(work / "train"), "--output", str(out), *TRAIN_FLAGS,
-                      "--seed", str(seed), "--device", "cpu", "--no-progress"])
+                      "--seed", str(seed), "--device", "cpu", "--no-progress", *(["--resume", str(out)] if resumed else [])])
     score_file = out / "eval.json"
     _run(["facerec-eval", "--model", str(out / "model.pt"), "--data", str(work / "unseen"), "--protocol", "unseen",
           "--output", str(score_file), "--device", "cpu"])
@@ -182,7 +185,7 @@ def _train(work: Path, journal: Journal, name: str, model_flags: list[str], seed
     from facerec.model.checkpoint import load_backbone
 
     return journal.add({"step": f"{name}-s{seed}", "net": name, "seed": seed, "accuracy": score["accuracy"],
-                        "std": score["std"], "train_wall_seconds": wall, "train_cpu_seconds": cpu,
+                        "std": score["std"], "train_wall_seconds": wall, "train_cpu_seconds": cpu, "resumed": resumed,
                         **cost(load_backbone(out / "model.pt")[0])})
 
 
