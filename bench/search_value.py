@@ -4,6 +4,7 @@
     python bench/search_value.py --max-trainings 2        # a part: the search, then at most 2 new trainings
     python bench/search_value.py --only found-s1          # only these steps (a second process on other steps)
     python bench/search_value.py --table                  # print the table of what is done
+    python bench/search_value.py --latency                # every net's CPU latency again, in one quiet pass
 
 1. lfw_train split by people as tools/lfw_demo.py does it (seed 0, 20 % unseen): WORK/train (pack) and
    WORK/unseen/unseen.bin (6,000 pairs of the unseen people).
@@ -13,7 +14,9 @@
    MobileFaceNet with seeds 0 and 1, three random nets of the search space within the budget (seed 0), IResNet-18
    once as a reference. Each scored by `facerec-eval --protocol unseen` on the unseen pairs (10-fold).
 4. One table: params, MFLOPs, latency, accuracy mean ± sd over seeds, CPU-minutes of training (and of the search),
-   RI of the found net against the random nets (nas_core.baselines.relative_improvement).
+   RI of the found net against the random nets (nas_core.baselines.relative_improvement). The latency column is
+   measured after each training unless `--latency` measured every net again in one interleaved pass (run it
+   alone: trainings beside it slow whichever net is timed while they run).
 
 Every finished step is a line of WORK/journal.jsonl (the search is resumed with facerec-search --resume), so the
 bench runs in parts; WORK/search_value.json holds the table. CPU-minutes are the user + system time of the
@@ -189,6 +192,32 @@ def _train(work: Path, journal: Journal, name: str, model_flags: list[str], seed
                         **cost(load_backbone(out / "model.pt")[0])})
 
 
+def _latency(journal: Journal, repeats: int) -> dict:
+    """Every net's CPU latency again, in one quiet pass: onnxruntime, 1 thread, batch 1, the nets' runs
+    interleaved (nas_core.cost.median_ms) so that any load slows them alike. The figures taken after each
+    training were measured while other jobs ran; run this alone. Weights do not change latency, so each net
+    is built fresh from its genotype or arch."""
+    import onnxruntime as ort
+    import torch
+
+    from facerec.model.backbones import create_backbone
+    from facerec.model.space import IResNetSpace
+    from nas_core.cost import median_ms, onnx_bytes, session_options
+    from nas_core.genotype import Genotype
+
+    space = IResNetSpace(embedding_size=EMBEDDING)
+    example = torch.zeros(1, 3, 112, 112)
+    runs = {}
+    for name, flags, _ in _nets(journal, journal.rows["budget"]):
+        model = (space.build(Genotype.from_dict(json.loads(flags[1]))) if flags[0] == "--genotype"
+                 else create_backbone(flags[1], embedding_size=EMBEDDING))
+        session = ort.InferenceSession(onnx_bytes(model.eval(), example), session_options(1),
+                                       providers=["CPUExecutionProvider"])
+        runs[name] = lambda session=session: session.run(None, {"input": example.numpy()})
+    print(f"latency: {len(runs)} nets interleaved, {repeats} rounds", flush=True)
+    return journal.add({"step": "latency", "threads": 1, "repeats": repeats, "ms": median_ms(runs, repeats, 5)})
+
+
 def table(journal: Journal) -> dict:
     """Rows per net (mean ± sd over seeds) and the RI of the found net against the random nets."""
     from nas_core.baselines import relative_improvement
@@ -197,14 +226,15 @@ def table(journal: Journal) -> dict:
     for row in journal.rows.values():
         if "net" in row:
             by_net.setdefault(row["net"], []).append(row)
+    quiet = journal.rows.get("latency", {}).get("ms", {})
     rows = []
     for net, runs in by_net.items():
         accs = [100 * r["accuracy"] for r in runs]
         rows.append({"net": net, "seeds": len(runs), "params": runs[0]["params"], "mflops": runs[0]["mflops"],
-                     "latency_ms": runs[0]["latency_ms"], "accuracy": statistics.mean(accs),
+                     "latency_ms": quiet.get(net, runs[0]["latency_ms"]), "accuracy": statistics.mean(accs),
                      "sd": statistics.stdev(accs) if len(accs) > 1 else 0.0,
                      "train_cpu_minutes": statistics.mean(r["train_cpu_seconds"] for r in runs) / 60})
-    result = {"rows": rows}
+    result = {"rows": rows, "latency": "one quiet interleaved pass (--latency)" if quiet else "after each training"}
     found = next((r for r in rows if r["net"] == "found"), None)
     randoms = [r["accuracy"] for r in rows if r["net"].startswith("random")]
     if found and randoms:
@@ -224,6 +254,7 @@ def _print(result: dict, budget: dict | None) -> None:
     for r in result["rows"]:
         print(f"| {r['net']} | {r['seeds']} | {r['params']:,} | {r['mflops']:.1f} | {r['latency_ms']:.2f} | "
               f"{r['accuracy']:.2f} ± {r['sd']:.2f} | {r['train_cpu_minutes']:.1f} |")
+    print(f"latency measured {result['latency']}")
     if "search_cpu_minutes" in result:
         print(f"search: {result['search_cpu_minutes']:.1f} CPU-min")
     if "ri" in result:
@@ -242,11 +273,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="train only these steps (e.g. found-s1,mobilefacenet-s1): two processes on disjoint steps "
                         "share one journal")
     p.add_argument("--table", action="store_true", help="only print the table of the journaled results")
+    p.add_argument("--latency", type=int, metavar="ROUNDS", nargs="?", const=50,
+                   help="measure every net's CPU latency again in one interleaved pass (default 50 rounds) and use "
+                        "it in the table; run it alone on the machine")
     args = p.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     journal = Journal(work / "journal.jsonl")
-    if not args.table:
+    if args.latency is not None:
+        if args.latency < 1 or "budget" not in journal.rows or "random" not in journal.rows:
+            print(f"error: {work}: --latency expected ROUNDS >= 1 and a bench that has run its search", file=sys.stderr)
+            return 2
+        _latency(journal, args.latency)
+    elif not args.table:
         _prepare(args, work, journal)
         budget = _budget(journal)
         _search(args, work, journal, budget)
