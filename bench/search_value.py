@@ -197,23 +197,17 @@ def _latency(journal: Journal, repeats: int) -> dict:
     interleaved (nas_core.cost.median_ms) so that any load slows them alike. The figures taken after each
     training were measured while other jobs ran; run this alone. Weights do not change latency, so each net
     is built fresh from its genotype or arch."""
-    import onnxruntime as ort
-    import torch
-
     from facerec.model.backbones import create_backbone
     from facerec.model.space import IResNetSpace
-    from nas_core.cost import median_ms, onnx_bytes, session_options
+    from nas_core.cost import median_ms, onnx_cpu_runner
     from nas_core.genotype import Genotype
 
     space = IResNetSpace(embedding_size=EMBEDDING)
-    example = torch.zeros(1, 3, 112, 112)
     runs = {}
     for name, flags, _ in _nets(journal, journal.rows["budget"]):
         model = (space.build(Genotype.from_dict(json.loads(flags[1]))) if flags[0] == "--genotype"
                  else create_backbone(flags[1], embedding_size=EMBEDDING))
-        session = ort.InferenceSession(onnx_bytes(model.eval(), example), session_options(1),
-                                       providers=["CPUExecutionProvider"])
-        runs[name] = lambda session=session: session.run(None, {"input": example.numpy()})
+        runs[name] = onnx_cpu_runner(model.eval(), (3, 112, 112), threads=1)
     print(f"latency: {len(runs)} nets interleaved, {repeats} rounds", flush=True)
     return journal.add({"step": "latency", "threads": 1, "repeats": repeats, "ms": median_ms(runs, repeats, 5)})
 

@@ -100,10 +100,9 @@ def median_ms(runs: dict[str, Callable[[], object]], repeats: int = 10, warmup: 
     return dict(zip(runs, (1000 * np.median(times, axis=0)).tolist()))
 
 
-def onnx_cpu_latency_ms(model: nn.Module, input_shape: tuple[int, ...], threads: int = 1, repeats: int = 20,
-                        warmup: int = 3) -> float:
-    """Median milliseconds of one batch-1 run of ``model`` exported to ONNX, on onnxruntime's CPU provider
-    with ``threads`` intra-op threads, after ``warmup`` runs."""
+def onnx_cpu_runner(model: nn.Module, input_shape: tuple[int, ...], threads: int = 1) -> Callable[[], object]:
+    """One batch-1 run of ``model`` exported to ONNX, on onnxruntime's CPU provider with ``threads`` intra-op
+    threads (what ``median_ms`` times; several of them interleave in one call)."""
     require_onnxruntime("latency")
     import onnxruntime as ort
 
@@ -111,7 +110,14 @@ def onnx_cpu_latency_ms(model: nn.Module, input_shape: tuple[int, ...], threads:
     session = ort.InferenceSession(onnx_bytes(model, example), session_options(threads),
                                    providers=["CPUExecutionProvider"])
     feed = {"input": example.numpy()}
-    return median_ms({"onnx": lambda: session.run(None, feed)}, repeats, warmup)["onnx"]
+    return lambda: session.run(None, feed)
+
+
+def onnx_cpu_latency_ms(model: nn.Module, input_shape: tuple[int, ...], threads: int = 1, repeats: int = 20,
+                        warmup: int = 3) -> float:
+    """Median milliseconds of one batch-1 run of ``model`` exported to ONNX, on onnxruntime's CPU provider
+    with ``threads`` intra-op threads, after ``warmup`` runs."""
+    return median_ms({"onnx": onnx_cpu_runner(model, input_shape, threads)}, repeats, warmup)["onnx"]
 
 
 def require_onnxruntime(what: str) -> None:

@@ -1,6 +1,6 @@
 """The project's shared data folder, where the tools/ and bench/ scripts find real data (lfw_train, orl_faces,
-seed_traces, ...): the folder $FACENAS_SHARED_DATA names, else shared/data beside the repository
-(REPO/../shared/data). A folder a script needs and does not find is one `error:` line and exit code 2.
+seed_traces, ...): the folder $FACENAS_SHARED_DATA names, else shared/data in the repository's parent folder
+(docs/ARCHITECTURE.md §2, tools/). A folder a script needs and does not find is one `error:` line and exit code 2.
 
     python tools/shared_data.py orl_faces [FOLDER] [--flag ORL_DIR]   # for shell scripts: prints the folder
 """
@@ -28,7 +28,7 @@ def shared_data(name: str, given: str | Path | None = None, flag: str | None = N
         folder, expected = Path(given), f"the {name} folder given by {flag}" if flag else f"the {name} folder"
     else:
         folder = shared_data_root() / name
-        expected = (f"{name} in the shared data folder (${ENV}, else ../shared/data beside the repository)"
+        expected = (f"{name} in the shared data folder (${ENV}, else {REPO.parent / 'shared' / 'data'})"
                     + (f" or a folder given by {flag}" if flag else ""))
     if not folder.is_dir():
         print(f"error: {folder}: no such folder; expected {expected}", file=sys.stderr)
