@@ -36,7 +36,10 @@ def log_to(path: str | Path | None, logger: str = "nas_core", *, echo: bool = Tr
     for handler in handlers:
         log.addHandler(handler)
     try:
-        with logging_redirect_tqdm(loggers=[log]):
+        if echo:
+            with logging_redirect_tqdm(loggers=[log]):
+                yield log
+        else:  # tqdm's redirect would add a terminal handler of its own
             yield log
     finally:
         for handler in handlers:

@@ -35,6 +35,12 @@ def orl_dir() -> Path:
     return _data_dir("orl_faces")
 
 
+@pytest.fixture(scope="session")
+def raw_faces_dir() -> Path:
+    """Real unaligned colour photos (Pins, CelebA): ``pins/<Name>/*.jpg``, ``celeba/<id>/*.jpg``."""
+    return _data_dir("raw_faces")
+
+
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """Tests run tiny CPU batches: intra-op threads gain nothing there and cost a lot (about 10x measured)

@@ -1,7 +1,8 @@
 """facerec-data: pack image folders into InsightFace RecordIO, unpack, inspect, verify, rebuild a lost
 .idx, and build .bin verification packs (ARCHITECTURE §5).
 
-    facerec-data pack IMAGE_FOLDER OUT [--image-size 112] [--quality 95] [--limit-ids N] [--no-progress]
+    facerec-data align PHOTOS OUT [--faces largest|all] [--min-face 20] [--min-score 0.9] [--workers N] [--strict]
+    facerec-data pack IMAGE_FOLDER [IMAGE_FOLDER ...] OUT [--image-size 112] [--quality 95] [--limit-ids N]
     facerec-data unpack DIR OUT
     facerec-data inspect DIR [--json]
     facerec-data verify DIR
@@ -37,12 +38,15 @@ def _add_progress(p: argparse.ArgumentParser) -> None:
 
 
 def _add_pack_commands(commands) -> None:
-    p = commands.add_parser("pack", help="image folder (one sub-folder per identity) -> train.rec/.idx/property",
+    p = commands.add_parser("pack", help="image folder(s) (one sub-folder per identity) -> train.rec/.idx/property",
                             description="Faces not already at the image size are scaled to fit (aspect kept) and "
-                                        "padded by edge replication (pack.json records the rule). Identities are "
-                                        "numbered in natural folder order (s2 before s10); their names go to "
-                                        "identities.txt, a summary to pack.json.")
-    p.add_argument("image_folder", type=Path, help=_IMAGE_FOLDER)
+                                        "padded by edge replication (pack.json records the rule): give it aligned "
+                                        "faces (facerec-data align turns photos into them). Identities are "
+                                        "numbered in natural folder order (s2 before s10), folder after folder; "
+                                        "their names go to identities.txt (FOLDER/identity when several folders "
+                                        "are packed together), a summary to pack.json.")
+    p.add_argument("image_folder", type=Path, nargs="+",
+                   help=f"{_IMAGE_FOLDER}; several are packed as one set of distinct identities")
     p.add_argument("out", type=Path, help="output folder (InsightFace layout)")
     _add_image_format(p)
     p.add_argument("--identities-from", type=int, default=0, help="first identity (natural folder order)")
@@ -61,6 +65,26 @@ def _add_pack_commands(commands) -> None:
     p.add_argument("--pairs", type=int, required=True, help="number of pairs (half same, half different)")
     p.add_argument("--seed", type=int, default=0, help="seed of the pair sampling (default 0)")
     _add_image_format(p)
+    _add_progress(p)
+
+
+def _add_align(commands) -> None:
+    p = commands.add_parser("align", help="photos -> detected, 5-point aligned 112x112 faces (same layout)",
+                            description="Detects faces (MTCNN, weights inside facenet-pytorch), keeps the largest "
+                                        "(or all), aligns each onto the ArcFace 112x112 template and writes "
+                                        "OUT/<same sub-folders>/<photo>.jpg, ready for pack and make-bin. Photos "
+                                        "without a usable face are skipped and listed with the reason in "
+                                        "OUT/align.json. Journaled in OUT/align.jsonl: a rerun continues.")
+    p.add_argument("photos", type=Path, help="photo folder: one sub-folder per person (any depth), or flat")
+    p.add_argument("out", type=Path, help="output folder (new, or an earlier align run's to continue it)")
+    p.add_argument("--faces", default="largest", metavar="{largest,all}",
+                   help="faces kept per photo: the largest (default) or all, written as <photo>_<k>.jpg")
+    p.add_argument("--min-face", type=int, default=20, help="smallest face kept, in pixels (default 20)")
+    p.add_argument("--min-score", type=float, default=0.9, help="lowest detector score kept (default 0.9)")
+    p.add_argument("--detector", default="mtcnn", help="face detector (default mtcnn)")
+    p.add_argument("--workers", type=int, default=1, help="detector processes, one thread each (default 1)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality of the aligned faces (default 95)")
+    p.add_argument("--strict", action="store_true", help="stop (exit 2) at the first photo without a usable face")
     _add_progress(p)
 
 
@@ -93,6 +117,7 @@ def _add_pack_checks(commands) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facerec-data", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_align(commands)
     _add_pack_commands(commands)
     _add_pack_checks(commands)
     return parser

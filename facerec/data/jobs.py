@@ -32,10 +32,23 @@ FIT_RULE = ("scaled to fit (aspect kept), short side padded symmetrically by edg
 
 # --- pack / unpack ---------------------------------------------------------------------------------
 
+def _image_folders(folders: list[Path]) -> list:
+    """The identities of one or several image folders, folder after folder. Several folders are distinct
+    people (``lfw_train``, ``aligned/pins``, ``aligned/celeba``): each name is prefixed with its folder's."""
+    if len(folders) == 1:
+        return read_image_folder(folders[0])
+    labels = [folder.name for folder in folders]
+    if len(set(labels)) < len(labels):
+        labels = [str(folder) for folder in folders]
+    return [(f"{label}/{name}", paths) for folder, label in zip(folders, labels)
+            for name, paths in read_image_folder(folder)]
+
+
 def _select(identities: list, args) -> list:
     start, stop = args.identities_from, args.identities_to
+    where = " + ".join(str(folder) for folder in args.image_folder)
     if start < 0 or (stop is not None and stop <= start) or start >= len(identities):
-        raise FaceRecError(f"{args.image_folder}: expected an identity range inside 0..{len(identities)}, got "
+        raise FaceRecError(f"{where}: expected an identity range inside 0..{len(identities)}, got "
                            f"[{start}, {stop if stop is not None else len(identities)})")
     chosen = identities[start:stop]
     if args.limit_ids is not None:
@@ -46,7 +59,7 @@ def _select(identities: list, args) -> list:
 
 
 def _pack(args) -> int:
-    identities = _select(read_image_folder(args.image_folder), args)
+    identities = _select(_image_folders(args.image_folder), args)
     total = sum(len(paths) for _, paths in identities)
     with progress_bar(total=total, unit="img", desc="pack", disable=not args.progress) as bar:
         def images(paths):
@@ -57,7 +70,8 @@ def _pack(args) -> int:
         result = write_face_pack(args.out, (images(paths) for _, paths in identities),
                                  image_size=(args.image_size, args.image_size), quality=args.quality,
                                  names=[name for name, _ in identities])
-    result.update(source=str(args.image_folder), fit=FIT_RULE, quality=args.quality)
+    sources = [str(folder) for folder in args.image_folder]
+    result.update(source=sources[0] if len(sources) == 1 else sources, fit=FIT_RULE, quality=args.quality)
     atomic_write_json(Path(args.out) / "pack.json", result)
     print(f"packed {result['images']} images of {result['identities']} identities into {args.out} "
           f"({args.image_size}x{args.image_size}; {FIT_RULE})")
@@ -219,6 +233,17 @@ def _index(args) -> int:
     return 0
 
 
+# --- align -----------------------------------------------------------------------------------------
+
+def _align(args) -> int:
+    from facerec.photos.align_folder import AlignSettings, run_align
+
+    settings = AlignSettings(detector=args.detector, faces=args.faces, min_face=args.min_face,
+                             min_score=args.min_score, quality=args.quality)
+    run_align(args.photos, args.out, settings, workers=args.workers, strict=args.strict, progress=args.progress)
+    return 0
+
+
 # --- make-bin --------------------------------------------------------------------------------------
 
 def _make_bin(args) -> int:
@@ -240,7 +265,7 @@ def _make_bin(args) -> int:
     return 0
 
 
-JOBS = {"pack": _pack, "unpack": _unpack, "inspect": _inspect, "verify": _verify, "cache": _cache, "index": _index,
+JOBS = {"align": _align, "pack": _pack, "unpack": _unpack, "inspect": _inspect, "verify": _verify, "cache": _cache, "index": _index,
         "make-bin": _make_bin}
 
 
