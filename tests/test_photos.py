@@ -189,3 +189,52 @@ def test_pack_takes_several_aligned_folders_as_distinct_people(raw_faces_dir, tm
     names = [line.split("\t")[1] for line in (tmp_path / "pack" / "identities.txt").read_text().splitlines()]
     assert names == [f"a/{PINS[0]}", f"a/{PINS[1]}", "a/odd", f"b/{PINS[0]}"]
     assert json.loads((tmp_path / "pack" / "pack.json").read_text())["images"] == 10
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory) -> Path:
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 5, stride=4), nn.ReLU(), nn.AvgPool2d(3), nn.Flatten()).eval()
+    path = tmp_path_factory.mktemp("model") / "tiny.onnx"
+    torch.onnx.export(net, torch.zeros(1, 3, 112, 112), str(path), input_names=["input"],
+                      output_names=["embedding"], dynamic_axes={"input": {0: "n"}}, dynamo=False)
+    return path
+
+
+def test_embed_detect_embeds_each_face_with_its_box_score_and_landmarks(raw_faces_dir, tiny_onnx, tmp_path, capsys):
+    from facerec import load_embedder
+    from facerec.cli.embed import main as embed_main
+
+    src = _photo_folder(raw_faces_dir, tmp_path / "photos")
+    out = tmp_path / "faces.npz"
+    assert embed_main(["--model", str(tiny_onnx), "--images", str(src), "--detect", "--faces", "all",
+                       "--output", str(out), "--no-progress"]) == 0
+    assert "8 faces of 10 photos; skipped 3 photo(s)" in capsys.readouterr().err
+    with np.load(out, allow_pickle=False) as npz:
+        names, photos, boxes = list(npz["names"]), list(npz["photos"]), npz["boxes"]
+        embeddings, landmarks, scores = npz["embeddings"], npz["landmarks"], npz["scores"]
+        assert sorted(npz["skipped"]) == ["odd/cut.jpg", "odd/empty.jpg", "odd/wall.jpg"]
+    assert names.count("odd/pair.jpg#0") == 1 and "odd/pair.jpg#1" in names and len(names) == 8
+    assert photos[names.index("odd/pair.jpg#1")] == "odd/pair.jpg"
+    assert boxes.shape == (8, 4) and landmarks.shape == (8, 5, 2) and (scores >= 0.9).all()
+    # The embedding of a face is that of its aligned crop (the same crop facerec-data align writes).
+    first = src / photos[0]
+    (result,) = faces_in_photos([first], create_detector("mtcnn", threads=1))
+    expected = load_embedder(tiny_onnx).embed(np.stack(result.crops))
+    np.testing.assert_allclose(embeddings[0], expected[0], atol=1e-5)
+    np.testing.assert_allclose(landmarks[0], result.faces[0].landmarks, atol=1e-4)
+
+
+def test_embed_detect_flag_errors(raw_faces_dir, tiny_onnx, tmp_path, capsys):
+    from facerec.cli.embed import main as embed_main
+
+    base = ["--model", str(tiny_onnx), "--images", str(raw_faces_dir / "pins" / PINS[0]), "--detect",
+            "--output", str(tmp_path / "x.npz")]
+    assert embed_main([*base, "--faces", "every"]) == 2
+    assert embed_main([*base, "--landmarks", str(tmp_path / "l.txt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "--faces every" in err[0] and "--detect/--landmarks" in err[1]
+    assert not (tmp_path / "x.npz").exists()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from facerec.deploy.embedding import (
     face_crops,
     find_images,
@@ -22,6 +24,7 @@ from facerec.deploy.embedding import (
 )
 from facerec.deploy.options import EmbedOptions
 from facerec.errors import FaceRecError
+from facerec.photos.detect import FACE_POLICIES, create_detector, faces_in_photos
 from nas_core.io import output_file
 from nas_core.runlog import progress_bar
 
@@ -43,6 +46,7 @@ def run_embed(options: EmbedOptions) -> int:
     images = Path(options.images)
     if not images.is_dir():
         raise FaceRecError(f"{images}: expected a folder of face images, not found")
+    _check_detect_flags(options)
     if options.landmarks:
         names, landmarks = read_landmarks(options.landmarks, images)
     else:
@@ -50,25 +54,85 @@ def run_embed(options: EmbedOptions) -> int:
     gallery = load_embeddings(options.gallery) if options.gallery else None
 
     embedder = load_embedder(model, device=options.device, batch_size=options.batch_size)
-    crops = face_crops(images, names, landmarks, landmarks_source=options.landmarks)
-    if gallery is not None:  # one face first: a gallery of another model fails before the long run
-        first = next(crops)
-        dim = embedder.embed(first[None], flip=options.flip).shape[1]
-        if dim != gallery[1].shape[1]:
-            raise FaceRecError(f"{options.gallery}: expected {dim}-d embeddings of this model, "
-                               f"holds {gallery[1].shape[1]}-d")
-        crops = _chain(first, crops)
     with progress_bar(total=len(names), unit="img", desc=f"embedding ({embedder.runtime})",
                       disable=not options.progress) as bar:
-        embeddings = embedder.embed(crops, flip=options.flip, progress=bar)
+        photos = PhotoFaceList(images, names, options, bar) if options.detect else None
+        crops = photos.crops() if photos else face_crops(images, names, landmarks, landmarks_source=options.landmarks)
+        first = next(crops, None)
+        if first is None:
+            raise FaceRecError(f"{images}: no face found in any of its {len(names)} photos")
+        if gallery is not None:  # one face first: a gallery of another model fails before the long run
+            dim = embedder.embed(first[None], flip=options.flip).shape[1]
+            if dim != gallery[1].shape[1]:
+                raise FaceRecError(f"{options.gallery}: expected {dim}-d embeddings of this model, "
+                                   f"holds {gallery[1].shape[1]}-d")
+        embeddings = embedder.embed(_chain(first, crops), flip=options.flip, progress=None if photos else bar)
+    if photos:
+        names = photos.names
     if options.output:
-        save_embeddings(options.output, names, embeddings, model=str(model))
+        save_embeddings(options.output, names, embeddings, model=str(model), **(photos.arrays() if photos else {}))
     if gallery is not None:
         _print_nearest(names, embeddings, gallery, options.top_k)
     # Last, once everything is written: a run that fails leaves its one error line alone on stderr.
     wrote = f"; wrote {options.output}" if options.output else ""
-    print(f"embedded {len(names)} images ({embeddings.shape[1]}-d) with {embedder.runtime}{wrote}", file=sys.stderr)
+    what = photos.summary() if photos else f"{len(names)} images"
+    print(f"embedded {what} ({embeddings.shape[1]}-d) with {embedder.runtime}{wrote}", file=sys.stderr)
     return 0
+
+
+def _check_detect_flags(options: EmbedOptions) -> None:
+    if not options.detect:
+        return
+    if options.landmarks:
+        raise FaceRecError("--detect/--landmarks: expected one of them (--detect finds the landmarks itself)")
+    if options.faces not in FACE_POLICIES:
+        raise FaceRecError(f"--faces {options.faces}: expected one of {', '.join(FACE_POLICIES)}")
+    if not 1 <= options.min_face <= 10_000:
+        raise FaceRecError(f"--min-face {options.min_face}: expected a face size in pixels, 1 to 10000")
+    if not 0.0 <= options.min_score <= 1.0:
+        raise FaceRecError(f"--min-score {options.min_score}: expected a detector score in [0, 1]")
+
+
+class PhotoFaceList:
+    """--detect: the aligned faces of everyday photos, and what is known of each (its photo, box, score,
+    landmarks) once they have been consumed. Names are the photo's path, ``PHOTO#k`` with --faces all."""
+
+    def __init__(self, root: Path, photos: list[str], options: EmbedOptions, bar):
+        self.root, self.photos, self.options, self.bar = root, photos, options, bar
+        self.names: list[str] = []
+        self.faces: list = []
+        self.sources: list[str] = []
+        self.skipped: list[tuple[str, str]] = []
+
+    def crops(self):
+        detector = create_detector(threads=1, min_face=self.options.min_face)
+        found = faces_in_photos((self.root / p for p in self.photos), detector, faces=self.options.faces,
+                                min_face=self.options.min_face, min_score=self.options.min_score)
+        for photo, result in zip(self.photos, found):
+            self.bar.update()
+            if not result.crops:
+                self.skipped.append((photo, result.reason))
+            for k, (face, crop) in enumerate(zip(result.faces, result.crops)):
+                self.names.append(photo if self.options.faces == "largest" else f"{photo}#{k}")
+                self.sources.append(photo)
+                self.faces.append(face)
+                yield crop
+
+    def arrays(self) -> dict:
+        return {"photos": np.asarray(self.sources, dtype=str),
+                "boxes": np.asarray([f.box for f in self.faces], dtype=np.float32).reshape(-1, 4),
+                "scores": np.asarray([f.score for f in self.faces], dtype=np.float32),
+                "landmarks": np.asarray([f.landmarks for f in self.faces], dtype=np.float32).reshape(-1, 5, 2),
+                "skipped": np.asarray([p for p, _ in self.skipped], dtype=str),
+                "skipped_reasons": np.asarray([r for _, r in self.skipped], dtype=str)}
+
+    def summary(self) -> str:
+        skipped = ""
+        if self.skipped:
+            shown = ", ".join(f"{p} ({r})" for p, r in self.skipped[:3])
+            skipped = f"; skipped {len(self.skipped)} photo(s) without a usable face: {shown}"
+            skipped += ", ..." if len(self.skipped) > 3 else ""
+        return f"{len(self.names)} faces of {len(self.photos)} photos{skipped}"
 
 
 def _chain(first, rest):

@@ -169,10 +169,12 @@ def face_crops(root: str | Path, names: list[str], landmarks: np.ndarray | None 
             yield from pool.map(load, range(lo, min(lo + chunk, len(names))))
 
 
-def save_embeddings(path: str | Path, names: list[str], embeddings: np.ndarray, model: str = "") -> None:
-    """Write ``names`` (str), ``embeddings`` (float32 [N, D]) and ``model`` to an .npz, atomically."""
+def save_embeddings(path: str | Path, names: list[str], embeddings: np.ndarray, model: str = "",
+                    **extra: np.ndarray) -> None:
+    """Write ``names`` (str), ``embeddings`` (float32 [N, D]), ``model`` and any ``extra`` arrays (plain
+    dtypes: they load with ``allow_pickle=False``) to an .npz, atomically."""
     arrays = {"names": np.asarray(names, dtype=str), "embeddings": np.asarray(embeddings, dtype=np.float32),
-              "model": np.asarray(str(model))}
+              "model": np.asarray(str(model)), **{k: np.asarray(v) for k, v in extra.items()}}
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
