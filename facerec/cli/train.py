@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                               "for small sets; default: 0)")
     p.add_argument("--device", default="auto", help="auto (default: a GPU when there is one, else the CPU), cpu, "
                                                     "cuda, cuda:1 ...; under torchrun each rank its own GPU")
-    add_dataclass_args(p, TrainConfig, include=("seed", "workers", "checkpoint_every", "max_nan_steps"),
+    add_dataclass_args(p, TrainConfig, include=("seed", "workers", "checkpoint_every", "max_nan_steps", "far"),
                        defaults={"workers": None},
                        help_suffix={"workers": f" (default: {TrainConfig.workers}; demo {DEMO_DEFAULTS['workers']})"})
     p.add_argument("--select", choices=["holdout", "last", "bins"],

@@ -30,6 +30,7 @@ from facerec.train.config import TrainConfig
 from facerec.train.dist import DistInfo, broadcast_object
 from facerec.train.loop import train_model
 from facerec.train.recipe import resolve_recipe
+from facerec.train.state import holdout_threshold
 from facerec.train.validation import VerificationSet, find_bins
 from nas_core.evaluator import TrialResult, trial_seed
 from nas_core.genotype import Genotype
@@ -95,7 +96,8 @@ class FaceEvaluator:
             save_checkpoint(trial_weights_path(self.trials_dir, genotype, epochs), backbone=backbone.cpu(),
                             genotype=genotype, space=self.space.config(),
                             config={"train": replace(self.config, epochs=epochs, seed=seed).to_dict()},
-                            epoch=outcome.best_epoch, fitness=result.accuracy, val=result.extra["val"])
+                            epoch=outcome.best_epoch, fitness=result.accuracy, val=result.extra["val"],
+                            verification_threshold=holdout_threshold(outcome.history[outcome.best_epoch - 1]["val"]))
         logging.getLogger("facerec").info(f"trial {genotype.key()} x{epochs} epochs: {result.accuracy:.2f}% "
                           f"(epochs {', '.join(f'{s:.2f}' for s in scores)}), {result.params:,} params, "
                           f"{result.seconds:.1f} s")

@@ -44,6 +44,10 @@ class TrainConfig:
     checkpoint_every: int = setting(500, "steps between mid-epoch writes of OUT/last.pt; 0: only at epoch ends")
     max_nan_steps: int = setting(5, "stop after this many non-finite losses in a row", positive=True)
     val_batch_size: int = setting(128, "batch of the verification embeddings", cli=False)
+    # facerec.deploy.threshold.DEFAULT_FAR (a numpy module: not imported here, --help stays light).
+    far: float = setting(1e-3, "false accept rate at which model.pt's verification threshold (same person iff "
+                         "cosine >= it; read by facerec-verify) is calibrated on the held-out identities' pairs",
+                         positive=True)
     # Longer than ``epochs``, a run is the first epochs of a longer training: how the "truncated" face
     # ranking trains its short trials.
     schedule_epochs: int | None = setting(None, "the lr schedule is laid out over this many epochs (default: "

@@ -158,6 +158,9 @@ def run(args: argparse.Namespace) -> int:
     """facerec-train with the flags of facerec.cli.train.build_parser (``args.argv``: the command line, for the
     log); the exit code."""
     output = Path(args.output)
+    if not 0 < args.far < 1:
+        raise FaceRecError(f"--far {args.far:g}: expected a false accept rate between 0 and 1 (default "
+                           f"{TrainConfig.far:g})")
     defaults = {"epochs": TrainConfig.epochs, "workers": TrainConfig.workers}
     for key, value in (DEMO_DEFAULTS if args.data is None else defaults).items():
         if getattr(args, key) is None:
@@ -218,6 +221,9 @@ def _prepare(args: argparse.Namespace, output: Path, info, log):
                                                                   if data.val_sets else ""))
     else:
         log.info(f"--select {args.selection}: model.pt is the epoch with the best mean 10-fold accuracy on {on}")
+    if not any(vs.name == "holdout" for vs in data.val_sets):
+        log.info("no held-out identities: model.pt carries no calibrated verification threshold (facerec-verify "
+                 "then needs --threshold)")
     if data.report_sets:
         log.info(f"benchmark packs {data.info['report_sets']} (pairs): a report only, never a choice; scored "
                  f"every {every} epoch(s) ({args.report_every}), after the last one and on model.pt")
@@ -242,7 +248,8 @@ def _train(args: argparse.Namespace, output: Path, resume: Path | None, info, de
         recipe = recipe_from_args(args, data.info, log)  # logged with its reasons; stored in every checkpoint
         head = create_head(recipe.head, backbone.num_features, data.num_classes, **recipe.head_options)
         config = recipe.train_config(epochs=args.epochs, seed=args.seed, workers=args.workers,
-                                     checkpoint_every=args.checkpoint_every, max_nan_steps=args.max_nan_steps)
+                                     checkpoint_every=args.checkpoint_every, max_nan_steps=args.max_nan_steps,
+                                     far=args.far)
         params = sum(p.numel() for p in backbone.parameters())
         what = architecture["genotype"].key() if architecture.get("genotype") is not None else architecture.get("arch")
         log.info(f"model {what}: {params:,} parameters; data {data.source}: {data.info['train_images']} images of "

@@ -239,7 +239,7 @@ def _train_epoch(run: TrainRun, dataset: Dataset, epoch: int, sinks: TrainSinks,
 
 def _validate(run: TrainRun, val_sets: list[VerificationSet]) -> tuple[dict, float | None]:
     """Verification results of the backbone (scored on the main rank, shared with all) and their mean."""
-    results = verify(run.model.backbone, list(val_sets), run.device, run.config.val_batch_size) \
+    results = verify(run.model.backbone, list(val_sets), run.device, run.config.val_batch_size, far=run.config.far) \
         if val_sets and run.info.is_main else {}
     results = broadcast_object(results, run.info)
     return results, mean_accuracy(results) if results else None

@@ -3,8 +3,10 @@
 OUT/last.pt: the full resume state (backbone, head, optimizer, scheduler, scaler, the training state
 of facerec.train.loop, the global RNGs) and, in ``config``, the settings that define the run, so a resume
 that changes them is refused. OUT/model.pt: the selected epoch's weights (the best epoch on the verification
-sets, or the last one). OUT/metrics.json: the history so far, what model.pt was selected on and, at the end,
-the report-only benchmark packs scored on model.pt. Every file is written atomically.
+sets, or the last one) and ``verification_threshold``, the cosine threshold calibrated on that epoch's held-out
+pairs (facerec.deploy.threshold; None without held-out identities). OUT/metrics.json: the history so far, what
+model.pt was selected on (and its threshold) and, at the end, the report-only benchmark packs scored on model.pt.
+Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ class RunFiles:
         """model.pt when the epoch is the selected one so far, then last.pt and metrics.json."""
         if self.select == "last" or is_best or (run.state["best_score"] is None and not results):
             save_checkpoint(self.output / "model.pt", backbone=run.model.backbone, **self.architecture,
-                            config=self._config(run), epoch=run.state["epoch"], val=results)
+                            config=self._config(run), epoch=run.state["epoch"], val=results,
+                            verification_threshold=holdout_threshold(results))
         self.save_last(run)
         self.write_metrics(run)
 
@@ -76,8 +79,14 @@ class RunFiles:
             "seconds": state["seconds"], "train": run.config.to_dict(), "run": self.run_config,
             "genotype": genotype.to_dict() if genotype is not None else None, "arch": self.architecture.get("arch"),
             "selection": {**self.run_config.get("selection", {}), "model_epoch": self.model_epoch(run)},
-            "model_benchmarks": self.model_benchmarks,
+            "model_benchmarks": self.model_benchmarks, "verification_threshold": self._model_threshold(run),
         })
+
+    def _model_threshold(self, run: TrainRun) -> dict | None:
+        """The verification threshold model.pt holds: its epoch's, calibrated on the held-out pairs."""
+        epoch = self.model_epoch(run)
+        record = next((h for h in run.state["history"] if h.get("epoch") == epoch), {})
+        return holdout_threshold(record.get("val") or {})
 
     def finish(self, run: TrainRun, report_sets: list) -> dict | None:
         """At the end: the report-only benchmark packs scored on model.pt (the last epoch's scores when it holds
@@ -96,6 +105,12 @@ class RunFiles:
 
     def write_report(self) -> None:
         write_train_report(self.output)
+
+
+def holdout_threshold(results: dict) -> dict | None:
+    """The verification threshold calibrated on the held-out identities' pairs (facerec.deploy.threshold), from
+    an epoch's verification results; None when no identities were held out."""
+    return (results.get("holdout") or {}).get("verification_threshold")
 
 
 def _score_model_pt(path: Path, run: TrainRun, sets: list) -> dict:

@@ -95,10 +95,12 @@ def holdout_set(pack, identities: list[int], seed: int, max_pairs: int = 3000) -
 
 @torch.no_grad()
 def verify(backbone: nn.Module, sets: list[VerificationSet], device: torch.device | str,
-           batch_size: int = 128) -> dict[str, dict]:
+           batch_size: int = 128, far: float | None = None) -> dict[str, dict]:
     """10-fold verification of ``backbone`` on every set: {name: evaluate_verification dict (fractions), the
     pairs' ROC AUC of cosine similarity (``auc``: threshold-free, a smoother ranking signal than the 10-fold
-    accuracy), plus the collapse numbers of facerec.train.diagnostics.collapse_stats}."""
+    accuracy), plus the collapse numbers of facerec.train.diagnostics.collapse_stats}. With ``far``, each also
+    holds ``verification_threshold``: the cosine threshold calibrated at that false accept rate on its pairs
+    (facerec.deploy.threshold.calibrate_threshold; None when the embeddings are not finite)."""
     from eval_protocols.embed import Embedder
     from eval_protocols.verification import evaluate_verification
     from facerec.train.diagnostics import collapse_stats
@@ -116,9 +118,17 @@ def verify(backbone: nn.Module, sets: list[VerificationSet], device: torch.devic
             embeddings = np.asarray(embeddings, np.float64)
             results[vs.name] = {**evaluate_verification(embeddings, vs.issame), "auc": pair_auc(embeddings, vs.issame),
                                 **health}
+            if far is not None:
+                results[vs.name]["verification_threshold"] = _calibrated(embeddings, vs.issame, far)
         return results
     finally:
         backbone.train(was_training)
+
+
+def _calibrated(embeddings: np.ndarray, issame: np.ndarray, far: float) -> dict | None:
+    from facerec.deploy.threshold import calibrate_threshold
+
+    return calibrate_threshold(embeddings, issame, far) if np.isfinite(embeddings).all() else None
 
 
 def pair_auc(embeddings: np.ndarray, issame: np.ndarray) -> float:
