@@ -51,13 +51,21 @@ def sample_batch(backbone: nn.Module | int, batch: int, seed: int = 0) -> torch.
     return torch.rand(batch, 3, size, size, generator=generator) * 2 - 1
 
 
-def export_onnx(backbone: nn.Module, path: str | Path, *, opset: int = MIN_OPSET) -> None:
-    """Write ``backbone`` (eval mode, CPU float32) as ONNX with a dynamic batch axis, atomically."""
+def export_onnx(backbone: nn.Module, path: str | Path, *, opset: int = MIN_OPSET,
+                metadata: dict[str, str] | None = None) -> None:
+    """Write ``backbone`` (eval mode, CPU float32) as ONNX with a dynamic batch axis, atomically; ``metadata``:
+    entries of the model's metadata_props (e.g. facerec.deploy.threshold.onnx_metadata), in the file as written.
+    The fp16 and int8 copies of facerec.deploy.quantize keep them."""
     if opset < MIN_OPSET:
         raise FaceRecError(f"opset {opset}: expected {MIN_OPSET} or newer")
     data = onnx_bytes(backbone, sample_batch(backbone, 2), input_name=INPUT_NAME, output_name=OUTPUT_NAME,
                       dynamic_batch=True, opset=opset)  # exports an eval, float32 CPU copy
-    onnx.checker.check_model(onnx.load_model_from_string(data))
+    model = onnx.load_model_from_string(data)
+    onnx.checker.check_model(model)
+    if metadata:
+        kept = [(p.key, p.value) for p in model.metadata_props if p.key not in metadata]
+        onnx.helper.set_model_props(model, {**dict(kept), **metadata})
+        data = model.SerializeToString()
     atomic_write(path, lambda f: f.write(data))
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from eval_protocols.bins import read_bin
 from eval_protocols.embed import to_input
-from facerec.deploy import export, quantize
+from facerec.deploy import export, quantize, threshold
 from facerec.deploy.export_data import read_face_images
 from facerec.deploy.options import CALIBRATION_IMAGES, PARITY_IMAGES, PRECISIONS, ExportOptions
 from facerec.errors import FaceRecError
@@ -97,7 +97,8 @@ def _created_dirs(folder: Path) -> list[Path]:
 def run_export(options: ExportOptions) -> int:
     """Export, check and write --output; 0 when written, 1 when a check refused the model."""
     limits = _check_options(options)
-    backbone, _ = load_backbone(options.checkpoint)
+    backbone, ckpt = load_backbone(options.checkpoint)
+    metadata = _threshold_metadata(options.checkpoint, ckpt)
     size = export.input_size(backbone)
     faces, calibration = _face_inputs(options, size)
     output = Path(options.output)
@@ -108,7 +109,7 @@ def run_export(options: ExportOptions) -> int:
         # Everything is built in a hidden folder beside the output; only a model that passed is renamed
         # into place (an atomic rename within one file system), so a failure never leaves a bad model.
         with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as tmp:
-            model = _build(options, limits, backbone, faces, calibration, Path(tmp), size)
+            model = _build(options, limits, backbone, faces, calibration, Path(tmp), size, metadata)
             if model is not None:
                 model.replace(output)
                 written = True
@@ -119,7 +120,8 @@ def run_export(options: ExportOptions) -> int:
                     folder.rmdir()
     if not written:
         return 1
-    print(f"wrote {output}")
+    kept = f" with the checkpoint's verification threshold (metadata {threshold.ONNX_KEY})" if metadata else ""
+    print(f"wrote {output}{kept}")
     return 0
 
 
@@ -127,12 +129,21 @@ def _refuse(output: str, why: str) -> None:
     print(f"error: {output}: {why}; not written", file=sys.stderr)
 
 
+def _threshold_metadata(path: str, ckpt: dict) -> dict[str, str]:
+    """The checkpoint's calibrated verification threshold as ONNX metadata (facerec.deploy.threshold), checked."""
+    value = ckpt.get(threshold.CHECKPOINT_KEY)
+    if value is None:
+        return {}
+    return threshold.onnx_metadata(threshold.checked_threshold(value, f"{path}: {threshold.CHECKPOINT_KEY}"))
+
+
 def _build(options: ExportOptions, limits: _Limits, backbone, faces: np.ndarray, calibration: np.ndarray | None,
-           tmp: Path, size: int) -> Path | None:
-    """The model file to install at --output, or None (refused; the reason is printed)."""
+           tmp: Path, size: int, metadata: dict[str, str] | None = None) -> Path | None:
+    """The model file to install at --output, or None (refused; the reason is printed). ``metadata`` goes into
+    the fp32 graph, and the fp16 / int8 copies keep it."""
     batch = options.batch_size
     fp32 = tmp / "fp32.onnx"
-    export.export_onnx(backbone, fp32, opset=options.opset)
+    export.export_onnx(backbone, fp32, opset=options.opset, metadata=metadata)
     parity = export.check_parity(backbone, fp32, batch=batch, images=faces, tolerance=limits.tolerance)
     sources = f"{batch} random" + (f" + {len(faces)} face images" if len(faces) else "")
     print(f"parity (onnxruntime vs torch, {sources}): {parity.describe()}")
