@@ -19,7 +19,7 @@ SCRIPTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scrip
 # Long jobs: None = the command and every subcommand it has; else the subcommands that are long jobs.
 LONG_JOBS = {"facerec-search": None, "facerec-train": None, "facerec-study": None, "nas-search": None,
              "nas-train": None, "nas-study": None, "facerec-export": None, "facerec-eval": None,
-             "facerec-data": ("pack", "cache")}
+             "facerec-data": ("pack", "cache"), "facerec-gallery": ("enroll", "identify")}
 
 
 def build_parser(script: str) -> argparse.ArgumentParser:
