@@ -106,6 +106,18 @@ def landmark_problem(values) -> str | None:
     return None
 
 
+def point_off_image(points: np.ndarray, width: int, height: int) -> tuple[float, float] | None:
+    """The first of the 5 points (x, y) farther than half the image's size outside it, or None: the rule
+    ``align_face`` applies, for callers (a face detector) that drop such a face rather than fail."""
+    xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    inside = ((xy[:, 0] >= -IMAGE_MARGIN * width) & (xy[:, 0] <= (1 + IMAGE_MARGIN) * width)
+              & (xy[:, 1] >= -IMAGE_MARGIN * height) & (xy[:, 1] <= (1 + IMAGE_MARGIN) * height))
+    if inside.all():
+        return None
+    x, y = xy[int(np.flatnonzero(~inside)[0])]
+    return float(x), float(y)
+
+
 def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112, *, source: str = "landmarks") -> np.ndarray:
     """Warp ``image`` so its 5 landmarks (x, y) land on the ArcFace template; returns a ``size``² crop.
 
@@ -119,10 +131,9 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112, *, sou
         raise EvalError(f"{source}: {problem}")
     h, w = image.shape[:2]
     xy = points.reshape(5, 2)
-    inside = ((xy[:, 0] >= -IMAGE_MARGIN * w) & (xy[:, 0] <= (1 + IMAGE_MARGIN) * w)
-              & (xy[:, 1] >= -IMAGE_MARGIN * h) & (xy[:, 1] <= (1 + IMAGE_MARGIN) * h))
-    if not inside.all():
-        x, y = xy[int(np.flatnonzero(~inside)[0])]
+    outside = point_off_image(xy, w, h)
+    if outside is not None:
+        x, y = outside
         raise EvalError(f"{source}: expected 5 points on the {w}x{h} image or within half its size of it, "
                         f"got ({x:g}, {y:g})")
     template = ARCFACE_TEMPLATE if size == 112 else ARCFACE_TEMPLATE * np.float32(size / 112.0)

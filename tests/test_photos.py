@@ -17,6 +17,7 @@ from facerec.cli.data import main as data_main
 from facerec.photos.detect import (
     EMPTY,
     NO_FACE,
+    OFF_PHOTO,
     TRUNCATED,
     create_detector,
     faces_in_photos,
@@ -238,3 +239,13 @@ def test_embed_detect_flag_errors(raw_faces_dir, tiny_onnx, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "--faces every" in err[0] and "--detect/--landmarks" in err[1]
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_a_face_cut_by_the_border_is_reported_not_raised(raw_faces_dir, detector):
+    # A real Pins photo whose detected face has points beyond half the photo's width outside it: the alignment
+    # refuses such points, so the photo is skipped with its reason instead of stopping the folder.
+    photo = raw_faces_dir / "pins" / "Lili_Reinhart" / "Lili Reinhart245_2807.jpg"
+    (found,) = detector.detect([cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)])
+    assert found and max(f.landmarks[:, 0].max() for f in found) > 1.5 * 91
+    (result,) = faces_in_photos([photo], detector, faces="all")
+    assert result.reason == OFF_PHOTO and result.crops == []

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval_protocols.align import align_face
+from eval_protocols.align import align_face, point_off_image
 from eval_protocols.errors import EvalError
 from facerec.errors import FaceRecError
 from nas_core.registry import Registry
@@ -32,7 +32,8 @@ SMALLEST_DETECTABLE = 12  # MTCNN's first net looks at 12x12 windows: no face is
 # Why a photo gave no face: the keys of OUT/align.json's counts, in the order they are checked.
 UNREADABLE, EMPTY, TRUNCATED = "unreadable", "empty file", "truncated JPEG"
 NO_FACE, TOO_SMALL, LOW_SCORE = "no face found", "faces smaller than --min-face", "faces scored below --min-score"
-REASONS = (UNREADABLE, EMPTY, TRUNCATED, NO_FACE, TOO_SMALL, LOW_SCORE)
+OFF_PHOTO, DETECTOR_FAILED = "face points far outside the photo", "the detector failed on it"
+REASONS = (UNREADABLE, EMPTY, TRUNCATED, DETECTOR_FAILED, NO_FACE, OFF_PHOTO, TOO_SMALL, LOW_SCORE)
 
 DETECTORS = Registry("face detector")
 
@@ -179,11 +180,37 @@ def faces_in_photos(paths: Iterable[str | Path], detector, *, faces: str = "larg
     for lo in range(0, len(paths), chunk):
         decoded = [(path, *read_photo(path)) for path in paths[lo : lo + chunk]]
         readable = [image for _, image, _, _ in decoded if image is not None]
-        detected = iter(detector.detect(readable))
+        detected = iter(_detect_guarded(detector, readable))
         for path, image, reason, detail in decoded:
             if image is None:
                 yield PhotoFaces(path, [], [], reason, detail)
                 continue
-            kept, reason = select_faces(next(detected), faces, min_face=min_face, min_score=min_score)
+            found = next(detected)
+            if found is None:
+                yield PhotoFaces(path, [], [], DETECTOR_FAILED, None)
+                continue
+            # A face cut by the border can get points the alignment refuses (eval_protocols.align): not usable.
+            h, w = image.shape[:2]
+            usable = [face for face in found if point_off_image(face.landmarks, w, h) is None]
+            kept, reason = select_faces(usable, faces, min_face=min_face, min_score=min_score)
+            if found and not usable:
+                reason = OFF_PHOTO
             crops = [align_face(image, face.landmarks, source=str(path)) for face in kept]
             yield PhotoFaces(path, kept, crops, reason)
+
+
+def _detect_guarded(detector, images: list[np.ndarray]) -> list:
+    """The detector's faces per image; when a batch fails, each image alone, None for the ones that fail, so
+    one odd photo never stops a folder (facenet-pytorch raises RuntimeError/ValueError on some degenerate
+    inputs, e.g. an image whose pyramid has no level)."""
+    try:
+        return detector.detect(images)
+    except (RuntimeError, ValueError, IndexError):
+        pass
+    found: list = []
+    for image in images:
+        try:
+            found.extend(detector.detect([image]))
+        except (RuntimeError, ValueError, IndexError):
+            found.append(None)
+    return found
