@@ -45,11 +45,20 @@ def _parser() -> argparse.ArgumentParser:
 
 def _full(photos: Path, aligned: Path, workers: int) -> dict:
     summary = run_align(photos, aligned, AlignSettings(), workers=workers)
-    return {"command": f"facerec-data align {photos} {aligned} --workers {workers}",
+    shown = _shown(aligned)
+    return {"command": f"facerec-data align SHARED/raw_faces {shown} --workers {workers}",
             "photos": summary["photos"], "aligned_photos": summary["aligned_photos"], "faces": summary["faces"],
             "detection_rate": summary["detection_rate"], "skipped": summary["skipped"],
             "sets": {name: {k: v for k, v in s.items()} for name, s in summary["sets"].items()},
-            "misses_listed_in": str(aligned / "align.json")}
+            "misses": summary["misses"], "misses_listed_in": f"{shown}/align.json"}
+
+
+def _shown(path: Path) -> str:
+    # No machine path in a committed result: the repository-relative path, else the folder's name.
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return path.name
 
 
 def _speed(photos: Path, count: int) -> dict:
@@ -78,15 +87,15 @@ def table(result: dict) -> str:
     full, speed = result.get("full"), result.get("speed")
     lines = []
     if full:
-        lines += ["| set | photos | face found | rate | no face | too small | low score | unreadable/empty/truncated |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for name, s in [*full["sets"].items(), ("all", {**full, "photos": full["photos"],
-                                                         "aligned": full["aligned_photos"]})]:
+        lines += ["| set | photos | face found | rate | no face | too small | low score | off the photo | "
+                  "unreadable, empty, truncated or failed |", "|---|---|---|---|---|---|---|---|---|"]
+        for name, s in [*full["sets"].items(), ("all", {**full, "aligned": full["aligned_photos"]})]:
             k = s["skipped"]
-            bad = k["unreadable"] + k["empty file"] + k["truncated JPEG"]
+            bad = sum(k.get(r, 0) for r in ("unreadable", "empty file", "truncated JPEG", "the detector failed on it"))
             lines.append(f"| {name} | {s['photos']:,} | {s['aligned']:,} | {100 * s['detection_rate']:.2f} % | "
                          f"{k['no face found']} | {k['faces smaller than --min-face']} | "
-                         f"{k['faces scored below --min-score']} | {bad} |")
+                         f"{k['faces scored below --min-score']} | {k.get('face points far outside the photo', 0)} "
+                         f"| {bad} |")
     if speed:
         one, two = speed["workers"]["1"], speed["workers"]["2"]
         lines += ["", f"Speed on {speed['photos']:,} photos (wall time, start-up included): 1 worker "
