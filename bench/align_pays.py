@@ -79,9 +79,17 @@ def _model(work: Path) -> tuple[Path, dict]:
         RESULTS.mkdir(parents=True, exist_ok=True)
         _run(["facerec-export", "--checkpoint", str(out / "model.pt"), "--output", str(onnx)])
     metrics = json.loads((out / "metrics.json").read_text())
-    return onnx, {"training": str(out), "selection": metrics.get("selection"), **steps,
+    return onnx, {"training": _shown(out), "selection": metrics.get("selection"), **steps,
                   "train_command": shlex.join(["facerec-train", "--genotype", str(GENOTYPE.relative_to(ROOT)), "--data",
                                                "LFW_PACK", "--output", "OUT", *TRAIN_FLAGS])}
+
+
+def _shown(path: Path) -> str:
+    # No machine path in a committed result: the repository-relative path, else the folder's name.
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return path.name
 
 
 def _aligned_photos(aligned: Path) -> dict[str, dict[str, list[tuple[str, str]]]]:
