@@ -26,10 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from facerec.deploy.gallery import Gallery, GalleryModel
+from facerec.deploy.gallery_files import faiss
 from nas_core.io import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds, answers = timed_turns(methods, queries, args.chunk)
         agree = float(np.mean([a == b for a, b in zip(answers["exact"], answers["brute force"])]))
         result = {
-            "command": "python bench/gallery_scale.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "command": " ".join(["python bench/gallery_scale.py", *(sys.argv[1:] if argv is None else argv)]),
             "size": args.size, "queries": args.queries, "dim": args.dim, "faces_per_person": args.faces_per_person,
             "people": len(gallery.people), "seed": args.seed, "threads": faiss.omp_get_max_threads(),
             "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),

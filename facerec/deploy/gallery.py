@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from facerec.deploy.gallery_files import (
@@ -28,6 +27,7 @@ from facerec.deploy.gallery_files import (
     INDEX_KINDS,
     NEXT_NPZ,
     commit_next,
+    faiss,  # imported there, its OpenMP threads waiting passively
     read_gallery_info,
     read_rows,
     sha256_of_file,

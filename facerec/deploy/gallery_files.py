@@ -24,7 +24,6 @@ import os
 import re
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from facerec.deploy.threshold import checked_threshold
@@ -39,6 +38,26 @@ INDEX_KINDS = ("flat", "hnsw", "ivf")
 _COUNT_MAX = 10**12
 _NORM_TOLERANCE = 1e-3
 _NPZ = "a gallery .npz (arrays names, embeddings, photos, generation)"
+
+
+def _import_faiss():
+    """faiss, its OpenMP threads told to sleep rather than spin while they wait (OMP_WAIT_POLICY=PASSIVE, read
+    once by faiss's own libgomp when it loads; unless the user set the variable). Spinning threads of a search
+    fight every other process for the cores: on 2 busy cores exact search of 200k rows ran at 0.32x NumPy's
+    queries/s spinning, 1.1x passive (bench/gallery_scale.py, the same run). The variable is set only while
+    faiss loads, so torch's OpenMP, loaded later, keeps its default."""
+    if "OMP_WAIT_POLICY" in os.environ:
+        import faiss
+    else:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        try:
+            import faiss
+        finally:
+            del os.environ["OMP_WAIT_POLICY"]
+    return faiss
+
+
+faiss = _import_faiss()
 
 
 def sha256_of_file(path: Path) -> str:

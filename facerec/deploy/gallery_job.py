@@ -201,7 +201,7 @@ def _enroll_locked(args: argparse.Namespace, items: list[tuple[str, Path]], fing
             raise FaceRecError(f"{' '.join(map(str, args.photos))}: expected at least one photo with a usable face "
                                f"to create {folder}; none of {len(photos)} had one ({_reasons(missed)})")
         gallery = Gallery(folder, GalleryModel.of(args.model, embeddings.shape[1]), index_kind=args.index or "flat")
-    before = (gallery.index_kind, gallery.threshold, gallery.generation)
+    before = (gallery.index_kind, gallery.threshold)
     if args.index is not None:
         gallery.use_index(args.index)
     gallery.threshold = threshold if threshold is not None else gallery.threshold
@@ -209,7 +209,7 @@ def _enroll_locked(args: argparse.Namespace, items: list[tuple[str, Path]], fing
         gallery.index(save_rebuilt=False)  # grown in place by add() rather than rebuilt
     added = gallery.add([name for name, _ in kept], embeddings[[p.first_row for _, p in kept]] if kept else
                         np.zeros((0, gallery.model.dim), np.float32), [str(p.path) for _, p in kept])
-    if added or (gallery.index_kind, gallery.threshold, gallery.generation) != before:
+    if added or (gallery.index_kind, gallery.threshold) != before:
         gallery.save()
     skipped = f", {len(missed)} without a usable face ({_reasons(missed)})" if missed else ""
     print(f"enrolled {added} faces of {len({name for name, _ in kept})} people{skipped}, "
