@@ -117,6 +117,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="also time these approximate indexes (HNSW on 1M rows: minutes to build)")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "gallery_scale.json",
                         help="JSON result file")
+    parser.add_argument("--table", action="store_true", help="print the README table from --output and stop")
     args = parser.parse_args(argv)
     if min(args.size, args.queries, args.dim, args.faces_per_person, args.chunk) < 1:
         parser.error("--size, --queries, --dim, --faces-per-person and --chunk must be positive")
@@ -125,6 +126,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.table:
+        import json
+
+        print(table(json.loads(args.output.read_text())))
+        return 0
     with tempfile.TemporaryDirectory() as folder:  # the Gallery's folder: searched in memory, never written
         gallery, build = build_gallery(args, Path(folder))
         queries = make_queries(np.random.default_rng(args.seed + 1), gallery.embeddings, args.queries)
