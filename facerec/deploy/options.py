@@ -105,6 +105,14 @@ class EmbedOptions:
     images: str = field(metadata={"help": "folder of face images (searched at any depth)", "required": True})
     landmarks: str | None = field(default=None, metadata={
         "help": "5-point landmarks per image; embeds the images it lists, aligned"})
+    detect: bool = field(default=False, metadata={
+        "help": "--images are everyday photos: detect the faces (MTCNN), align and embed each kept face; boxes, "
+                "scores and landmarks go to the .npz (default off: images are aligned 112x112 faces)"})
+    faces: str = field(default="largest", metadata={
+        "help": "with --detect: faces kept per photo, the largest or all (named PHOTO#k)",
+        "metavar": "{largest,all}"})
+    min_face: int = field(default=20, metadata={"help": "with --detect: smallest face kept, in pixels"})
+    min_score: float = field(default=0.9, metadata={"help": "with --detect: lowest detector score kept"})
     output: str | None = field(default=None, metadata={"help": "write names + embeddings to this .npz"})
     gallery: str | None = field(default=None, metadata={
         "help": "an .npz from facerec-embed --output: print each image's nearest names"})
