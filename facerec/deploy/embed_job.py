@@ -24,7 +24,7 @@ from facerec.deploy.embedding import (
 )
 from facerec.deploy.options import EmbedOptions
 from facerec.errors import FaceRecError
-from facerec.photos.detect import FACE_POLICIES, create_detector, faces_in_photos
+from facerec.photos.detect import check_face_flags, create_detector, faces_in_photos
 from nas_core.io import output_file
 from nas_core.runlog import progress_bar
 
@@ -85,12 +85,7 @@ def _check_detect_flags(options: EmbedOptions) -> None:
         return
     if options.landmarks:
         raise FaceRecError("--detect/--landmarks: expected one of them (--detect finds the landmarks itself)")
-    if options.faces not in FACE_POLICIES:
-        raise FaceRecError(f"--faces {options.faces}: expected one of {', '.join(FACE_POLICIES)}")
-    if not 1 <= options.min_face <= 10_000:
-        raise FaceRecError(f"--min-face {options.min_face}: expected a face size in pixels, 1 to 10000")
-    if not 0.0 <= options.min_score <= 1.0:
-        raise FaceRecError(f"--min-score {options.min_score}: expected a detector score in [0, 1]")
+    check_face_flags(options.faces, options.min_face, options.min_score)
 
 
 class PhotoFaceList:

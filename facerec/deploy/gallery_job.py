@@ -24,6 +24,7 @@ from facerec.deploy.gallery import Gallery, GalleryModel, model_fingerprint
 from facerec.deploy.gallery_files import GALLERY_JSON, read_gallery_info
 from facerec.deploy.threshold import model_threshold
 from facerec.errors import FaceRecError
+from facerec.photos.detect import check_face_flags
 from nas_core.io import output_file
 from nas_core.runlock import run_lock
 from nas_core.runlog import progress_bar
@@ -42,10 +43,7 @@ def _check_face_flags(args: argparse.Namespace) -> str:
     """The model's fingerprint, once the flags of the commands that embed photos are checked."""
     if args.batch_size < 1:
         raise FaceRecError(f"--batch-size {args.batch_size}: expected a positive number of faces")
-    if not 1 <= args.min_face <= 100_000:
-        raise FaceRecError(f"--min-face {args.min_face}: expected a face size in pixels, >= 1")
-    if not (math.isfinite(args.min_score) and 0 <= args.min_score <= 1):
-        raise FaceRecError(f"--min-score {args.min_score}: expected a detector score in [0, 1]")
+    check_face_flags(getattr(args, "faces", "largest"), args.min_face, args.min_score)
     if args.model.suffix not in MODEL_SUFFIXES or not args.model.is_file():
         found = "not found" if not args.model.exists() else "not a model file"
         raise FaceRecError(f"{args.model}: expected an .onnx model or a facenas .pt checkpoint ({found})")

@@ -17,6 +17,7 @@ import numpy as np
 from facerec.deploy.threshold import describe_threshold, model_threshold
 from facerec.deploy.verify_options import VerifyOptions
 from facerec.errors import FaceRecError
+from facerec.photos.detect import check_face_flags
 
 FACE_SIZE = 112
 MODEL_SUFFIXES = (".onnx", ".pt", ".pth")
@@ -75,10 +76,7 @@ def _check_options(options: VerifyOptions) -> list[Path]:
         raise FaceRecError(f"{model}: model file not found; expected an .onnx file or a facenas .pt checkpoint")
     if options.threshold is not None and not (math.isfinite(options.threshold) and -1 <= options.threshold <= 1):
         raise FaceRecError(f"--threshold {options.threshold:g}: expected a cosine in [-1, 1]")
-    if options.min_face < 1:
-        raise FaceRecError(f"--min-face {options.min_face}: expected a face size of at least 1 pixel")
-    if not (math.isfinite(options.min_score) and 0 < options.min_score <= 1):
-        raise FaceRecError(f"--min-score {options.min_score:g}: expected a detector confidence in (0, 1]")
+    check_face_flags("largest", options.min_face, options.min_score)
     photos = [Path(options.a), Path(options.b)]
     for photo in photos:
         if not photo.is_file():

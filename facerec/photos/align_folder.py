@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from facerec.data.images import encode_jpeg
 from facerec.errors import FaceRecError
-from facerec.photos.detect import DETECTORS, FACE_POLICIES, REASONS, create_detector, faces_in_photos
+from facerec.photos.detect import DETECTORS, REASONS, check_face_flags, create_detector, faces_in_photos
 from nas_core.io import atomic_write_bytes, atomic_write_json
 from nas_core.runlock import run_lock
 from nas_core.runlog import log_to, progress_bar
@@ -48,14 +48,9 @@ class AlignSettings:
 
 def check_settings(settings: AlignSettings, workers: int) -> None:
     """Every flag in range, before anything is read or written."""
-    if settings.faces not in FACE_POLICIES:
-        raise FaceRecError(f"--faces {settings.faces}: expected one of {', '.join(FACE_POLICIES)}")
+    check_face_flags(settings.faces, settings.min_face, settings.min_score)
     if settings.detector not in DETECTORS:
         raise FaceRecError(f"--detector {settings.detector}: expected one of {', '.join(DETECTORS.list())}")
-    if not 1 <= settings.min_face <= 10_000:
-        raise FaceRecError(f"--min-face {settings.min_face}: expected a face size in pixels, 1 to 10000")
-    if not 0.0 <= settings.min_score <= 1.0:
-        raise FaceRecError(f"--min-score {settings.min_score}: expected a detector score in [0, 1]")
     if not 1 <= settings.quality <= 100:
         raise FaceRecError(f"--quality {settings.quality}: expected a JPEG quality in 1..100")
     cpus = os.cpu_count() or 1

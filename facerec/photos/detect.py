@@ -119,6 +119,20 @@ def _faces(boxes, scores, points) -> list[Face]:
             for box, score, pts in zip(boxes, scores, points)]
 
 
+MAX_MIN_FACE = 10_000  # pixels: no photo holds a larger face
+
+
+def check_face_flags(faces: str = "largest", min_face: float = DEFAULT_MIN_FACE,
+                     min_score: float = DEFAULT_MIN_SCORE) -> None:
+    """The one check of --faces, --min-face and --min-score, for every command that detects faces."""
+    if faces not in FACE_POLICIES:
+        raise FaceRecError(f"--faces {faces}: expected one of {', '.join(FACE_POLICIES)}")
+    if not 1 <= min_face <= MAX_MIN_FACE:  # NaN fails too
+        raise FaceRecError(f"--min-face {min_face}: expected a face size in pixels, 1 to {MAX_MIN_FACE}")
+    if not 0.0 <= min_score <= 1.0:
+        raise FaceRecError(f"--min-score {min_score}: expected a detector score in [0, 1]")
+
+
 def create_detector(name: str = "mtcnn", *, threads: int = 1, device: str = "cpu",
                     min_face: int = DEFAULT_MIN_FACE):
     """A detector by name (``DETECTORS.list()``)."""
