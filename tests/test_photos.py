@@ -25,6 +25,9 @@ from facerec.photos.detect import (
 )
 
 PINS = ["Alex_Lawther", "Alexandra_Daddario", "Alvaro_Morte"]
+# A real CelebA photo of two faces: the woman it is of, and a man at the top-left corner whose face is cut by
+# the border (MTCNN extends his box beyond the photo, so his box is the larger one; hers is the larger visible).
+TWO_FACES = "celeba/07358/187562.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +80,8 @@ def _two_people(raw_faces_dir: Path) -> np.ndarray:
 
 
 def _photo_folder(raw_faces_dir: Path, root: Path) -> Path:
-    """Two people with 3 real photos each, plus a photo without a face, an empty file, a truncated JPEG and a
-    photo of two people."""
+    """Two people with 3 real photos each, plus a photo without a face, an empty file, a truncated JPEG, two
+    real photos side by side and a real photo of two faces."""
     for person in PINS[:2]:
         (root / person).mkdir(parents=True)
         for photo in _photos(raw_faces_dir, person, 3):
@@ -90,6 +93,7 @@ def _photo_folder(raw_faces_dir: Path, root: Path) -> Path:
     whole = _photos(raw_faces_dir, PINS[2], 1)[0].read_bytes()
     (bad / "cut.jpg").write_bytes(whole[: len(whole) // 2])
     cv2.imwrite(str(bad / "pair.jpg"), _two_people(raw_faces_dir))
+    shutil.copyfile(raw_faces_dir / TWO_FACES, bad / "crowd.jpg")
     return root
 
 
@@ -98,22 +102,30 @@ def test_align_folder_skips_bad_photos_and_aligns_the_rest(raw_faces_dir, tmp_pa
     out = tmp_path / "aligned"
     assert data_main(["align", str(src), str(out), "--no-progress"]) == 0
     summary = json.loads((out / "align.json").read_text())
-    assert summary["photos"] == 10 and summary["aligned_photos"] == 7 and summary["faces"] == 7
+    assert summary["photos"] == 11 and summary["aligned_photos"] == 8 and summary["faces"] == 8
     reasons = {m["photo"]: m["reason"] for m in summary["misses"]}
     assert reasons == {"odd/wall.jpg": NO_FACE, "odd/empty.jpg": EMPTY, "odd/cut.jpg": TRUNCATED}
     assert summary["sets"]["odd"]["skipped"][NO_FACE] == 1 and summary["sets"][PINS[0]]["detection_rate"] == 1.0
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg"))
-    assert len(written) == 7 and "odd/pair.jpg" in written
+    assert len(written) == 8 and "odd/pair.jpg" in written and "odd/crowd.jpg" in written
     assert all(cv2.imread(str(out / w)).shape == (112, 112, 3) for w in written)
-    assert "aligned 7 of 10 photos" in capsys.readouterr().out
+    assert "aligned 8 of 11 photos" in capsys.readouterr().out
+    crowd = _record(out, "odd/crowd.jpg")
+    assert crowd["faces"][0]["box"][0] > 0  # the woman the photo is of, not the cut face at the corner
 
-    # --faces all: two crops of the photo of two people, largest first.
+    # --faces all: two crops of each photo of two faces, largest (visible) first.
     assert data_main(["align", str(src), str(tmp_path / "all"), "--faces", "all", "--no-progress"]) == 0
-    assert sorted(p.name for p in (tmp_path / "all" / "odd").glob("pair_*.jpg")) == ["pair_0.jpg", "pair_1.jpg"]
-    record = next(json.loads(line) for line in (tmp_path / "all" / "align.jsonl").read_text().splitlines()[1:]
-                  if json.loads(line)["photo"] == "odd/pair.jpg")
-    sizes = [f["box"][2] - f["box"][0] for f in record["faces"]]
+    for name in ("pair", "crowd"):
+        crops = sorted(p.name for p in (tmp_path / "all" / "odd").glob(f"{name}_*.jpg"))
+        assert crops == [f"{name}_0.jpg", f"{name}_1.jpg"]
+    sizes = [f["box"][2] - f["box"][0] for f in _record(tmp_path / "all", "odd/pair.jpg")["faces"]]
     assert len(sizes) == 2 and sizes[0] >= sizes[1]
+    assert [f["box"] for f in _record(tmp_path / "all", "odd/crowd.jpg")["faces"]][0] == crowd["faces"][0]["box"]
+
+
+def _record(out: Path, photo: str) -> dict:
+    lines = (out / "align.jsonl").read_text().splitlines()[1:]
+    return next(json.loads(line) for line in lines if json.loads(line)["photo"] == photo)
 
 
 def test_strict_stops_at_the_first_bad_photo_with_one_line(raw_faces_dir, tmp_path, capsys):
@@ -136,12 +148,12 @@ def test_a_rerun_continues_a_killed_alignment(raw_faces_dir, tmp_path, capsys):
     if victim is not None:
         victim.write_bytes(victim.read_bytes()[:100])
     assert data_main(["align", str(src), str(out), "--no-progress"]) == 0
-    assert "aligned 7 of 10 photos" in capsys.readouterr().out
+    assert "aligned 8 of 11 photos" in capsys.readouterr().out
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*.jpg")} == before
     lines = (out / "align.jsonl").read_text().splitlines()
-    assert len(lines) == 11 and len({json.loads(line)["photo"] for line in lines[1:]}) == 10
+    assert len(lines) == 12 and len({json.loads(line)["photo"] for line in lines[1:]}) == 11
     summary = json.loads((out / "align.json").read_text())
-    assert summary["this_run"]["photos"] == 6 and summary["photos"] == 10
+    assert summary["this_run"]["photos"] == 7 and summary["photos"] == 11
     # Other flags on the same folder: refused, naming the flag.
     assert data_main(["align", str(src), str(out), "--min-face", "40", "--no-progress"]) == 2
     assert "--min-face 40" in capsys.readouterr().err
@@ -189,7 +201,7 @@ def test_pack_takes_several_aligned_folders_as_distinct_people(raw_faces_dir, tm
     assert data_main(["pack", str(tmp_path / "a"), str(lfw_like), str(tmp_path / "pack"), "--no-progress"]) == 0
     names = [line.split("\t")[1] for line in (tmp_path / "pack" / "identities.txt").read_text().splitlines()]
     assert names == [f"a/{PINS[0]}", f"a/{PINS[1]}", "a/odd", f"b/{PINS[0]}"]
-    assert json.loads((tmp_path / "pack" / "pack.json").read_text())["images"] == 10
+    assert json.loads((tmp_path / "pack" / "pack.json").read_text())["images"] == 11
 
 
 @pytest.fixture(scope="module")
@@ -213,14 +225,14 @@ def test_embed_detect_embeds_each_face_with_its_box_score_and_landmarks(raw_face
     out = tmp_path / "faces.npz"
     assert embed_main(["--model", str(tiny_onnx), "--images", str(src), "--detect", "--faces", "all",
                        "--output", str(out), "--no-progress"]) == 0
-    assert "8 faces of 10 photos; skipped 3 photo(s)" in capsys.readouterr().err
+    assert "10 faces of 11 photos; skipped 3 photo(s)" in capsys.readouterr().err
     with np.load(out, allow_pickle=False) as npz:
         names, photos, boxes = list(npz["names"]), list(npz["photos"]), npz["boxes"]
         embeddings, landmarks, scores = npz["embeddings"], npz["landmarks"], npz["scores"]
         assert sorted(npz["skipped"]) == ["odd/cut.jpg", "odd/empty.jpg", "odd/wall.jpg"]
-    assert names.count("odd/pair.jpg#0") == 1 and "odd/pair.jpg#1" in names and len(names) == 8
+    assert names.count("odd/pair.jpg#0") == 1 and "odd/pair.jpg#1" in names and len(names) == 10
     assert photos[names.index("odd/pair.jpg#1")] == "odd/pair.jpg"
-    assert boxes.shape == (8, 4) and landmarks.shape == (8, 5, 2) and (scores >= 0.9).all()
+    assert boxes.shape == (10, 4) and landmarks.shape == (10, 5, 2) and (scores >= 0.9).all()
     # The embedding of a face is that of its aligned crop (the same crop facerec-data align writes).
     first = src / photos[0]
     (result,) = faces_in_photos([first], create_detector("mtcnn", threads=1))

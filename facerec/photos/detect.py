@@ -58,6 +58,13 @@ class Face:
         x1, y1, x2, y2 = self.box
         return max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
 
+    def visible_area(self, width: int, height: int) -> float:
+        """The box's area inside a ``width`` x ``height`` photo. MTCNN extends the box of a face cut by the
+        border beyond the photo, so a half-visible face at the edge can have a larger box than the face the
+        photo is of: "largest" compares what is visible."""
+        x1, y1, x2, y2 = self.box
+        return max(min(x2, width) - max(x1, 0.0), 0.0) * max(min(y2, height) - max(y1, 0.0), 0.0)
+
     def to_dict(self) -> dict:
         return {"box": [round(v, 2) for v in self.box], "score": round(self.score, 5),
                 "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks]}
@@ -140,10 +147,12 @@ def create_detector(name: str = "mtcnn", *, threads: int = 1, device: str = "cpu
 
 
 def select_faces(faces: list[Face], policy: str = "largest", *, min_face: float = DEFAULT_MIN_FACE,
-                 min_score: float = DEFAULT_MIN_SCORE) -> tuple[list[Face], str | None]:
+                 min_score: float = DEFAULT_MIN_SCORE,
+                 image_size: tuple[int, int] | None = None) -> tuple[list[Face], str | None]:
     """The faces a photo keeps under ``policy`` (``largest``: the one with the largest box; ``all``: every
     face, largest first) once those under ``min_face`` pixels or ``min_score`` are dropped; with the reason
-    when none is left."""
+    when none is left. With the photo's ``image_size`` (width, height) "largest" is the largest box area
+    inside the photo."""
     if policy not in FACE_POLICIES:
         raise FaceRecError(f"--faces {policy}: expected one of {', '.join(FACE_POLICIES)}")
     if not faces:
@@ -151,7 +160,10 @@ def select_faces(faces: list[Face], policy: str = "largest", *, min_face: float 
     scored = [f for f in faces if f.score >= min_score]
     if not scored:
         return [], LOW_SCORE
-    kept = sorted((f for f in scored if f.size >= min_face), key=lambda f: (-f.area, -f.score))
+    def area(face: Face) -> float:
+        return face.visible_area(*image_size) if image_size else face.area
+
+    kept = sorted((f for f in scored if f.size >= min_face), key=lambda f: (-area(f), -f.score))
     if not kept:
         return [], TOO_SMALL
     return (kept[:1] if policy == "largest" else kept), None
@@ -206,7 +218,7 @@ def faces_in_photos(paths: Iterable[str | Path], detector, *, faces: str = "larg
             # A face cut by the border can get points the alignment refuses (eval_protocols.align): not usable.
             h, w = image.shape[:2]
             usable = [face for face in found if point_off_image(face.landmarks, w, h) is None]
-            kept, reason = select_faces(usable, faces, min_face=min_face, min_score=min_score)
+            kept, reason = select_faces(usable, faces, min_face=min_face, min_score=min_score, image_size=(w, h))
             if found and not usable:
                 reason = OFF_PHOTO
             crops = [align_face(image, face.landmarks, source=str(path)) for face in kept]
