@@ -101,6 +101,9 @@ def _aligned_photos(aligned: Path) -> dict[str, dict[str, list[tuple[str, str]]]
         if record["reason"] is None:
             parts = Path(record["photo"]).parts
             sets.setdefault(parts[0], {}).setdefault(parts[1], []).append((record["photo"], record["written"][0]))
+    for people in sets.values():  # the journal's order is the workers' finishing order: not a fixed one
+        for items in people.values():
+            items.sort()
     return sets
 
 
