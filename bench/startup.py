@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     met = all(row["met"] is not False for row in rows.values())
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.output, {"format": 1, "repo": str(repo), "python": sys.version.split()[0],
+    atomic_write_json(args.output, {"format": 1, "repo": "." if repo == REPO else repo.name, "python": sys.version.split()[0],
                                     "rounds": args.rounds, "baseline": BASELINE, "targets": TARGETS,
                                     "commands": rows, "met": met})
     print(f"wrote {args.output}; targets {'met' if met else 'MISSED'}")
