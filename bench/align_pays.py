@@ -36,7 +36,7 @@ from facerec.data.datasets import sample_pairs  # noqa: E402
 from facerec.data.images import fit_face, load_image  # noqa: E402
 from facerec.train.validation import pair_auc  # noqa: E402
 from nas_core.io import atomic_write_json  # noqa: E402
-from tools.shared_data import shared_data  # noqa: E402
+from tools.shared_data import repo_relative, shared_data  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "align_pays"
 GENOTYPE = ROOT / "bench" / "results" / "search_value" / "models" / "found-s0.genotype.json"
@@ -79,17 +79,9 @@ def _model(work: Path) -> tuple[Path, dict]:
         RESULTS.mkdir(parents=True, exist_ok=True)
         _run(["facerec-export", "--checkpoint", str(out / "model.pt"), "--output", str(onnx)])
     metrics = json.loads((out / "metrics.json").read_text())
-    return onnx, {"training": _shown(out), "selection": metrics.get("selection"), **steps,
+    return onnx, {"training": repo_relative(out), "selection": metrics.get("selection"), **steps,
                   "train_command": shlex.join(["facerec-train", "--genotype", str(GENOTYPE.relative_to(ROOT)), "--data",
                                                "LFW_PACK", "--output", "OUT", *TRAIN_FLAGS])}
-
-
-def _shown(path: Path) -> str:
-    # No machine path in a committed result: the repository-relative path, else the folder's name.
-    try:
-        return str(path.resolve().relative_to(ROOT))
-    except ValueError:
-        return path.name
 
 
 def _aligned_photos(aligned: Path) -> dict[str, dict[str, list[tuple[str, str]]]]:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from facerec.photos.align_folder import AlignSettings, find_photos, run_align  # noqa: E402
 from nas_core.io import atomic_write_json  # noqa: E402
-from tools.shared_data import shared_data  # noqa: E402
+from tools.shared_data import repo_relative, shared_data  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "align_report.json"
 
@@ -45,20 +45,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _full(photos: Path, aligned: Path, workers: int) -> dict:
     summary = run_align(photos, aligned, AlignSettings(), workers=workers)
-    shown = _shown(aligned)
+    shown = repo_relative(aligned)
     return {"command": f"facerec-data align SHARED/raw_faces {shown} --workers {workers}",
             "photos": summary["photos"], "aligned_photos": summary["aligned_photos"], "faces": summary["faces"],
             "detection_rate": summary["detection_rate"], "skipped": summary["skipped"],
             "sets": {name: {k: v for k, v in s.items()} for name, s in summary["sets"].items()},
             "misses": summary["misses"], "misses_listed_in": f"{shown}/align.json"}
-
-
-def _shown(path: Path) -> str:
-    # No machine path in a committed result: the repository-relative path, else the folder's name.
-    try:
-        return str(path.resolve().relative_to(ROOT))
-    except ValueError:
-        return path.name
 
 
 def _speed(photos: Path, count: int) -> dict:

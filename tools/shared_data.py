@@ -21,6 +21,15 @@ def shared_data_root() -> Path:
     return Path(os.environ.get(ENV) or REPO.parent / "shared" / "data")
 
 
+def repo_relative(path: str | Path) -> str:
+    """How a committed result names a path: relative to the repository, else the folder's name alone (no
+    absolute path of this machine)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO.resolve()))
+    except ValueError:
+        return Path(path).name
+
+
 def shared_data(name: str, given: str | Path | None = None, flag: str | None = None) -> Path:
     """The folder ``given`` on the command line (by ``flag``), else ``name`` in the shared data folder. A folder
     that is not there ends the script: one line on stderr naming it and what was expected, exit code 2."""

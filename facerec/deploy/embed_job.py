@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from facerec.deploy.embedding import (
+    check_model_file,
     face_crops,
     find_images,
     identity_of,
@@ -24,7 +25,7 @@ from facerec.deploy.embedding import (
 )
 from facerec.deploy.options import EmbedOptions
 from facerec.errors import FaceRecError
-from facerec.photos.detect import check_face_flags, create_detector, faces_in_photos
+from facerec.photos.detect import check_face_flags, command_detector, faces_in_photos
 from nas_core.io import output_file
 from nas_core.runlog import progress_bar
 
@@ -38,9 +39,7 @@ def run_embed(options: EmbedOptions) -> int:
         raise FaceRecError(f"--top-k {options.top_k}: expected a number of gallery names >= 1")
     if options.batch_size < 1:
         raise FaceRecError(f"--batch-size {options.batch_size}: expected a positive number of images")
-    model = Path(options.model)
-    if not model.is_file():
-        raise FaceRecError(f"{model}: model file not found; expected an .onnx file or a facenas .pt checkpoint")
+    model = check_model_file(options.model)
     if options.output:
         output_file(options.output)  # a folder, a file in the way or a read-only folder fails before any work
     images = Path(options.images)
@@ -100,7 +99,7 @@ class PhotoFaceList:
         self.skipped: list[tuple[str, str]] = []
 
     def crops(self):
-        detector = create_detector(threads=1, min_face=self.options.min_face)
+        detector = command_detector(self.options.device, self.options.min_face)
         found = faces_in_photos((self.root / p for p in self.photos), detector, faces=self.options.faces,
                                 min_face=self.options.min_face, min_score=self.options.min_score)
         for photo, result in zip(self.photos, found):

@@ -65,14 +65,24 @@ def load_embedder(path: str | Path, device: str | None = "auto", batch_size: int
     return FaceEmbedder(open_model(path, device, batch_size), str(path))
 
 
-def open_model(path: str | Path, device: str | None = "auto", batch_size: int = 64) -> Embedder:
-    """A model file → ``eval_protocols.embed.Embedder`` (raw embeddings): an ``.onnx`` file goes to
-    onnxruntime; a facenas ``.pt`` checkpoint is rebuilt here and handed in as a module."""
+MODEL_SUFFIXES = (".onnx", ".pt", ".pth")
+
+
+def check_model_file(path: str | Path) -> Path:
+    """``path`` as a model file every command takes (an .onnx file or a facenas .pt checkpoint), checked before
+    any work: a FaceRecError naming it otherwise."""
     path = Path(path)
-    if path.suffix not in (".onnx", ".pt", ".pth"):
+    if path.suffix not in MODEL_SUFFIXES:
         raise FaceRecError(f"{path}: expected a model file ending in .onnx or .pt")
     if not path.is_file():
         raise FaceRecError(f"{path}: model file not found; expected an .onnx file or a facenas .pt checkpoint")
+    return path
+
+
+def open_model(path: str | Path, device: str | None = "auto", batch_size: int = 64) -> Embedder:
+    """A model file → ``eval_protocols.embed.Embedder`` (raw embeddings): an ``.onnx`` file goes to
+    onnxruntime; a facenas ``.pt`` checkpoint is rebuilt here and handed in as a module."""
+    path = check_model_file(path)
     if path.suffix == ".onnx":
         return Embedder(path, device=device, batch_size=batch_size)
     device = torch_device(device)

@@ -19,17 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from facerec.data.images import IMAGE_SUFFIXES, load_image
-from facerec.deploy.embedding import FACE_SIZE, find_images, load_embedder
+from facerec.deploy.embedding import FACE_SIZE, MODEL_SUFFIXES, find_images, load_embedder
 from facerec.deploy.gallery import Gallery, GalleryModel, model_fingerprint
 from facerec.deploy.gallery_files import GALLERY_JSON, read_gallery_info
 from facerec.deploy.threshold import model_threshold
 from facerec.errors import FaceRecError
-from facerec.photos.detect import check_face_flags
+from facerec.photos.detect import check_face_flags, command_detector, faces_in_photos
 from nas_core.io import output_file
 from nas_core.runlock import run_lock
 from nas_core.runlog import progress_bar
-
-MODEL_SUFFIXES = (".onnx", ".pt", ".pth")
 
 
 def run_gallery_command(args: argparse.Namespace) -> int:
@@ -125,13 +123,7 @@ def _crops(paths: list[Path], args: argparse.Namespace, faces: str) -> Iterator[
                                    f"{image.shape[1]}x{image.shape[0]}")
             yield path, [image], [None], None
         return
-    import torch
-
-    from eval_protocols.embed import torch_device
-    from facerec.photos.detect import create_detector, faces_in_photos
-
-    detector = create_detector("mtcnn", threads=max(1, torch.get_num_threads()), device=torch_device(args.device),
-                               min_face=args.min_face)
+    detector = command_detector(args.device, args.min_face)
     for found in faces_in_photos(paths, detector, faces=faces, min_face=args.min_face, min_score=args.min_score):
         yield found.path, found.crops, [list(face.box) for face in found.faces], found.reason
 

@@ -14,13 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from facerec.deploy.embedding import FACE_SIZE, check_model_file, load_embedder
 from facerec.deploy.threshold import describe_threshold, model_threshold
 from facerec.deploy.verify_options import VerifyOptions
 from facerec.errors import FaceRecError
-from facerec.photos.detect import check_face_flags
-
-FACE_SIZE = 112
-MODEL_SUFFIXES = (".onnx", ".pt", ".pth")
+from facerec.photos.detect import check_face_flags, command_detector, faces_in_photos
 
 
 @dataclass(frozen=True)
@@ -51,8 +49,6 @@ def run_verify(options: VerifyOptions) -> int:
     photos = _check_options(options)
     threshold = _threshold(options)
     faces = _detected_faces(options, photos) if options.detect else [_aligned_face(p) for p in photos]
-    from facerec.deploy.embedding import load_embedder
-
     embedder = load_embedder(options.model, device=options.device, batch_size=len(faces))
     a, b = np.asarray(embedder.embed(np.stack([face.crop for face in faces])), np.float64)
     cosine = float(np.dot(a, b))  # both L2-normalised
@@ -69,11 +65,7 @@ def run_verify(options: VerifyOptions) -> int:
 
 def _check_options(options: VerifyOptions) -> list[Path]:
     """The two photos; every flag checked before anything is loaded."""
-    model = Path(options.model)
-    if model.suffix not in MODEL_SUFFIXES:
-        raise FaceRecError(f"{model}: expected a model file ending in .onnx or .pt")
-    if not model.is_file():
-        raise FaceRecError(f"{model}: model file not found; expected an .onnx file or a facenas .pt checkpoint")
+    check_model_file(options.model)
     if options.threshold is not None and not (math.isfinite(options.threshold) and -1 <= options.threshold <= 1):
         raise FaceRecError(f"--threshold {options.threshold:g}: expected a cosine in [-1, 1]")
     check_face_flags("largest", options.min_face, options.min_score)
@@ -108,21 +100,13 @@ def _aligned_face(path: Path) -> _Face:
 
 def _detected_faces(options: VerifyOptions, photos: list[Path]) -> list[_Face]:
     """The largest face of each photo, aligned; a photo without one is a FaceRecError naming it."""
-    import torch
-
-    from eval_protocols.embed import torch_device
-    from facerec.photos.detect import create_detector, faces_in_photos
-
-    # The process's thread count as it is: the detector would set its own, for the embedding model too.
-    detector = create_detector("mtcnn", threads=torch.get_num_threads(), device=torch_device(options.device),
-                               min_face=options.min_face)
+    detector = command_detector(options.device, options.min_face)
     found = list(faces_in_photos(photos, detector, faces="largest", min_face=options.min_face,
                                  min_score=options.min_score))
     faces = []
     for path, photo in zip(photos, found, strict=True):
         if not photo.faces:
-            detail = getattr(photo, "detail", None)
-            why = (photo.reason or "no face found") + (f": {detail}" if detail else "")
+            why = (photo.reason or "no face found") + (f": {photo.detail}" if photo.detail else "")
             raise FaceRecError(f"{path}: expected a photo with a face ({why})")
         face = photo.faces[0]
         faces.append(_Face(path, np.asarray(photo.crops[0]), [float(v) for v in face.box], float(face.score)))

@@ -67,7 +67,7 @@ def find_photos(src: Path) -> list[str]:
     return find_images(src)
 
 
-def output_names(photos: list[str], policy: str) -> dict[str, str]:
+def output_names(photos: list[str]) -> dict[str, str]:
     """Photo → the stem its faces are written under (relative to OUT). Two photos of one folder with the same
     stem (``a.png``, ``a.jpg``) keep their suffix in the stem so neither overwrites the other."""
     stems = [str(PurePosixPath(p).with_suffix("")) for p in photos]
@@ -90,10 +90,9 @@ class AlignJournal:
     """OUT/align.jsonl: the settings line, then one record per photo done. A torn last line (a kill during
     its write) is dropped on open, so the photo it described is simply done again."""
 
-    def __init__(self, out: Path, settings: AlignSettings, source: Path):
+    def __init__(self, out: Path, settings: AlignSettings):
         self.path = out / JOURNAL
         self.header = {"format": FORMAT, "settings": asdict(settings)}
-        self.source = source
         self.done: dict[str, dict] = {}
         if self.path.exists():
             self._read()
@@ -231,9 +230,9 @@ def run_align(src: str | Path, out: str | Path, settings: AlignSettings, *, work
     check_settings(settings, workers)
     photos = find_photos(src)
     check_output(out, src)
-    stems = output_names(photos, settings.faces)
+    stems = output_names(photos)
     with run_lock(out, "facerec-data align"):
-        journal = AlignJournal(out, settings, src)
+        journal = AlignJournal(out, settings)
         todo = [(p, stems[p]) for p in photos if p not in journal.done]
         with log_to(out / LOG, "facerec.align", echo=False) as log, \
                 progress_bar(total=len(photos), initial=len(photos) - len(todo), unit="photo", desc="align",

@@ -89,14 +89,15 @@ class MTCNNDetector:
     ``min_face``: the smallest face searched for, in pixels (MTCNN's image pyramid starts there, so a larger
     value is also faster). Photos of one size are detected as one batch of up to ``batch_size``."""
 
-    def __init__(self, *, threads: int = 1, device: str = "cpu", min_face: int = DEFAULT_MIN_FACE,
+    def __init__(self, *, threads: int | None = 1, device: str = "cpu", min_face: int = DEFAULT_MIN_FACE,
                  batch_size: int = 16):
         import torch
         from facenet_pytorch import MTCNN
 
-        if threads < 1:
+        if threads is not None and threads < 1:
             raise FaceRecError(f"--threads {threads}: expected a positive number of threads")
-        torch.set_num_threads(threads)
+        if threads is not None:
+            torch.set_num_threads(threads)
         self.name = "mtcnn"
         self.batch_size = max(1, int(batch_size))
         self._mtcnn = MTCNN(min_face_size=max(SMALLEST_DETECTABLE, int(min_face)), keep_all=True,
@@ -140,10 +141,19 @@ def check_face_flags(faces: str = "largest", min_face: float = DEFAULT_MIN_FACE,
         raise FaceRecError(f"--min-score {min_score}: expected a detector score in [0, 1]")
 
 
-def create_detector(name: str = "mtcnn", *, threads: int = 1, device: str = "cpu",
+def create_detector(name: str = "mtcnn", *, threads: int | None = 1, device: str = "cpu",
                     min_face: int = DEFAULT_MIN_FACE):
-    """A detector by name (``DETECTORS.list()``)."""
+    """A detector by name (``DETECTORS.list()``). ``threads`` None keeps the process's torch thread count."""
     return DETECTORS.create(name, threads=threads, device=device, min_face=min_face)
+
+
+def command_detector(device: str = "auto", min_face: int = DEFAULT_MIN_FACE):
+    """The detector of a command that also runs an embedding model in the same process (embed, verify,
+    gallery): on ``--device`` (auto: cuda when there is one), at the process's thread count, which the model
+    shares; ``facerec-data align`` instead gives each worker process one thread."""
+    from eval_protocols.embed import torch_device
+
+    return create_detector("mtcnn", threads=None, device=torch_device(device), min_face=min_face)
 
 
 def select_faces(faces: list[Face], policy: str = "largest", *, min_face: float = DEFAULT_MIN_FACE,
