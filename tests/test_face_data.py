@@ -262,6 +262,24 @@ def test_sample_pairs_small_case():
         sample_pairs([["a", "b"], ["c"]], 4, seed=0)  # only one same-identity pair exists
 
 
+
+@pytest.mark.parametrize("big", [30, 700])  # 435 same pairs: listed and drawn; 244,650: rejection-sampled
+def test_sample_pairs_by_people_counts_every_person_alike(big):
+    """One person with many photos beside 60 people with 2 each: drawn over images, the big person makes
+    nearly every same pair; drawn by people, about 1 in 61 of them."""
+    groups = [[f"big{i}" for i in range(big)]] + [[f"p{k}a", f"p{k}b"] for k in range(60)]
+    share = {}
+    for by in ("images", "people"):
+        pairs, issame = sample_pairs(groups, 100, seed=0, by=by)
+        same = [pair for pair, s in zip(pairs, issame) if s]
+        assert len(same) == 50 and len(set(map(frozenset, pairs))) == 100
+        assert all(pair[0][:-1] == pair[1][:-1] or pair[0].startswith("big") and pair[1].startswith("big")
+                   for pair in same)
+        share[by] = sum(pair[0].startswith("big") for pair in same) / len(same)
+    assert share["images"] > 0.5 and share["people"] < 0.15
+    with pytest.raises(FaceRecError, match="pair sampling"):
+        sample_pairs(groups, 10, seed=0, by="faces")
+
 # --- the real faces ----------------------------------------------------------------------------------
 def test_orl_pack_inspect_and_labels(orl_dir, orl_pack, capsys):
     capsys.readouterr()

@@ -64,6 +64,10 @@ def _add_pack_commands(commands) -> None:
     p.add_argument("out", type=Path, help=".bin file to write")
     p.add_argument("--pairs", type=int, required=True, help="number of pairs (half same, half different)")
     p.add_argument("--seed", type=int, default=0, help="seed of the pair sampling (default 0)")
+    p.add_argument("--sampling", choices=("images", "people"), default="images",
+                   help="images (default): uniform over all distinct pairs, so people with many images make most "
+                        "same pairs; people: every person alike (a person, then two of their images; two people, "
+                        "then an image of each), as LFW's pair lists")
     _add_image_format(p)
     _add_progress(p)
 

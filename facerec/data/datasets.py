@@ -224,9 +224,20 @@ def split_identities(num_identities: int, holdout: int | float, seed: int) -> tu
     return sorted(order[count:].tolist()), sorted(order[:count].tolist())
 
 
-def sample_pairs(groups: Sequence[Sequence], num_pairs: int, seed: int) -> tuple[list[tuple], np.ndarray]:
+PAIR_SAMPLING = ("images", "people")
+
+
+def sample_pairs(groups: Sequence[Sequence], num_pairs: int, seed: int,
+                 by: str = "images") -> tuple[list[tuple], np.ndarray]:
     """Distinct (a, b) pairs of items from ``groups`` (one group per identity): num_pairs // 2 same-identity
-    pairs and the rest different, alternating same/different so every contiguous 10-fold split is balanced."""
+    pairs and the rest different, alternating same/different so every contiguous 10-fold split is balanced.
+
+    ``by="images"`` draws uniformly over all distinct pairs, so a person with n images weighs ~n² among the
+    same pairs (a few people with hundreds of photos, as in Pins, then make most of them). ``by="people"``
+    draws a same pair by first drawing a person uniformly among those with ≥ 2 images, and a different pair
+    by first drawing two people uniformly: every person counts alike, as in LFW's pair lists."""
+    if by not in PAIR_SAMPLING:
+        raise FaceRecError(f"pair sampling {by!r}: expected one of {', '.join(PAIR_SAMPLING)}")
     rng = np.random.default_rng(seed)
     num_pos = num_pairs // 2
     num_neg = num_pairs - num_pos
@@ -238,11 +249,16 @@ def sample_pairs(groups: Sequence[Sequence], num_pairs: int, seed: int) -> tuple
     if num_pairs < 2 or num_pos > total_pos or num_neg > total_neg:
         raise FaceRecError(f"pairs: expected {num_pos} same and {num_neg} different distinct pairs (at least 2), "
                            f"the identities hold {total_pos} same and {total_neg} different")
-    weights = sizes * (sizes - 1) / max(1, total_pos * 2)
+    people = by == "people"
+    weights = ((sizes > 1) / max(1, int((sizes > 1).sum()))) if people else sizes * (sizes - 1) / max(1, total_pos * 2)
+    # With by="people" a listed pair weighs 1 / (its person's same pairs), or 1 / (n_a · n_b) if different.
+    same_weight = (lambda p: 1.0 / (sizes * (sizes - 1) / 2)[identity_of[p[:, 0]]]) if people else None
+    diff_weight = (lambda p: 1.0 / (sizes[identity_of[p[:, 0]]] * sizes[identity_of[p[:, 1]]])) if people else None
     pos = _choose(rng, num_pos, total_pos, lambda: _all_same_pairs(offsets),
-                  lambda: _same_pair(rng, sizes, offsets, weights))
+                  lambda: _same_pair(rng, sizes, offsets, weights), same_weight)
     neg = _choose(rng, num_neg, total_neg, lambda: _all_different_pairs(identity_of),
-                  lambda: _different_pair(rng, identity_of))
+                  (lambda: _different_person_pair(rng, offsets, sizes)) if people
+                  else (lambda: _different_pair(rng, identity_of)), diff_weight)
     flat = [item for g in groups for item in g]
     pairs, issame = [], []
     for i in range(num_neg):
@@ -267,6 +283,11 @@ def _different_pair(rng, identity_of):
             return a, b
 
 
+def _different_person_pair(rng, offsets, sizes):
+    a, b = rng.choice(len(sizes), size=2, replace=False)
+    return offsets[a] + rng.integers(sizes[a]), offsets[b] + rng.integers(sizes[b])
+
+
 def _all_same_pairs(offsets) -> np.ndarray:
     return np.concatenate([np.stack(np.triu_indices(end - start, 1), 1) + start
                            for start, end in zip(offsets[:-1], offsets[1:])])
@@ -281,12 +302,17 @@ def _all_different_pairs(identity_of) -> np.ndarray:
 _ENUMERATE_UP_TO = 200_000  # below this many candidate pairs, list them all and draw without replacement
 
 
-def _choose(rng, count: int, total: int, every, draw) -> list[tuple[int, int]]:
-    """``count`` distinct pairs out of ``total``: drawn from the full list when it is small or when most of
-    it is wanted (rejection sampling would stall collecting the last few), else by rejection."""
+def _choose(rng, count: int, total: int, every, draw, weight=None) -> list[tuple[int, int]]:
+    """``count`` distinct pairs out of ``total``: drawn from the full list (each listed pair with probability
+    ∝ ``weight(pairs)``, default uniform) when it is small or when most of it is wanted (rejection sampling
+    would stall collecting the last few), else by rejection."""
     if total <= _ENUMERATE_UP_TO or 2 * count > total:
         candidates = every()
-        return [tuple(map(int, p)) for p in candidates[rng.choice(len(candidates), count, replace=False)]]
+        p = None
+        if weight is not None:
+            w = weight(candidates)
+            p = w / w.sum()
+        return [tuple(map(int, c)) for c in candidates[rng.choice(len(candidates), count, replace=False, p=p)]]
     seen: dict[tuple[int, int], None] = {}
     while len(seen) < count:
         a, b = draw()

@@ -249,7 +249,7 @@ def _align(args) -> int:
 def _make_bin(args) -> int:
     output_file(args.out)  # fails before any image is read
     groups = [paths for _, paths in read_image_folder(args.image_folder)]
-    pairs, issame = sample_pairs(groups, args.pairs, args.seed)
+    pairs, issame = sample_pairs(groups, args.pairs, args.seed, by=args.sampling)
     size = (args.image_size, args.image_size)
     cache: dict[Path, bytes] = {}
     encoded = []

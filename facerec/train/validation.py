@@ -74,8 +74,9 @@ def _max_positive_pairs(pack, identities: list[int]) -> int:
 def holdout_set(pack, identities: list[int], seed: int, max_pairs: int = 3000) -> VerificationSet:
     """Half-positive pairs of the held-out identities; as many as they allow, up to ``max_pairs``.
 
-    The pairs are those of ``facerec.data.datasets.verification_pairs``; each image is stored (and
-    embedded) once, since pairs of a few identities reuse their images many times.
+    The pairs are drawn person by person (``sample_pairs(by="people")``), so a few held-out people with
+    hundreds of photos do not make most of the same pairs; each image is stored (and embedded) once, since
+    pairs of a few identities reuse their images many times.
     """
     from facerec.data.datasets import sample_pairs
 
@@ -87,7 +88,8 @@ def holdout_set(pack, identities: list[int], seed: int, max_pairs: int = 3000) -
     if num_pairs < 20:
         raise FaceRecError(f"{getattr(pack, 'root', 'data')}: held-out identities have too few images "
                            "for 10-fold verification (need ≥ 10 positive pairs)")
-    pairs, issame = sample_pairs([pack.identity_keys(int(i)) for i in identities], num_pairs, seed)
+    pairs, issame = sample_pairs([pack.identity_keys(int(i)) for i in identities], num_pairs, seed,
+                                  by="people")
     keys, index = np.unique(np.asarray(pairs, np.int64).reshape(-1), return_inverse=True)
     images = np.stack([pack.image(int(key)) for key in keys])
     return VerificationSet("holdout", images, np.asarray(issame, bool), index.reshape(-1))
