@@ -362,24 +362,23 @@ def pareto_plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def print_table(result: dict) -> None:
+def markdown(result: dict) -> str:
+    """README's table and notes, printed from the bench's JSON (tests check README against it)."""
     budgets_ms = result["budgets_ms"]
-    if budgets_ms:
-        print("budgets: " + ", ".join(f"{k} ≤ {v:.2f} ms" for k, v in budgets_ms.items()))
-    print("| net | budget | seeds | params | MFLOPs | CPU latency (ms) | unseen-people accuracy (%) | 95 % interval "
-          "| train CPU-min | search CPU-min |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    lines = ["| net | budget | seeds | params | MFLOPs | CPU latency (ms) | unseen-people accuracy (%) | 95 % interval "
+             "| train CPU-min | search CPU-min |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         budget = f"≤ {budgets_ms[r['budget']]:.2f} ms" if r["budget"] else "reference"
         search = "" if r["search_cpu_minutes"] is None else f"{r['search_cpu_minutes']:.0f}"
-        print(f"| {r['net']} | {budget} | {r['seeds']} | {r['params']:,} | {r['mflops']:.1f} | {r['latency_ms']:.2f} | "
-              f"{r['accuracy']:.2f} ± {r['sd']:.2f} | {r['ci95'][0]:.2f}–{r['ci95'][1]:.2f} | "
-              f"{r['train_cpu_minutes']:.0f} | {search} |")
-    print(f"\nLatency measured {result['latency']}; accuracy ± sd over seeds; the interval is Student's t over seeds, "
-          f"or with one seed the binomial interval on {result['unseen_pairs']:,} pairs.")
+        lines.append(f"| {r['net']} | {budget} | {r['seeds']} | {r['params']:,} | {r['mflops']:.1f} | "
+                     f"{r['latency_ms']:.2f} | {r['accuracy']:.2f} ± {r['sd']:.2f} | {r['ci95'][0]:.2f}–{r['ci95'][1]:.2f} "
+                     f"| {r['train_cpu_minutes']:.0f} | {search} |")
+    lines += ["", f"Latency measured {result['latency']}; accuracy mean ± sd over seeds; the interval is Student's t "
+              f"over seeds, or with one seed the binomial interval on {result['unseen_pairs']:,} pairs."]
     for budget, ri in result["ri"].items():
-        print(f"RI of found-{budget} against its {ri['randoms']} random nets: {ri['ri']:+.2f} % "
-              f"(above every one: {ri['found_above_every_random']})")
+        lines.append(f"RI of found-{budget} against its {ri['randoms']} random nets: {ri['ri']:+.2f} % "
+                     f"(above every one: {ri['found_above_every_random']}).")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -426,7 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     (work / "search_value.json").write_text(json.dumps(result, indent=2) + "\n")
     if result["rows"]:
         pareto_plot(result, work / "pareto.png")
-    print_table(result)
+    if result["budgets_ms"]:
+        print("budgets: " + ", ".join(f"{k} ≤ {v:.2f} ms" for k, v in result["budgets_ms"].items()))
+    print(markdown(result), end="")
     return 0
 
 

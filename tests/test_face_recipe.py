@@ -75,11 +75,11 @@ def test_auto_takes_the_small_recipe_below_100k_images(tmp_path):
     data = prepare_data(pack, tmp_path / "out", holdout_ids=2, need_val=False)
     recipe = recipe_from_args(_args(), data.info)
     assert recipe.name == "small"
-    assert recipe.batch_size == 128 and data.info["train_images"] // recipe.batch_size >= MIN_STEPS_PER_EPOCH
+    assert recipe.batch_size == 32 and data.info["train_images"] // recipe.batch_size >= MIN_STEPS_PER_EPOCH
     assert recipe_from_args(_args("--recipe", "adaface"), data.info).name == "adaface"
 
 
-@pytest.mark.parametrize("images, batch", [(300, 16), (1600, 32), (3300, 64), (6400, 128), (500_000, 128)])
+@pytest.mark.parametrize("images, batch", [(300, 16), (1599, 16), (1600, 32), (6400, 32), (500_000, 32)])
 def test_small_batch_gives_enough_steps_per_epoch(images, batch):
     assert small_batch_size(images) == batch
     assert images // batch >= MIN_STEPS_PER_EPOCH or batch == 16
