@@ -108,3 +108,19 @@ def test_latency_pass_with_nothing_trained_or_no_rounds_is_one_error_line(bench,
     assert bench.main(["--work", str(tmp_path), "--latency", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "--latency" in err[0]
+
+
+def test_readme_shows_the_tables_the_benches_print_from_their_json(bench):
+    """README's "Does the search pay?" tables are what the benches print from their committed JSON."""
+    readme = (ROOT / "README.md").read_text()
+    work = ROOT / "bench" / "results" / "search_value_4k"
+    value = json.loads((work / "search_value.json").read_text())
+    if value["rows"]:
+        assert bench.markdown(value) in readme
+    else:  # the bench runs over several sessions: README says where it stands
+        assert "No row of the table has finished yet" in readme
+    spec = importlib.util.spec_from_file_location("recipe_study_bench", ROOT / "bench" / "recipe_study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    recipes = json.loads((work / "recipe_study.json").read_text())
+    assert recipes["rows"] and study.markdown(recipes) in readme
