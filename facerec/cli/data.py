@@ -17,7 +17,7 @@ import argparse
 import os
 from pathlib import Path
 
-from nas_core.errors import run_cli
+from nas_core.command import CommandParser, run_command
 
 _PACK = "face pack folder (train.rec, train.idx, property) or its .rec file"
 _IMAGE_FOLDER = "image folder, one sub-folder of images per identity"
@@ -119,7 +119,7 @@ def _add_pack_checks(commands) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facerec-data", description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog="facerec-data", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     _add_align(commands)
     _add_pack_commands(commands)
@@ -128,8 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: _run(args), hold_native_output=True)
+    return run_command(build_parser(), argv, _run, hold_native_output=True)
 
 
 def _run(args: argparse.Namespace) -> int:

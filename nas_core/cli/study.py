@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 
 from nas_core.classify.settings import ClassificationOptions, RandomStudyOptions, RankingStudyOptions
+from nas_core.command import CommandParser, run_command
 from nas_core.config_args import add_dataclass_args, dataclass_from_args
-from nas_core.errors import run_cli
 from nas_core.settings import (
     CANDIDATE_FLAGS,
     ParallelOptions,
@@ -29,8 +29,8 @@ _RANDOM_DATA = ("dataset", "data_root", "batch_size", "reference_schedule", "thr
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nas-study", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="nas-study", description=__doc__.split("\n\n")[0],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="study", required=True)
 
     rnd = sub.add_parser("random", help="random architectures at the search's budget; RI of the found one")
@@ -59,8 +59,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: _study(args))
+    return run_command(build_parser(), argv, _study)
 
 
 def _study(args: argparse.Namespace) -> int:
