@@ -170,8 +170,8 @@ def test_nan_step_is_skipped_and_training_goes_on(tiny_pack):
 
 def test_repeated_nan_stops_with_a_clear_error(tiny_pack, tiny_genotype, tmp_path, capsys):
     out = tmp_path / "nan"
-    # lr = inf: the first step blows every weight up, every later loss is NaN.
-    rc = train_main(_train_args(tiny_pack, tiny_genotype, out, "--epochs", "2", "--lr", "inf",
+    # lr = 1e30 (inf is refused as a flag): the first step blows every weight up, every later loss is NaN.
+    rc = train_main(_train_args(tiny_pack, tiny_genotype, out, "--epochs", "2", "--lr", "1e30",
                                 "--max-nan-steps", "3"))
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2

@@ -26,7 +26,7 @@ class TrainConfig:
     epochs: int = setting(ADAFACE_EPOCHS, "training epochs; the lr milestones 12/20/24 of 26 scale with them",
                           positive=True)
     batch_size: int = setting(512, "global batch, split over the torchrun ranks", positive=True)
-    lr: float = setting(0.1, "SGD learning rate at the end of the warm-up", positive=True)
+    lr: float = setting(0.1, "SGD learning rate at the end of the warm-up", minimum=0)
     momentum: float = setting(0.9, "SGD momentum", cli=False)
     weight_decay: float = setting(5e-4, "SGD weight decay (none on BN, bias, PReLU)", cli=False)
     milestones: tuple[int, ...] = setting((12, 20, 24), "lr ×0.1 at these epochs of a 26-epoch run (AdaFace), "
