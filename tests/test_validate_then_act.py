@@ -146,7 +146,8 @@ def test_a_fifo_as_imported_weights_is_refused_without_opening_it(tmp_path, caps
     assert "FIFO" in _one_error(capsys)
 
 
-def test_a_fifo_is_not_a_model_or_a_json_file(tmp_path):
+def test_a_fifo_is_not_a_model_a_json_file_or_a_bin_pack(tmp_path):
+    from eval_protocols.bins import read_bin
     from facerec.deploy.embedding import check_model_file
     from nas_core.io import read_json_object
     from nas_core.safe_pickle import load_weights_only
@@ -154,7 +155,7 @@ def test_a_fifo_is_not_a_model_or_a_json_file(tmp_path):
     fifo = tmp_path / "model.pt"
     os.mkfifo(fifo)
     with _no_hang():
-        for read in (check_model_file, lambda p: load_weights_only(p, "a checkpoint"), read_json_object):
+        for read in (check_model_file, lambda p: load_weights_only(p, "a checkpoint"), read_json_object, read_bin):
             with pytest.raises(NasError, match="FIFO"):
                 read(fifo)
 
@@ -299,3 +300,11 @@ def test_a_bin_pack_too_small_for_ten_folds_is_named(tmp_path):
     fixtures.make_verification_pack(path, np.random.default_rng(0), pairs=4, identities=4)
     with pytest.raises(NasError, match=f"{path}: expected at least 10 pairs for 10-fold verification, got 4"):
         load_bin_sets([path])
+
+
+def test_cache_threads_stop_at_the_cpu_count(tmp_path, capsys):
+    from facerec.cli.data import main as data_main
+
+    too_many = str(cpu_count() + 1)
+    assert data_main(["cache", str(tmp_path), "--workers", too_many]) == 2
+    assert _one_error(capsys) == f"error: --workers {too_many}: expected a positive integer <= {cpu_count()}"

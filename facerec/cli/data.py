@@ -14,10 +14,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from nas_core.command import CommandParser, run_command
+from nas_core.command import CommandParser, cpu_count, run_command
+from nas_core.config_args import cpu_threads
 
 _PACK = "face pack folder (train.rec, train.idx, property) or its .rec file"
 _IMAGE_FOLDER = "image folder, one sub-folder of images per identity"
@@ -107,7 +107,8 @@ def _add_pack_checks(commands) -> None:
                                         "rerun continues where it stopped. facerec-train and facerec-search use "
                                         "the cache when present (--no-cache: not).")
     _add_pack(p)
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding threads (default: CPUs)")
+    p.add_argument("--workers", type=cpu_threads, default=cpu_count(), help="decoding threads, at most the CPUs "
+                                                                            "(default: CPUs)")
     p.add_argument("--restart", action="store_true", help="start again instead of continuing a killed build")
     p.add_argument("--chunk", type=int, default=1024, help="images decoded between two progress records "
                                                            "(default 1024)")
