@@ -398,7 +398,8 @@ def test_bad_data_exits_2_with_one_line(bad, tiny_genotype, tmp_path, capsys):
         data.mkdir()
     rc = train_main(["--genotype", str(tiny_genotype), "--data", str(data), "--output", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and err[0].startswith(f"error: {data}: expected")
+    said = f"error: --data {data}: expected an existing folder" if bad == "missing" else f"error: {data}: expected"
+    assert rc == 2 and len(err) == 1 and err[0].startswith(said)
     assert not (tmp_path / "o").exists()  # nothing written half-way
 
 

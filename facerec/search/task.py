@@ -68,8 +68,9 @@ class FaceSearch(SearchTask):
             if demo:
                 raise FaceRecError(f"--val-bins {options.val_bins}: expected --data, a pack with .bin packs beside it")
             find_bins(options.data, parse_names(options.val_bins))
-        check_identities(options.data, subset_ids=options.subset_ids, holdout_ids=options.holdout_ids,
-                         fitness="bins" if options.val_bins else "holdout")
+        if not estimate:  # an estimate reads the pack's metadata only
+            check_identities(options.data, subset_ids=options.subset_ids, holdout_ids=options.holdout_ids,
+                             fitness="bins" if options.val_bins else "holdout")
         settings = settings_for(size, **{**(DEMO_SEARCH if demo else {}), **overrides})
         if SEARCH_RANKINGS[options.ranking].static:  # every macro trial E_min epochs: no +1/+2 per candidate tried
             settings.depth_epoch_step = settings.width_epoch_step = 0

@@ -204,7 +204,8 @@ def check(args: argparse.Namespace) -> None:
                      fitness={"holdout": "holdout", "bins": "bins", "last": None}[args.selection])
     if resume is None and args.init is None:
         check_net(args.genotype, args.arch, args.embedding_size, args.dropout)
-    check_run_folder(args.output, "facerec-train", args.flags, holds_results=args.resume is not None)
+    # OUT's kind; its settings are last.pt's flags, compared above (a run from before --select has none of it).
+    check_run_folder(args.output, "facerec-train", args.flags, holds_results=False)
 
 
 def run(args: argparse.Namespace) -> int:
