@@ -308,3 +308,19 @@ def test_cache_threads_stop_at_the_cpu_count(tmp_path, capsys):
     too_many = str(cpu_count() + 1)
     assert data_main(["cache", str(tmp_path), "--workers", too_many]) == 2
     assert _one_error(capsys) == f"error: --workers {too_many}: expected a positive integer <= {cpu_count()}"
+
+
+SCRIPTS = __import__("tomllib").loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())[
+    "project"]["scripts"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_command_goes_through_the_one_error_path(script, capsys):
+    import importlib
+
+    from nas_core.command import CommandParser
+
+    module = importlib.import_module(SCRIPTS[script].split(":")[0])
+    assert isinstance(module.build_parser(), CommandParser)
+    assert module.main(["--no-such-flag"]) == 2
+    assert _one_error(capsys).startswith("error: ")
