@@ -324,3 +324,16 @@ def test_every_command_goes_through_the_one_error_path(script, capsys):
     assert isinstance(module.build_parser(), CommandParser)
     assert module.main(["--no-such-flag"]) == 2
     assert _one_error(capsys).startswith("error: ")
+
+
+def test_a_resume_applies_and_logs_a_changeable_flag_and_keeps_the_runs_settings(tmp_path):
+    run = tmp_path / "digits"
+    tiny = ["--d-min", "2", "--d-max", "2", "--w-max", "6", "--w-min", "4", "--e-min", "1", "--micro-epochs", "1",
+            "--max-trials", "2", "--no-progress"]
+    assert search_main([*tiny, "--device", "cpu", "--output", str(run)]) == 0
+    marker = json.loads((run / RUN_FILE).read_text())
+    assert marker["kind"] == "nas-search" and marker["settings"]["--w-max"] == 6
+    assert search_main(["--resume", str(run), "--w-max", "6", "--device", "cpu", "--no-progress"]) == 0
+    log = (run / "search.log").read_text()
+    assert "resume: --device cpu, --progress off (changeable on resume) apply to this invocation" in log
+    assert json.loads((run / RUN_FILE).read_text()) == marker

@@ -13,6 +13,9 @@ of the training pack (10 %); `--val-bins lfw,cfp_fp` ranks on those benchmark pa
 writes into RUN at a time (RUN/.facenas.lock); a second one exits 2 naming it. With a deployment budget
 (--max-params / --max-mflops / --max-latency-ms, nas_core.cost) no candidate over it is trained; RUN/latency.json
 keeps every candidate's measured costs, so a resume and --parallel decide from the same numbers.
+`--resume RUN` continues with the run's own settings: a setting flag given with it must repeat the run's value (else
+exit 2 naming both); --device, --no-progress, --parallel, --executor, --ray-address and the cache flags may change
+and are logged. RUN/facenas-run.json says what kind of folder RUN is: another command's folder is refused.
 The run itself is nas_core.search_run.SearchRun over facerec.search.task.FaceSearch.
 """
 

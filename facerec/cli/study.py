@@ -15,6 +15,9 @@ Spearman ρ and Kendall τ with 95 % bootstrap intervals, and by cost in epochs 
 Every trial is journaled (OUT/journal.jsonl for run seed --seed, OUT/journal-seed<S>.jsonl for the others), so a
 rerun with the same arguments trains nothing new; --max-trainings N stops after N new trainings (the study in
 parts). Writes OUT/ranking.json (complete: false until every trial is in) and OUT/ranking.png (ρ against cost).
+OUT/facenas-run.json fingerprints what defines the trainings (--data, --subset-ids, --holdout-ids, --seed,
+--embedding-size, the recipe flags): a rerun in OUT with other values, once trainings are journaled, is refused
+naming both; the candidates, epochs, seeds, --max-trainings, --bootstrap, --workers and --device may change.
 The job is facerec.search.study, over nas_core.rank_fidelity.RankingStudy (the driver nas-study ranking runs on).
 """
 

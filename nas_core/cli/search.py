@@ -11,6 +11,8 @@ and with a deployment budget (--max-params / --max-mflops / --max-latency-ms) RU
 every candidate checked, measured once (a resume, a replay and --parallel decide from them).
 A replay journals the trials it replays too, so `nas-report RUN` works on it like on a search.
 One process writes into RUN at a time (RUN/.facenas.lock); a second one exits 2 naming it.
+`--resume RUN` continues with the run's own settings: a setting flag given with it must repeat the run's value (else
+exit 2 naming both); --device, --no-progress, --parallel, --executor and --ray-address may change and are logged.
 The run itself is nas_core.search_run.SearchRun over nas_core.classify.task.ClassificationSearch.
 """
 
