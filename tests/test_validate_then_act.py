@@ -337,3 +337,14 @@ def test_a_resume_applies_and_logs_a_changeable_flag_and_keeps_the_runs_settings
     log = (run / "search.log").read_text()
     assert "resume: --device cpu, --progress off (changeable on resume) apply to this invocation" in log
     assert json.loads((run / RUN_FILE).read_text()) == marker
+
+
+def test_a_400_digit_cost_in_a_journal_is_one_line(tmp_path):
+    from nas_core.genotype import Genotype
+    from nas_core.journal import Journal
+
+    line = {"genotype": Genotype.uniform(2, 8).to_dict(), "epochs": 1, "accuracy": None, "params": 0,
+            "over_budget": ["params too many"], "cost": {"params": 10**400}}
+    (tmp_path / "journal.jsonl").write_text(json.dumps(line) + "\n")
+    with pytest.raises(NasError, match="expected 'cost' to be an object of numbers"):
+        Journal(tmp_path / "journal.jsonl").records()

@@ -76,8 +76,8 @@ def _check(args: argparse.Namespace) -> None:
         saved = read_json_object(f"{args.resume}/settings.json", "the settings.json of a facerec-search run")
         check_run_folder(args.resume, "facerec-search", search_run_flags(saved), holds_results=True)
         args.applied = check_resume(args, saved, args.resume)
-    elif args.output:
-        check_run_folder(args.output, "facerec-search", {}, holds_results=False)
+    else:  # the default folder as facerec.search.task.FaceSearch.default_output names it
+        check_run_folder(args.output or f"runs/face-search-{args.size}", "facerec-search", {}, holds_results=False)
 
 
 def _search(args: argparse.Namespace, argv: list[str] | None) -> int:
