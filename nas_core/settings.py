@@ -344,9 +344,10 @@ def add_run_flags(parser: argparse.ArgumentParser, default_output: str) -> list[
 
 # -- a resume against its run (nas_core.run_folder) -----------------------------------------------------------------
 
-# The flags a search documents as changeable on --resume: where and how this invocation runs, not what the run is.
-RESUME_CHANGEABLE = ("--resume", "--output", "--device", "--progress", "--estimate", "--parallel", "--executor",
-                     "--ray-address", "--cache", "--cache-on-device", "--step-seconds")
+# The flags a search documents as changeable on --resume: where and how this invocation runs, not what the run is
+# (--output may only repeat RUN: check_resume).
+RESUME_CHANGEABLE = ("--device", "--progress", "--estimate", "--parallel", "--executor", "--ray-address", "--cache",
+                     "--cache-on-device", "--step-seconds")
 _SETTING_FLAGS = (*SEARCH_FLAGS, "macro_only", *_BUDGETS, "latency_threads")
 _PATHS = ("data", "data_root")  # compared as the folders they name
 
