@@ -10,15 +10,18 @@ import cv2
 import numpy as np
 
 from eval_protocols.errors import EvalError
-from nas_core.io import atomic_write_bytes
+from nas_core.io import atomic_write_bytes, file_problem
 from nas_core.safe_pickle import safe_load
 
 
 def read_bin(path: str | Path) -> tuple[list[bytes], np.ndarray]:
     """Encoded images (2P, as bytes) and issame (P bools). Raises EvalError on anything else."""
     path = Path(path)
-    if not path.is_file():
+    problem = file_problem(path)  # by stat: a FIFO would block the unpickler
+    if problem == "file not found":
         raise EvalError(f"{path}: file not found; expected a verification .bin pack")
+    if problem is not None:
+        raise EvalError(f"{path}: expected a verification .bin pack ({problem})")
     # The packs were pickled by Python 2 (str = bytes), so they load with encoding="bytes". The restricted
     # unpickler refuses any global beyond bytes and numpy arrays: a crafted pack cannot run code.
     obj = safe_load(path, "a pickled (images, issame) verification pack", encoding="bytes", error=EvalError)

@@ -7,13 +7,20 @@ A field becomes ``--field-name``. Its ``metadata`` says how:
     flag      another flag name (``"--batch-size"``)
     choices   allowed values
     metavar   the value's name in ``--help``
-    positive  True: an int/float must be > 0 (``argparse`` error: one line, exit 2)
+    positive  True: an int/float must be > 0
+    minimum   an int/float must be >= this
+    maximum   an int/float must be <= this; "cpus": the CPUs this process may use (thread counts)
+    names     True: a str is a comma-separated list of names, at least one, none empty (``--val-bins a,b``)
+    path      a str names an input "file" (regular, readable: never a FIFO or a device), a "folder", a "path"
+              (either), or an "output" folder (absent or a folder) (nas_core.command)
     required  True: the flag must be given (a field without a default)
     cli       False: never a flag (set in code only)
 
 Types: ``int``, ``float``, ``str``, ``bool`` (``--x/--no-x``), ``X | None`` (default None: "not given") and
-``tuple[int, ...]`` / ``tuple[float, ...]`` (comma-separated). ``dataclass_from_args`` builds the dataclass
-back from the parsed namespace, keeping the class defaults for fields that are not flags.
+``tuple[int, ...]`` / ``tuple[float, ...]`` (comma-separated; at least one value, none empty). A value that breaks
+its field's constraints is refused while the flags are parsed, in one line ``--flag VALUE: what was expected``
+(nas_core.command.CommandParser, exit code 2). ``dataclass_from_args`` builds the dataclass back from the parsed
+namespace, keeping the class defaults for fields that are not flags.
 """
 
 from __future__ import annotations
@@ -24,8 +31,11 @@ import types
 import typing
 from typing import Any
 
-__all__ = ["add_dataclass_args", "dataclass_from_args", "dataclass_overrides", "flag_fields", "positive_int",
-           "positive_float", "setting"]
+from nas_core.command import PATH_KINDS, cpu_count
+from nas_core.values import SEED_MAX
+
+__all__ = ["add_dataclass_args", "cpu_threads", "dataclass_from_args", "dataclass_overrides", "flag_fields",
+           "name_list", "positive_int", "positive_float", "seed_flag", "setting"]
 
 
 def setting(default: Any, help: str, **meta: Any) -> Any:
@@ -34,48 +44,82 @@ def setting(default: Any, help: str, **meta: Any) -> Any:
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
+    return _number(int, positive=True)(text)
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
+    return _number(float, positive=True)(text)
 
 
-def _number(kind: type, positive: bool):
-    if positive:
-        return positive_int if kind is int else positive_float
+def _number(kind: type, positive: bool = False, minimum: float | None = None, maximum: Any = None):
+    """A parser of one int/float flag value within its declared range (finite; ``maximum`` "cpus": the CPUs)."""
+    noun = "an integer" if kind is int else "a number"
+    lower = 1 if positive and kind is int else minimum
 
     def parse(text: str):
+        top = cpu_count() if maximum == "cpus" else maximum
         try:
-            return kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                             f"got {text!r}") from None
+            value = kind(text)
+        except (ValueError, OverflowError):
+            value = None
+        ok = value is not None and value == value and abs(value) != float("inf")
+        ok = ok and not (positive and not value > 0) and (lower is None or value >= lower)
+        if not (ok and (top is None or value <= top)):
+            raise argparse.ArgumentTypeError(f"expected {_range_text(noun, positive, lower, top)}")
+        return value
 
     parse.__name__ = kind.__name__
     return parse
 
 
-def _tuple_of(kind: type, positive: bool):
-    item = _number(kind, positive) if kind in (int, float) else kind
+def _range_text(noun: str, positive: bool, lower: float | None, top: float | None) -> str:
+    if positive and lower in (None, 1):
+        noun = noun.replace("an integer", "a positive integer").replace("a number", "a positive number")
+        lower = None
+    if lower is not None and top is not None:
+        return f"{noun} from {lower:g} to {top:g}"
+    if lower is not None:
+        return f"{noun} >= {lower:g}"
+    return f"{noun} <= {top:g}" if top is not None else noun
 
+
+def _tuple_of(kind: type, item):
     def parse(text: str) -> tuple:
-        return tuple(item(part) for part in text.split(",") if part.strip())
+        parts = [part.strip() for part in text.split(",")]
+        if not any(parts) or not all(parts):
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of one or more "
+                                             f"{'integers' if kind is int else kind.__name__ + 's'}, none empty")
+        return tuple(item(part) for part in parts)
 
     parse.__name__ = f"comma-separated {kind.__name__}s"
     return parse
+
+
+def cpu_threads(text: str) -> int:
+    """A thread count: 1 to the CPUs this process may use."""
+    return _number(int, positive=True, maximum="cpus")(text)
+
+
+def seed_flag(text: str) -> int:
+    """A seed: 0 to 2**63 - 1 (what numpy and torch take)."""
+    return _number(int, minimum=0, maximum=SEED_MAX)(text)
+
+
+def name_list(text: str) -> str:
+    """A comma-separated list of names (``--val-bins lfw,cfp_fp``): at least one, none empty; kept as text."""
+    parts = [part.strip() for part in text.split(",")]
+    if not any(parts) or not all(parts):
+        raise argparse.ArgumentTypeError("expected a comma-separated list of one or more names, none empty")
+    return ",".join(parts)
+
+
+def _value_type(hint: type, meta: Any):
+    """The argparse type of one value of a field: its kind and the constraints its metadata declares."""
+    if hint is str:
+        if meta.get("path"):
+            return PATH_KINDS[meta["path"]]
+        return name_list if meta.get("names") else str
+    return _number(hint, bool(meta.get("positive")), meta.get("minimum"), meta.get("maximum"))
 
 
 def _resolve(cls: type) -> dict[str, Any]:
@@ -126,7 +170,6 @@ def add_dataclass_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup
         hint, optional = _strip_optional(hints[f.name])
         default = defaults.get(f.name, _default(f))
         meta = f.metadata
-        positive = bool(meta.get("positive"))
         kwargs: dict[str, Any] = {"dest": f.name, "default": default}
         if meta.get("required"):
             kwargs["required"] = True
@@ -135,12 +178,10 @@ def add_dataclass_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(hint) is tuple:
             item = typing.get_args(hint)[0]
-            kwargs["type"] = _tuple_of(item, positive)
+            kwargs["type"] = _tuple_of(item, _value_type(item, meta))
             kwargs["metavar"] = meta.get("metavar", "A,B,...")
-        elif hint in (int, float):
-            kwargs["type"] = _number(hint, positive)
-        elif hint is str:
-            kwargs["type"] = str
+        elif hint in (int, float, str):
+            kwargs["type"] = _value_type(hint, meta)
         else:
             raise TypeError(f"{cls.__name__}.{f.name}: no flag for type {hint!r}")
         if "choices" in meta:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import io
 import itertools
-import math
 import time
 import warnings
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from torch import nn
 from nas_core.errors import NasError
 from nas_core.genotype import Genotype
 from nas_core.settings import Budget
+from nas_core.values import HUGE, is_number, shown
 
 ONNX_OPSET = 17
 LATENCY_FILE = "latency.json"  # RUN/latency.json: the costs a budgeted search measured, per genotype key
@@ -127,10 +127,6 @@ def require_onnxruntime(what: str) -> None:
         raise NasError(f"{what}: expected onnxruntime to measure CPU latency (pip install onnxruntime; {exc})") from None
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 class CostTable:
     """Costs per genotype key, each measured once: in memory, and in ``store`` (RUN/latency.json) when given.
 
@@ -214,10 +210,12 @@ def read_costs(path: str | Path) -> dict[str, dict[str, Any]]:
     costs = data.get("costs")
     if not isinstance(costs, dict) or not all(isinstance(v, dict) for v in costs.values()):
         raise NasError(f"{path}: expected {{'format': 1, 'costs': {{genotype key: {{params, mflops, latency_ms}}}}}}")
-    for key, entry in costs.items():
-        for name in ("params", "mflops", "latency_ms"):
-            if entry.get(name) is not None and not (_is_number(entry[name]) and entry[name] >= 0):
-                raise NasError(f"{path}: expected '{name}' of {key} to be a non-negative number, got {entry[name]!r}")
+    for key, entry in costs.items():  # any JSON number may stand here: 400 digits, 1e308 (nas_core.values)
+        for name, integer, hi in (("params", True, HUGE), ("mflops", False, HUGE), ("latency_ms", False, HUGE),
+                                  ("latency_threads", True, 4096)):
+            if entry.get(name) is not None and not is_number(entry[name], integer=integer, lo=0, hi=hi):
+                raise NasError(f"{path}: expected '{name}' of {key[:40]} to be a{'n integer' if integer else ' number'} "
+                               f"from 0 to {hi:.0e}, got {shown(entry[name])}")
     return {key: dict(entry) for key, entry in costs.items()}
 
 

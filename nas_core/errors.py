@@ -37,14 +37,16 @@ def run_cli(body: Callable[[], int], *, hold_native_output: bool = False) -> int
             failure = exc
         except KeyboardInterrupt:
             code = 130
-            print("error: interrupted", file=sys.stderr)
+            if speaks():
+                print("error: interrupted", file=sys.stderr)
         except BaseException as exc:  # noqa: BLE001  (a bug: re-raised below, after what was held back)
             failure = exc
     if isinstance(failure, NasError):
         # One line whatever the message holds: a reason quoted from a library may span several.
         message = re.sub(r"\s*[\r\n]+\s*", " ", str(failure).strip())
         said = next((line.strip() for line in native.text.splitlines() if line.strip()), "")
-        print(f"error: {message}" + (f" [a library reported: {said[:120]}]" if said else ""), file=sys.stderr)
+        if speaks():  # under torchrun every rank fails alike: the job says it once (ARCHITECTURE §8)
+            print(f"error: {message}" + (f" [a library reported: {said[:120]}]" if said else ""), file=sys.stderr)
         return 2
     sys.stderr.write(native.text)
     for w in caught:
@@ -52,6 +54,15 @@ def run_cli(body: Callable[[], int], *, hold_native_output: bool = False) -> int
     if failure is not None:
         raise failure
     return code
+
+
+def speaks() -> bool:
+    """Whether this process prints a job's one error line: always, except under torchrun on a rank other than 0
+    (torchrun sets RANK and WORLD_SIZE for every process, ARCHITECTURE §8)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or int(os.environ.get("RANK", "0")) == 0
+    except ValueError:
+        return True
 
 
 class _NativeStderr:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -121,11 +122,37 @@ def atomic_torch_save(path: str | Path, obj: Any) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def special_kind(mode: int) -> str:
+    """What a path that is not a regular file is, in the user's words ("a FIFO (named pipe)", "a folder", ...)."""
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def file_problem(path: str | Path) -> str | None:
+    """Why ``path`` is not a readable regular file ("file not found", "it is a FIFO (named pipe)", "permission
+    denied"), found with stat, never by opening it: a FIFO or a device would block or never end. None: it is one."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    if not stat.S_ISREG(mode):
+        return f"it is {special_kind(mode)}"
+    return None if os.access(path, os.R_OK) else "permission denied"
+
+
 def read_json_object(path: str | Path, expected: str = "a JSON object") -> dict[str, Any]:
-    """Read a JSON object; a missing, unreadable or malformed file is a user error naming ``expected``."""
+    """Read a JSON object; a missing, unreadable or malformed file (or a FIFO, a device) is a user error naming
+    ``expected``."""
     path = Path(path)
-    if not path.is_file():
-        raise NasError(f"{path}: expected {expected}; {'it is a folder' if path.is_dir() else 'file not found'}")
+    problem = file_problem(path)
+    if problem is not None:
+        raise NasError(f"{path}: expected {expected}; {problem}")
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as exc:

@@ -169,6 +169,10 @@ def _check_over_budget(record: dict[str, Any], where: str) -> None:
         raise NasError(f"{where}: expected 'over_budget' to be a list of the budgets a candidate breaks")
     if record["accuracy"] is not None or not is_number(epochs, integer=True, lo=1, hi=10_000):
         raise NasError(f"{where}: expected an over-budget candidate with 'accuracy': null and positive 'epochs'")
+    cost = record.get("cost", {})  # reports format these numbers: a 400-digit one would overflow there
+    if not isinstance(cost, dict) or not all(value is None or is_number(value, lo=0, hi=HUGE)
+                                             for value in cost.values()):
+        raise NasError(f"{where}: expected 'cost' to be an object of numbers in [0, {HUGE:g}], got {shown(cost)}")
 
 
 def record_result(record: dict[str, Any]) -> TrialResult:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nas_core.errors import NasError
+from nas_core.io import file_problem
 
 # What the formats we read actually reference:
 # - InsightFace .bin packs: lists of bytes and bools (no global in Python 2 pickles); written by
@@ -93,6 +94,9 @@ def load_weights_only(path: str | Path, expected: str, *, error: type[NasError] 
     import torch
 
     path = Path(path)
+    problem = file_problem(path)  # torch.load on a FIFO would block, on a device never end
+    if problem is not None:
+        raise error(f"{path}: expected {expected} ({problem})")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

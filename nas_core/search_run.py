@@ -29,10 +29,11 @@ from nas_core.io import atomic_write_json
 from nas_core.journal import Journal, JournaledEvaluator
 from nas_core.replay import load_trace
 from nas_core.report import write_search_report
+from nas_core.run_folder import mark_run_folder
 from nas_core.runlock import run_lock
 from nas_core.runlog import log_to, progress_bar
 from nas_core.search import MacroMicroSearch, SearchResult, TrialRecord, space_spec
-from nas_core.settings import RunOptions, SearchSettings, with_overrides
+from nas_core.settings import RunOptions, SearchSettings, search_run_flags, with_overrides
 from nas_core.space import SearchSpace
 from nas_core.speculative import SpeculativeEvaluator, parallel_figures
 
@@ -52,6 +53,7 @@ class SearchTask:
     share: Callable[[Any], Any] | None = None  # under torchrun: rank 0's value on every rank
     cost_seed: str | Path | None = None  # a latency.json whose measurements decide (a replay's)
     fresh_files: tuple[str, ...] = (JOURNAL,)  # a new run folder holds none of these
+    resume_notes: Sequence[str] = ()  # flags changeable on resume that this invocation gave ("--device cpu")
     config: dict[str, Any]
     settings: SearchSettings
     space: SearchSpace
@@ -117,6 +119,7 @@ class SearchRun:
         run = Path(self.options.resume) if self.options.resume else self._new_folder()
         with self._locked(run):
             if self.task.is_main:
+                mark_run_folder(run, self.task.command, search_run_flags(self.task.config))
                 atomic_write_json(run / "settings.json", self.task.config)
             with log_to(run / "search.log" if self.task.is_main else None, self.task.logger,
                         echo=self.task.is_main) as log, self.task.running():
@@ -142,6 +145,8 @@ class SearchRun:
         log.info(f"{task.command} {' '.join(self.argv)}")
         log.info(f"{'resuming' if self.options.resume else 'starting'} search in {run} "
                  f"({'journaled trials are not retrained' if self.options.resume else 'new run'})")
+        if task.resume_notes:
+            log.info(f"resume: {', '.join(task.resume_notes)} (changeable on resume) apply to this invocation")
         written = json.dumps(task.config, sort_keys=True)
         evaluator = task.open(run, log)
         if task.is_main and json.dumps(task.config, sort_keys=True) != written:

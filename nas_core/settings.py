@@ -13,11 +13,14 @@ import importlib.util
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, Protocol
 
+from nas_core.command import FlagError, cpu_count
 from nas_core.config_args import add_dataclass_args, dataclass_overrides
 from nas_core.errors import NasError
 from nas_core.genotype import KERNELS, Genotype
+from nas_core.run_folder import strict_resume
 from nas_core.values import HUGE, SEED_MAX, checked_fields
 
 _BUDGETS = {"max_params": "params", "max_mflops": "MFLOPs", "max_latency_ms": "latency (ms)"}
@@ -131,7 +134,8 @@ class SearchSettings:
     macro_only: bool = field(default=False, metadata=_flag("stop after Prune (as the paper did for faces)"))
     max_trials: int | None = field(default=None, metadata=_flag("stop after N trials and return the best so far",
                                                                  positive=True, metavar="N"))
-    seed: int = field(default=0, metadata=_flag("run seed: every trial's seed derives from it and the trial"))
+    seed: int = field(default=0, metadata=_flag("run seed: every trial's seed derives from it and the trial",
+                                                minimum=0, maximum=SEED_MAX))
     depth_epoch_step: int = 1  # E += 1 per depth candidate tried (reference add_epochs)
     width_epoch_step: int = 2  # E += 2 per width candidate tried (reference add_epochs_w)
     # Deployment budgets (Budget); None: no limit, and the search is the paper's. Flags: BudgetFlags.
@@ -261,6 +265,10 @@ def budget_overrides(args: argparse.Namespace) -> dict[str, Any]:
     onnxruntime installed, is a NasError naming the flag."""
     values = {f.name: parse_budget_value("--" + f.name.replace("_", "-"), getattr(args, f.name),
                                          integer=f.name in _INTEGER_BUDGETS) for f in fields(BudgetFlags)}
+    threads = values["latency_threads"]
+    if threads is not None and threads > cpu_count():  # more would only spin (or fail inside onnxruntime)
+        raise FlagError("--latency-threads", args.latency_threads, f"expected 1 to {cpu_count()} threads (the CPUs "
+                                                                   "this process may use)")
     if values["max_latency_ms"] is not None and importlib.util.find_spec("onnxruntime") is None:
         raise NasError("--max-latency-ms: expected onnxruntime to measure CPU latency (pip install onnxruntime)")
     return values
@@ -270,13 +278,13 @@ def parse_budget_value(flag: str, text: str | None, *, integer: bool = False) ->
     """A budget flag's value: a positive (integer) number, else NasError naming the flag; None stays None."""
     if text is None:
         return None
-    kind = "a positive integer" if integer else "a positive number"
+    kind = f"{'a positive integer' if integer else 'a positive number'} up to {HUGE:.0e}"
     try:
         value = float(text)
-    except (TypeError, ValueError):
-        raise NasError(f"{flag}: expected {kind}, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0) or (integer and not value.is_integer()):
-        raise NasError(f"{flag}: expected {kind}, got {text!r}")
+    except (TypeError, ValueError, OverflowError):
+        raise FlagError(flag, text, f"expected {kind}") from None
+    if not (math.isfinite(value) and 0 < value <= HUGE) or (integer and not value.is_integer()):
+        raise FlagError(flag, text, f"expected {kind}")
     return int(value) if integer else value
 
 
@@ -312,9 +320,12 @@ class RunOptions:
     setting of the run, so a resume may change any of it."""
 
     output: str | None = field(default=None, metadata=_flag(
-        "run folder RUN: settings.json, journal.jsonl, search.log, result.json, report.html", metavar="RUN"))
+        "run folder RUN: settings.json, journal.jsonl, search.log, result.json, report.html", metavar="RUN",
+        path="output"))
     resume: str | None = field(default=None, metadata=_flag(
-        "continue the search in RUN with its saved settings (journaled trials are not retrained)", metavar="RUN"))
+        "continue the search in RUN with its saved settings (journaled trials are not retrained; a setting flag given "
+        "with it must repeat the run's value; --device, --no-progress, --parallel, --executor, --ray-address and the "
+        "cache flags may change)", metavar="RUN", path="folder"))
     device: str = field(default="auto", metadata=_flag(
         "auto (a GPU when there is one, else the CPU), cpu, cuda or cuda:N"))
     progress: bool = field(default=True, metadata=_flag("progress bars on a terminal (--no-progress: none)"))
@@ -329,3 +340,53 @@ class RunOptions:
 def add_run_flags(parser: argparse.ArgumentParser, default_output: str) -> list[str]:
     """The flags of RunOptions; ``default_output`` says where a run goes without --output."""
     return add_dataclass_args(parser, RunOptions, help_suffix={"output": f" (default {default_output})"})
+
+
+# -- a resume against its run (nas_core.run_folder) -----------------------------------------------------------------
+
+# The flags a search documents as changeable on --resume: where and how this invocation runs, not what the run is
+# (--output may only repeat RUN: check_resume).
+RESUME_CHANGEABLE = ("--device", "--progress", "--estimate", "--parallel", "--executor", "--ray-address", "--cache",
+                     "--cache-on-device", "--step-seconds")
+_SETTING_FLAGS = (*SEARCH_FLAGS, "macro_only", *_BUDGETS, "latency_threads")
+_PATHS = ("data", "data_root")  # compared as the folders they name
+
+
+def search_run_flags(config: dict[str, Any]) -> dict[str, Any]:
+    """RUN/settings.json of a search as the flags that made it (``{"--flag": value}``): what a resume's flags are
+    compared with, and what RUN/facenas-run.json fingerprints. The options sit flat (nas-search) or under
+    "options" (facerec-search); "device" and "space" are not settings of the run."""
+    search = config.get("search") if isinstance(config.get("search"), dict) else {}
+    options = config.get("options") if isinstance(config.get("options"), dict) else config
+    flags = {k: v for k, v in options.items() if k not in ("search", "space", "device", "options")}
+    flags.update({name: search.get(name) for name in _SETTING_FLAGS if name in search})
+    return {"--" + k.replace("_", "-"): _as_stored(k, v) for k, v in flags.items()}
+
+
+def given_run_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags given on this command line (``args.given``, nas_core.command) as a run stores them: budgets as
+    numbers (``budget_overrides``), folders resolved, name lists without spaces."""
+    budgets = budget_overrides(args)
+    given = {}
+    for dest in sorted(getattr(args, "given", ())):
+        value = budgets[dest] if dest in budgets else getattr(args, dest)
+        given["--" + dest.replace("_", "-")] = _as_stored(dest, value)
+    return given
+
+
+def _as_stored(name: str, value: Any) -> Any:
+    if name in _PATHS and isinstance(value, str):
+        return str(Path(value).resolve())
+    if name == "val_bins" and isinstance(value, str):
+        return ",".join(part.strip() for part in value.split(",") if part.strip())
+    return list(value) if isinstance(value, tuple) else value
+
+
+def check_resume(args: argparse.Namespace, config: dict[str, Any], run: str) -> list[str]:
+    """A search's --resume against its RUN/settings.json: a setting flag given with another value than the run's is
+    refused naming both (nas_core.run_folder.strict_resume); the changeable ones given are returned for the log.
+    --output, when given, must name RUN itself."""
+    if args.output is not None and Path(args.output).resolve() != Path(run).resolve():
+        raise FlagError("--output", args.output, f"expected no --output with --resume, or the resumed folder {run}")
+    given = {flag: value for flag, value in given_run_flags(args).items() if flag not in ("--resume", "--output")}
+    return strict_resume(given, search_run_flags(config), run, RESUME_CHANGEABLE)

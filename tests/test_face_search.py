@@ -119,7 +119,8 @@ def test_bad_data_exits_2_with_one_line(bad, tmp_path, capsys):
         (data / "train.rec").write_bytes(b"not a record file")
     rc = search_main(["--data", str(data), "--output", str(tmp_path / "run"), *_TINY])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and err[0].startswith(f"error: {data}")
+    said = f"error: --data {data}: expected an existing folder" if bad == "missing" else f"error: {data}"
+    assert rc == 2 and len(err) == 1 and err[0].startswith(said)
     assert not (tmp_path / "run").exists()  # nothing written half-way
 
 

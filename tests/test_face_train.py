@@ -170,8 +170,8 @@ def test_nan_step_is_skipped_and_training_goes_on(tiny_pack):
 
 def test_repeated_nan_stops_with_a_clear_error(tiny_pack, tiny_genotype, tmp_path, capsys):
     out = tmp_path / "nan"
-    # lr = inf: the first step blows every weight up, every later loss is NaN.
-    rc = train_main(_train_args(tiny_pack, tiny_genotype, out, "--epochs", "2", "--lr", "inf",
+    # lr = 1e30 (inf is refused as a flag): the first step blows every weight up, every later loss is NaN.
+    rc = train_main(_train_args(tiny_pack, tiny_genotype, out, "--epochs", "2", "--lr", "1e30",
                                 "--max-nan-steps", "3"))
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
@@ -398,7 +398,8 @@ def test_bad_data_exits_2_with_one_line(bad, tiny_genotype, tmp_path, capsys):
         data.mkdir()
     rc = train_main(["--genotype", str(tiny_genotype), "--data", str(data), "--output", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and err[0].startswith(f"error: {data}: expected")
+    said = f"error: --data {data}: expected an existing folder" if bad == "missing" else f"error: {data}: expected"
+    assert rc == 2 and len(err) == 1 and err[0].startswith(said)
     assert not (tmp_path / "o").exists()  # nothing written half-way
 
 

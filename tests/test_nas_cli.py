@@ -158,7 +158,7 @@ def test_train_rejects_bad_genotype_files(case, tmp_path, capsys):
 def test_resume_of_a_missing_run_exits_2(tmp_path, capsys):
     assert search_main(["--resume", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "settings.json: expected the settings of a search run" in err[0]
+    assert err == [f"error: --resume {tmp_path / 'nope'}: expected an existing folder (not found)"]
 
 
 def test_random_study_reports_ri_of_its_rows(digits_run, tmp_path):

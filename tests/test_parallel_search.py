@@ -144,9 +144,8 @@ def test_killed_parallel_search_resumes_to_the_sequential_answer(digits_straight
 
 
 def test_parallel_flags_are_checked(tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        search_main([*DIGITS, "--output", str(tmp_path / "run"), "--parallel", "0"])
-    assert "expected a positive integer" in capsys.readouterr().err
+    assert search_main([*DIGITS, "--output", str(tmp_path / "run"), "--parallel", "0"]) == 2
+    assert capsys.readouterr().err == "error: --parallel 0: expected a positive integer\n"
 
 
 # -- the same answer, Ray tasks on a local cluster -------------------------------------------------

@@ -14,10 +14,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from nas_core.errors import run_cli
+from nas_core.command import CommandParser, cpu_count, run_command
+from nas_core.config_args import cpu_threads
 
 _PACK = "face pack folder (train.rec, train.idx, property) or its .rec file"
 _IMAGE_FOLDER = "image folder, one sub-folder of images per identity"
@@ -107,7 +107,8 @@ def _add_pack_checks(commands) -> None:
                                         "rerun continues where it stopped. facerec-train and facerec-search use "
                                         "the cache when present (--no-cache: not).")
     _add_pack(p)
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding threads (default: CPUs)")
+    p.add_argument("--workers", type=cpu_threads, default=cpu_count(), help="decoding threads, at most the CPUs "
+                                                                            "(default: CPUs)")
     p.add_argument("--restart", action="store_true", help="start again instead of continuing a killed build")
     p.add_argument("--chunk", type=int, default=1024, help="images decoded between two progress records "
                                                            "(default 1024)")
@@ -119,7 +120,7 @@ def _add_pack_checks(commands) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facerec-data", description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog="facerec-data", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     _add_align(commands)
     _add_pack_commands(commands)
@@ -128,8 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: _run(args), hold_native_output=True)
+    return run_command(build_parser(), argv, _run, hold_native_output=True)
 
 
 def _run(args: argparse.Namespace) -> int:

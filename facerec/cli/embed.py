@@ -19,28 +19,27 @@ from __future__ import annotations
 import argparse
 
 from facerec.deploy.options import EmbedOptions
+from nas_core.command import CommandParser, run_command
 from nas_core.config_args import add_dataclass_args, dataclass_from_args
-from nas_core.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facerec-embed", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="facerec-embed", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataclass_args(parser, EmbedOptions)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = dataclass_from_args(EmbedOptions, build_parser().parse_args(argv))
-    return run_cli(lambda: _embed(options), hold_native_output=True)
+    return run_command(build_parser(), argv, _embed, hold_native_output=True)
 
 
-def _embed(options: EmbedOptions) -> int:
+def _embed(args: argparse.Namespace) -> int:
     # The command's one deliberate lazy import (torch, OpenCV, onnxruntime), made inside run_cli so that what
     # it prints is held like the job's own output; --help and flag errors never pay for it.
     from facerec.deploy.embed_job import run_embed
 
-    return run_embed(options)
+    return run_embed(dataclass_from_args(EmbedOptions, args))
 
 
 if __name__ == "__main__":

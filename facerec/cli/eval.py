@@ -14,28 +14,27 @@ from __future__ import annotations
 import argparse
 
 from facerec.deploy.options import EvalOptions
+from nas_core.command import CommandParser, run_command
 from nas_core.config_args import add_dataclass_args, dataclass_from_args
-from nas_core.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facerec-eval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="facerec-eval", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataclass_args(parser, EvalOptions)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = dataclass_from_args(EvalOptions, build_parser().parse_args(argv))
-    return run_cli(lambda: _evaluate(options), hold_native_output=True)
+    return run_command(build_parser(), argv, _evaluate, hold_native_output=True)
 
 
-def _evaluate(options: EvalOptions) -> int:
+def _evaluate(args: argparse.Namespace) -> int:
     # The command's one deliberate lazy import (torch, the protocols), made inside run_cli so that what
     # it prints is held like the job's own output; --help and flag errors never pay for it.
     from facerec.deploy.eval_job import run_eval
 
-    return run_eval(options)
+    return run_eval(dataclass_from_args(EvalOptions, args))
 
 
 if __name__ == "__main__":

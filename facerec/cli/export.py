@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 
 from facerec.deploy.options import ExportOptions
+from nas_core.command import CommandParser, run_command
 from nas_core.config_args import add_dataclass_args, dataclass_from_args
-from nas_core.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facerec-export", description=__doc__.split("\n\n")[0])
-    # Values are checked by the job (one-line errors, exit 2) rather than by argparse (usage + error).
+    parser = CommandParser(prog="facerec-export", description=__doc__.split("\n\n")[0])
+    # Values are checked by the job (one-line errors naming the file, exit 2).
     add_dataclass_args(parser, ExportOptions)
     # The flag's name before --batch-size, kept for existing scripts; hidden from --help.
     parser.add_argument("--batch", dest="batch_size", type=int, default=argparse.SUPPRESS,
@@ -33,16 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = dataclass_from_args(ExportOptions, build_parser().parse_args(argv))
-    return run_cli(lambda: _export(options), hold_native_output=True)
+    return run_command(build_parser(), argv, _export, hold_native_output=True)
 
 
-def _export(options: ExportOptions) -> int:
+def _export(args: argparse.Namespace) -> int:
     # The command's one deliberate lazy import (torch, onnx), made inside run_cli so that what
     # it prints is held like the job's own output; --help and flag errors never pay for it.
     from facerec.deploy.export_job import run_export
 
-    return run_export(options)
+    return run_export(dataclass_from_args(ExportOptions, args))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nas_core.errors import run_cli
+from nas_core.command import CommandParser, run_command
 
 INDEX_KINDS = ("flat", "hnsw", "ivf")  # facerec.deploy.gallery_files.INDEX_KINDS (tests check they agree)
 FACE_POLICIES = ("largest", "all")  # facerec.photos.detect.FACE_POLICIES
@@ -91,8 +91,8 @@ def _add_remove_and_list(commands) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facerec-gallery", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="facerec-gallery", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     _add_enroll(commands)
     _add_identify(commands)
@@ -101,8 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: _run(args), hold_native_output=True)
+    return run_command(build_parser(), argv, _run, hold_native_output=True)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -14,27 +14,26 @@ from __future__ import annotations
 import argparse
 
 from facerec.deploy.options import ImportOptions
+from nas_core.command import CommandParser, run_command
 from nas_core.config_args import add_dataclass_args, dataclass_from_args
-from nas_core.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facerec-import", description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog="facerec-import", description=__doc__.split("\n\n")[0])
     add_dataclass_args(parser, ImportOptions)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = dataclass_from_args(ImportOptions, build_parser().parse_args(argv))
-    return run_cli(lambda: _import(options), hold_native_output=True)
+    return run_command(build_parser(), argv, _import, hold_native_output=True)
 
 
-def _import(options: ImportOptions) -> int:
+def _import(args: argparse.Namespace) -> int:
     # The command's one deliberate lazy import (torch, the backbones), made inside run_cli so that what
     # it prints is held like the job's own output; --help and flag errors never pay for it.
     from facerec.deploy.import_job import run_import
 
-    return run_import(options)
+    return run_import(dataclass_from_args(ImportOptions, args))
 
 
 if __name__ == "__main__":

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 
-from nas_core.errors import run_cli
+from nas_core.command import CommandParser, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facerec-report", description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog="facerec-report", description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", metavar="OUT|RUN",
                         help="facerec-train output (metrics.json) or search run (journal.jsonl)")
     parser.add_argument("--output", metavar="FILE.html", default=None,
@@ -22,8 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: _report(args), hold_native_output=True)
+    return run_command(build_parser(), argv, _report, hold_native_output=True)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -15,6 +15,9 @@ Spearman ρ and Kendall τ with 95 % bootstrap intervals, and by cost in epochs 
 Every trial is journaled (OUT/journal.jsonl for run seed --seed, OUT/journal-seed<S>.jsonl for the others), so a
 rerun with the same arguments trains nothing new; --max-trainings N stops after N new trainings (the study in
 parts). Writes OUT/ranking.json (complete: false until every trial is in) and OUT/ranking.png (ρ against cost).
+OUT/facenas-run.json fingerprints what defines the trainings (--data, --subset-ids, --holdout-ids, --seed,
+--embedding-size, the recipe flags): a rerun in OUT with other values, once trainings are journaled, is refused
+naming both; the candidates, epochs, seeds, --max-trainings, --bootstrap, --workers and --device may change.
 The job is facerec.search.study, over nas_core.rank_fidelity.RankingStudy (the driver nas-study ranking runs on).
 """
 
@@ -25,18 +28,20 @@ import sys
 
 from facerec.search.settings import FaceStudyOptions
 from facerec.train.recipe import add_recipe_args
+from nas_core.command import CommandParser, input_folder, output_folder, run_command
 from nas_core.config_args import add_dataclass_args, dataclass_from_args
-from nas_core.errors import run_cli
 from nas_core.settings import CANDIDATE_FLAGS, RunOptions, add_search_flags, search_overrides
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facerec-study", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="facerec-study", description=__doc__.split("\n\n")[0],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="study", required=True)
     rank = sub.add_parser("ranking", help="ρ and τ of cheap rankings (dynamic, static, ...) against full training")
-    rank.add_argument("--data", required=True, help="face pack folder (train.rec/.idx/property)")
-    rank.add_argument("--output", required=True, help="study folder (journals, log, ranking.json, ranking.png)")
+    rank.add_argument("--data", required=True, type=input_folder, help="face pack folder (train.rec/.idx/property)")
+    rank.add_argument("--output", required=True, type=output_folder,
+                      help="study folder (journals, log, ranking.json, ranking.png); rerun in it to continue: the "
+                           "data, identities, --seed, --embedding-size and recipe flags must be its own")
     rank.add_argument("--size", choices=("small", "medium"), default="small",
                       help="search preset: small (W_max 32) or medium (W_max 64) (default: small)")
     add_search_flags(rank, CANDIDATE_FLAGS)
@@ -47,19 +52,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: _study(args, argv))
+    return run_command(build_parser(), argv, lambda args: _study(args, argv), check=_check)
+
+
+def _job(args: argparse.Namespace) -> dict:
+    recipe = {"choice": args.recipe, "batch_size": args.batch_size, "lr": args.lr, "head": args.head}
+    return {"data": args.data, "out": args.output, "size": args.size,
+            "overrides": search_overrides(args, CANDIDATE_FLAGS), "recipe": recipe}
+
+
+def _check(args: argparse.Namespace) -> None:
+    # The one deliberate lazy import: the module that runs the job (torch), once the flags are parsed.
+    from facerec.search.study import check_study
+
+    check_study(dataclass_from_args(FaceStudyOptions, args), **_job(args))
 
 
 def _study(args: argparse.Namespace, argv: list[str] | None) -> int:
-    # The one deliberate lazy import: the module that runs the job (torch), once the flags are parsed.
     from facerec.search.study import ranking_study
 
-    recipe = {"choice": args.recipe, "batch_size": args.batch_size, "lr": args.lr, "head": args.head}
-    return ranking_study(dataclass_from_args(FaceStudyOptions, args), data=args.data, out=args.output,
-                         size=args.size, overrides=search_overrides(args, CANDIDATE_FLAGS), recipe=recipe,
-                         device=args.device, progress=args.progress,
-                         command=" ".join(sys.argv[1:] if argv is None else argv))
+    return ranking_study(dataclass_from_args(FaceStudyOptions, args), **_job(args), device=args.device,
+                         progress=args.progress, command=" ".join(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

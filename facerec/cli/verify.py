@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 
 from facerec.deploy.verify_options import VerifyOptions
+from nas_core.command import CommandParser, run_command
 from nas_core.config_args import add_dataclass_args, dataclass_from_args
-from nas_core.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facerec-verify", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="facerec-verify", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("a", metavar="A", help="a photo (or with --no-detect an aligned 112x112 face)")
     parser.add_argument("b", metavar="B", help="the photo to compare it with")
     add_dataclass_args(parser, VerifyOptions)
@@ -34,17 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    options = dataclass_from_args(VerifyOptions, args, a=args.a, b=args.b)
-    return run_cli(lambda: _verify(options), hold_native_output=True)
+    return run_command(build_parser(), argv, _verify, hold_native_output=True)
 
 
-def _verify(options: VerifyOptions) -> int:
+def _verify(args: argparse.Namespace) -> int:
     # The command's one deliberate lazy import (torch, OpenCV, onnxruntime), made inside run_cli so that what
     # it prints is held like the job's own output; --help and flag errors never pay for it.
     from facerec.deploy.verify_job import run_verify
 
-    return run_verify(options)
+    return run_verify(dataclass_from_args(VerifyOptions, args, a=args.a, b=args.b))
 
 
 if __name__ == "__main__":

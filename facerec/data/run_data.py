@@ -69,6 +69,28 @@ def check_pack_dir(data_dir: str | Path) -> None:
     FacePack(data_dir)  # header record and index: cheap, and names the bad file
 
 
+def check_identities(data_dir: str | Path | None, *, subset_ids: int | None, holdout_ids: int | None,
+                     fitness: str | None) -> None:
+    """--subset-ids and --holdout-ids against the identities the data hold (the demo set's without --data), before
+    a command makes its output folder: the same ranges prepare_data enforces."""
+    if data_dir is None:
+        from facerec.data.demo import DEMO_IDENTITIES
+
+        count = DEMO_IDENTITIES
+    else:
+        from facerec.data.datasets import FacePack
+
+        count = FacePack(Path(data_dir)).num_identities
+    if subset_ids is not None and not 2 <= subset_ids <= count:
+        raise FaceRecError(f"--subset-ids {subset_ids}: expected 2..{count} identities (of {count} in "
+                           f"{data_dir or 'the demo set'})")
+    used = subset_ids or count
+    held = default_holdout(used, fitness) if holdout_ids is None else holdout_ids
+    if not 0 <= held <= used - 2:
+        raise FaceRecError(f"--holdout-ids {held}: expected 0 to {used - 2} (of {used} identities"
+                           f"{'' if data_dir else ' of the demo set'})")
+
+
 def _train_set(pack, train_ids: list[int], augment: bool, cache: bool, cache_on_device: bool):
     """The decoded cache's dataset when the pack has one (and ``cache``), else JPEGs decoded per item."""
     import logging

@@ -20,7 +20,7 @@ from eval_protocols.embed import Embedder, torch_device
 from facerec.data.images import IMAGE_SUFFIXES, load_image
 from facerec.errors import FaceRecError
 from facerec.model.checkpoint import load_backbone
-from nas_core.io import atomic_write
+from nas_core.io import atomic_write, file_problem
 
 FACE_SIZE = 112
 LANDMARKS_LINE = "'<image path relative to --images> x1 y1 x2 y2 x3 y3 x4 y4 x5 y5 [score]'"
@@ -74,8 +74,11 @@ def check_model_file(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix not in MODEL_SUFFIXES:
         raise FaceRecError(f"{path}: expected a model file ending in .onnx or .pt")
-    if not path.is_file():
+    problem = file_problem(path)  # with stat: a FIFO would block whatever opened it
+    if problem == "file not found":
         raise FaceRecError(f"{path}: model file not found; expected an .onnx file or a facenas .pt checkpoint")
+    if problem is not None:
+        raise FaceRecError(f"{path}: expected an .onnx file or a facenas .pt checkpoint ({problem})")
     return path
 
 

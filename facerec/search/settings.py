@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from nas_core.values import SEED_MAX
+
 
 @dataclass(frozen=True)
 class SearchRanking:
@@ -42,15 +44,15 @@ class FaceSearchOptions:
 
     data: str | None = field(default=None, metadata=_flag(
         "face pack folder (train.rec/.idx/property [+ .bin]); not given: the built-in synthetic demo set",
-        metavar="DIR"))
+        metavar="DIR", path="folder"))
     subset_ids: int | None = field(default=None, metadata=_flag("search on N identities (seeded choice)",
-                                                                metavar="N"))
+                                                                metavar="N", minimum=2))
     holdout_ids: int | None = field(default=None, metadata=_flag(
         "identities held out of training; the fitness is 10-fold accuracy on their pairs (default 10%, none with "
-        "--val-bins; demo 4)", metavar="N"))
+        "--val-bins; demo 4)", metavar="N", minimum=0))
     val_bins: str | None = field(default=None, metadata=_flag(
         "rank on these .bin packs of --data instead, e.g. lfw,cfp_fp,agedb_30 (the paper's protocol: a net ranked "
-        "on a benchmark scores optimistically on it)", metavar="NAMES"))
+        "on a benchmark scores optimistically on it)", metavar="NAMES", names=True))
     ranking: str = field(default=DEFAULT_FACE_RANKING, metadata=_flag(
         "how trials are trained and scored: " + "; ".join(f"{r.name}: {r.description}" for r in SEARCH_RANKINGS.values())
         + " (README 'Does the search pay?')", choices=tuple(sorted(SEARCH_RANKINGS))))
@@ -64,7 +66,7 @@ class FaceSearchOptions:
         "margin head: adaface, arcface, cosface (default: the recipe's; demo adaface)"))
     embedding_size: int | None = field(default=None, metadata=_flag("embedding size (default 512; demo 128)",
                                                                     positive=True))
-    workers: int | None = field(default=None, metadata=_flag("data loader workers (default 2; demo 0)"))
+    workers: int | None = field(default=None, metadata=_flag("data loader workers (default 2; demo 0)", minimum=0))
 
 
 # The trial-training options' values with real data and with the built-in demo set when not given (None with
@@ -97,9 +99,10 @@ class FaceStudyOptions:
     max_trainings: int | None = field(default=None, metadata=_flag(
         "stop after N new trainings (run the study in parts)", positive=True, metavar="N"))
     subset_ids: int | None = field(default=None, metadata=_flag(
-        "train on N identities (seeded choice), as the search can", metavar="N"))
+        "train on N identities (seeded choice), as the search can", metavar="N", minimum=2))
     holdout_ids: int | None = field(default=None, metadata=_flag(
-        "identities held out for the fitness pairs (default 10%)", metavar="N"))
+        "identities held out for the fitness pairs (default 10%)", metavar="N", minimum=2))
     embedding_size: int = field(default=512, metadata=_flag("embedding size", positive=True))
-    workers: int = field(default=0, metadata=_flag("data loader workers"))
-    seed: int = field(default=0, metadata=_flag("seed of the identity split and of the first run"))
+    workers: int = field(default=0, metadata=_flag("data loader workers", minimum=0))
+    seed: int = field(default=0, metadata=_flag("seed of the identity split and of the first run", minimum=0,
+                                                maximum=SEED_MAX))

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from facerec.data.run_data import check_pack_dir, describe_fitness, prepare_data
+from facerec.data.run_data import check_identities, check_pack_dir, describe_fitness, prepare_data
 from facerec.errors import FaceRecError
 from facerec.model.space import IResNetSpace
 from facerec.search.evaluator import FaceEvaluator
@@ -29,8 +29,11 @@ from nas_core.rank_fidelity import (
     fidelity_png,
     grid_candidates,
 )
+from nas_core.run_folder import check_run_folder, mark_run_folder
 from nas_core.runlog import log_to
 from nas_core.settings import SearchSettings, settings_for
+
+STUDY_KIND = "facerec-study ranking"
 
 
 def study_plan(options: FaceStudyOptions, size: str, overrides: dict[str, Any]) -> tuple[SearchSettings, StudyPlan]:
@@ -44,8 +47,9 @@ def study_plan(options: FaceStudyOptions, size: str, overrides: dict[str, Any]) 
         settings = settings_for(size, **overrides)
         candidates = schedule_candidates(settings, options.depth_steps, options.width_steps)
     if len({g.key() for g, _ in candidates}) < 3:
-        raise FaceRecError(f"--depth-steps/--width-steps: expected at least 3 distinct candidates to rank, got "
-                           f"{len(candidates)} (W_max {settings.w_max}, W_min {settings.w_min}, W_res {settings.w_res})")
+        flags = "--depths/--widths" if options.depths else "--depth-steps/--width-steps"
+        raise FaceRecError(f"{flags}: expected at least 3 distinct candidates to rank, got {len(candidates)} "
+                           f"(W_max {settings.w_max}, W_min {settings.w_min}, W_res {settings.w_res})")
     static = list(options.static_epochs or sorted({settings.e_min, 2, 4}))
     reference = options.reference_epochs or 2 * max(e for _, e in candidates)
     if not options.truncated or max(options.truncated) > reference:
@@ -53,13 +57,35 @@ def study_plan(options: FaceStudyOptions, size: str, overrides: dict[str, Any]) 
     return settings, StudyPlan(candidates, static, reference, seeds=options.reference_seeds, seed=options.seed)
 
 
+def study_flags(options: FaceStudyOptions, data: str, recipe: dict[str, Any]) -> dict[str, Any]:
+    """The flags that define a study's trainings (OUT/facenas-run.json, nas_core.run_folder): its data and identities,
+    run seed, net and recipe. The others (the candidates, epochs, seeds, --max-trainings, --bootstrap, --device,
+    --workers, progress) may change between reruns: the journals key each training by what it trained."""
+    return {"--data": str(Path(data).resolve()), "--subset-ids": options.subset_ids,
+            "--holdout-ids": options.holdout_ids, "--seed": options.seed, "--embedding-size": options.embedding_size,
+            "--recipe": recipe["choice"], "--batch-size": recipe["batch_size"], "--lr": recipe["lr"],
+            "--head": recipe["head"]}
+
+
+def check_study(options: FaceStudyOptions, *, data: str, out: str, size: str, overrides: dict[str, Any],
+                recipe: dict[str, Any]) -> tuple[SearchSettings, StudyPlan]:
+    """Everything the study checks before OUT is made or written: the pack and its identities, the plan, and OUT
+    (a folder of another kind, or a study of other data or trainings, is refused: nas_core.run_folder)."""
+    check_pack_dir(data)
+    check_identities(data, subset_ids=options.subset_ids, holdout_ids=options.holdout_ids, fitness="holdout")
+    planned = study_plan(options, size, overrides)
+    results = Path(out).is_dir() and any(p.stat().st_size for p in Path(out).glob("journal*.jsonl"))
+    check_run_folder(out, STUDY_KIND, study_flags(options, data, recipe), holds_results=results)
+    return planned
+
+
 def ranking_study(options: FaceStudyOptions, *, data: str, out: str, size: str, overrides: dict[str, Any],
                   recipe: dict[str, Any], device: str = "auto", progress: bool = True, command: str = "") -> int:
     """Run (or continue) the study in ``out``; ``recipe``: resolve_recipe's choice and overrides."""
-    check_pack_dir(data)
-    settings, plan = study_plan(options, size, overrides)  # bad settings fail before OUT is made
+    settings, plan = check_study(options, data=data, out=out, size=size, overrides=overrides, recipe=recipe)
     out, device = Path(out), resolve_device(device)
     out.mkdir(parents=True, exist_ok=True)
+    mark_run_folder(out, STUDY_KIND, study_flags(options, data, recipe))
     with log_to(out / "study.log", "facerec") as log:
         log.info(f"facerec-study {command}")
         prepared = prepare_data(data, out, subset_ids=options.subset_ids, holdout_ids=options.holdout_ids,

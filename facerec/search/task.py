@@ -19,7 +19,7 @@ import torch
 from facerec import report as _names  # noqa: F401  (names IResNet genotypes R-<layers>-<8C> in the report)
 from facerec.data.demo import DEMO_SEARCH
 from facerec.data.options import CacheOptions
-from facerec.data.run_data import check_pack_dir, describe_fitness
+from facerec.data.run_data import check_identities, check_pack_dir, describe_fitness, parse_names
 from facerec.errors import FaceRecError
 from facerec.model.space import IResNetSpace
 from facerec.search.estimate import face_estimate
@@ -32,6 +32,7 @@ from facerec.search.evaluator import (
 )
 from facerec.search.settings import OPTION_DEFAULTS, SEARCH_RANKINGS, FaceSearchOptions
 from facerec.train.dist import barrier, broadcast_object, init_distributed, resolve_device
+from facerec.train.validation import find_bins
 from nas_core.io import atomic_write, read_json_object
 from nas_core.search import SearchResult, TrialRecord, space_spec
 from nas_core.search_run import SearchTask
@@ -63,6 +64,13 @@ class FaceSearch(SearchTask):
         demo = options.data is None
         if not demo and not estimate:
             check_pack_dir(options.data)
+        if options.val_bins:  # the named packs exist (the demo set has none)
+            if demo:
+                raise FaceRecError(f"--val-bins {options.val_bins}: expected --data, a pack with .bin packs beside it")
+            find_bins(options.data, parse_names(options.val_bins))
+        if not estimate:  # an estimate reads the pack's metadata only
+            check_identities(options.data, subset_ids=options.subset_ids, holdout_ids=options.holdout_ids,
+                             fitness="bins" if options.val_bins else "holdout")
         settings = settings_for(size, **{**(DEMO_SEARCH if demo else {}), **overrides})
         if SEARCH_RANKINGS[options.ranking].static:  # every macro trial E_min epochs: no +1/+2 per candidate tried
             settings.depth_epoch_step = settings.width_epoch_step = 0

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from nas_core.config_args import setting
+from nas_core.values import SEED_MAX
 
 ADAFACE_EPOCHS = 26
 # facerec-train with no --data (the built-in demo set): CPU-sized values for the flags not given. Batch, lr
@@ -25,7 +26,7 @@ class TrainConfig:
     epochs: int = setting(ADAFACE_EPOCHS, "training epochs; the lr milestones 12/20/24 of 26 scale with them",
                           positive=True)
     batch_size: int = setting(512, "global batch, split over the torchrun ranks", positive=True)
-    lr: float = setting(0.1, "SGD learning rate at the end of the warm-up")
+    lr: float = setting(0.1, "SGD learning rate at the end of the warm-up", minimum=0)
     momentum: float = setting(0.9, "SGD momentum", cli=False)
     weight_decay: float = setting(5e-4, "SGD weight decay (none on BN, bias, PReLU)", cli=False)
     milestones: tuple[int, ...] = setting((12, 20, 24), "lr ×0.1 at these epochs of a 26-epoch run (AdaFace), "
@@ -38,10 +39,12 @@ class TrainConfig:
                             choices=("step", "cosine"), cli=False)
     recipe: dict | None = setting(None, "the facerec.train.recipe.Recipe these settings came from, with its "
                                   "reasons", cli=False)
-    seed: int = setting(0, "seed of the initial weights, the batch order and the augmentation")
-    workers: int = setting(2, "data loader worker processes per rank")
+    seed: int = setting(0, "seed of the initial weights, the batch order and the augmentation", minimum=0,
+                       maximum=SEED_MAX)
+    workers: int = setting(2, "data loader worker processes per rank", minimum=0)
     amp: bool = setting(True, "mixed precision (CUDA only)", cli=False)
-    checkpoint_every: int = setting(500, "steps between mid-epoch writes of OUT/last.pt; 0: only at epoch ends")
+    checkpoint_every: int = setting(500, "steps between mid-epoch writes of OUT/last.pt; 0: only at epoch ends",
+                                   minimum=0)
     max_nan_steps: int = setting(5, "stop after this many non-finite losses in a row", positive=True)
     val_batch_size: int = setting(128, "batch of the verification embeddings", cli=False)
     # facerec.deploy.threshold.DEFAULT_FAR (a numpy module: not imported here, --help stays light).

@@ -15,9 +15,15 @@ from dataclasses import asdict
 from pathlib import Path
 
 from facerec.data.options import CacheOptions
-from facerec.data.run_data import check_pack_dir, describe_fitness, parse_names, prepare_data
+from facerec.data.run_data import (
+    check_identities,
+    check_pack_dir,
+    describe_fitness,
+    parse_names,
+    prepare_data,
+)
 from facerec.errors import FaceRecError
-from facerec.model.backbones import create_backbone
+from facerec.model.backbones import create_backbone, list_backbones
 from facerec.model.blocks import MAX_PARAMS
 from facerec.model.checkpoint import build_from_checkpoint, read_checkpoint
 from facerec.model.heads import create_head
@@ -28,8 +34,10 @@ from facerec.train.loop import TrainingStopped, train_model
 from facerec.train.recipe import recipe_from_args
 from facerec.train.validation import find_bins, report_cadence
 from nas_core.checkpoint import load_weights
+from nas_core.command import FlagError
 from nas_core.config_args import dataclass_from_args
 from nas_core.genotype import Genotype
+from nas_core.run_folder import RUN_FILE, check_run_folder, mark_run_folder
 from nas_core.runlock import LOCK_NAME, run_lock
 from nas_core.train import seed_everything
 
@@ -65,26 +73,42 @@ def build_backbone(genotype_path: str | None, arch: str | None, embedding_size: 
         load_weights(model, ckpt["model"], str(resume), error=FaceRecError)
         return model, architecture
     if genotype_path is not None:
-        path = Path(genotype_path)
-        if not path.is_file():
-            raise FaceRecError(f"{path}: expected a result.json or genotype JSON (file not found)")
-        genotype = Genotype.load(path)
-        document = json.loads(path.read_text())  # Genotype.load read it: it is JSON
-        # a search's result.json names its space settings (e.g. the demo's 128-d embedding)
-        searched = (document.get("space") if isinstance(document, dict) else None) or {}
-        if not isinstance(searched, dict):
-            raise FaceRecError(f"{path}: expected 'space' to be an object of space settings, got {searched!r:.40}")
-        size = embedding_size or searched.get("embedding_size", 512)
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise FaceRecError(f"{path}: expected a positive integer embedding_size, got {size!r:.40}")
-        space = IResNetSpace(embedding_size=size, dropout=dropout)
-        params = space.count_params(genotype)
-        if params > MAX_PARAMS:
-            raise FaceRecError(f"{path}: genotype {genotype.key()[:40]}: expected a net under {MAX_PARAMS:.0e} "
-                               f"parameters, this one has {params:.3g}")
+        genotype, space = _genotype_space(genotype_path, embedding_size, dropout)
         return space.build(genotype), {"genotype": genotype, "space": space.config()}
     backbone = create_backbone(arch, dropout=dropout, **({"embedding_size": embedding_size} if embedding_size else {}))
     return backbone, {"arch": arch}
+
+
+def _genotype_space(genotype_path: str, embedding_size: int | None, dropout: float) -> tuple[Genotype, IResNetSpace]:
+    """--genotype's net, checked: a genotype JSON (a search's result.json names its space settings, e.g. the demo's
+    128-d embedding) of a net under MAX_PARAMS parameters."""
+    path = Path(genotype_path)
+    if not path.is_file():
+        raise FaceRecError(f"{path}: expected a result.json or genotype JSON (file not found)")
+    genotype = Genotype.load(path)
+    document = json.loads(path.read_text())  # Genotype.load read it: it is JSON
+    searched = (document.get("space") if isinstance(document, dict) else None) or {}
+    if not isinstance(searched, dict):
+        raise FaceRecError(f"{path}: expected 'space' to be an object of space settings, got {searched!r:.40}")
+    size = embedding_size or searched.get("embedding_size", 512)
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 65536:
+        raise FaceRecError(f"{path}: expected a positive integer embedding_size, got {size!r:.40}")
+    space = IResNetSpace(embedding_size=size, dropout=dropout)
+    params = space.count_params(genotype)
+    if params > MAX_PARAMS:
+        raise FaceRecError(f"{path}: genotype {genotype.key()[:40]}: expected a net under {MAX_PARAMS:.0e} "
+                           f"parameters, this one has {params:.3g}")
+    return genotype, space
+
+
+def check_net(genotype_path: str | None, arch: str | None, embedding_size: int | None, dropout: float) -> None:
+    """The net a new run would build, checked without building it: a --genotype file, or an --arch name."""
+    if genotype_path is None and arch is None:
+        raise FaceRecError("facerec-train: expected --genotype RUN/result.json or --arch iresnet18")
+    if genotype_path is not None:
+        _genotype_space(genotype_path, embedding_size, dropout)
+    elif arch not in list_backbones():
+        raise FlagError("--arch", arch, f"expected one of {', '.join(list_backbones())}")
 
 
 def init_backbone(path: str, genotype_path: str | None, arch: str | None, embedding_size: int | None,
@@ -149,15 +173,16 @@ def _selection(args: argparse.Namespace, saved_flags: dict | None) -> str:
 
 
 def _check_new_output(output: Path, resuming: bool) -> None:
-    if not resuming and output.is_dir() and any(p.name != LOCK_NAME for p in output.iterdir()):
+    if not resuming and output.is_dir() and any(p.name not in (LOCK_NAME, RUN_FILE) for p in output.iterdir()):
         raise FaceRecError(f"{output}: expected a new or empty output folder; it holds files of an earlier run "
                            f"(continue that run with --resume {output}, or choose another --output)")
 
 
-def run(args: argparse.Namespace) -> int:
-    """facerec-train with the flags of facerec.cli.train.build_parser (``args.argv``: the command line, for the
-    log); the exit code."""
-    output = Path(args.output)
+def check(args: argparse.Namespace) -> None:
+    """Everything facerec-train can check before it locks or writes OUT (validate, then act: ARCHITECTURE §7): the
+    flags against each other, a resume against the run it continues, the data and the identities asked of them,
+    the net (--arch name, --genotype file and size) and OUT's kind (nas_core.run_folder). Leaves on ``args`` what
+    ``run`` needs: ``resume_path``, ``saved_flags``, ``flags``, ``selection``."""
     if not 0 < args.far < 1:
         raise FaceRecError(f"--far {args.far:g}: expected a false accept rate between 0 and 1 (default "
                            f"{TrainConfig.far:g})")
@@ -165,15 +190,28 @@ def run(args: argparse.Namespace) -> int:
     for key, value in (DEMO_DEFAULTS if args.data is None else defaults).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    resume = _resume_path(args.resume)
-    saved_flags = _check_resume_flags(resume, _run_flags(args)) if resume is not None else None
+    args.resume_path = _resume_path(args.resume)
+    resume = args.resume_path
+    args.saved_flags = _check_resume_flags(resume, _run_flags(args)) if resume is not None else None
     args.flags = _run_flags(args)  # as given: what a resume must repeat
-    if saved_flags and "--select" not in saved_flags:
+    if args.saved_flags and "--select" not in args.saved_flags:
         del args.flags["--select"]  # a run from before --select stays one (see _selection)
     if args.data is not None:
         check_pack_dir(args.data)
-    args.selection = _selection(args, saved_flags)
+    args.selection = _selection(args, args.saved_flags)
     _check_selection(args)
+    check_identities(args.data, subset_ids=args.subset_ids, holdout_ids=args.holdout_ids,
+                     fitness={"holdout": "holdout", "bins": "bins", "last": None}[args.selection])
+    if resume is None and args.init is None:
+        check_net(args.genotype, args.arch, args.embedding_size, args.dropout)
+    # OUT's kind; its settings are last.pt's flags, compared above (a run from before --select has none of it).
+    check_run_folder(args.output, "facerec-train", args.flags, holds_results=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    """facerec-train with the flags of facerec.cli.train.build_parser, checked by ``check`` (``args.argv``: the
+    command line, for the log); the exit code."""
+    output, resume = Path(args.output), args.resume_path
     info = init_distributed()
     device = resolve_device(args.device, info)
     # A bad --init fails before the output folder is made; its weights do not depend on --seed.
@@ -183,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
     # One process writes into OUT: a second one refuses instead of mixing files.
     with run_lock(output, "facerec-train"):
         _check_new_output(output, resuming=args.resume is not None)
+        mark_run_folder(output, "facerec-train", args.flags)
         return _train(args, output, resume, info, device, init)
 
 

@@ -50,6 +50,8 @@ def load_bin_sets(paths: list[Path], image_size: int = 112) -> list[Verification
     sets = []
     for path in paths:
         images, issame = load_bin(path, image_size=image_size)
+        if len(issame) < 10:  # eval_protocols.verification's 10 folds; said here, where the file is known
+            raise FaceRecError(f"{path}: expected at least 10 pairs for 10-fold verification, got {len(issame)}")
         unique, index = _distinct_images(images)
         sets.append(VerificationSet(path.stem, unique, np.asarray(issame, bool), index))
     return sets

@@ -23,14 +23,15 @@ class ClassificationOptions:
         "scikit-learn's bundled set"))
     data_root: str | None = field(default=None, metadata=_flag("folder holding the dataset files"))
     val_fraction: float = field(default=0.1, metadata=_flag(
-        "held-out stratified share of the training set the trials are ranked on"))
+        "held-out stratified share of the training set the trials are ranked on", minimum=0, maximum=0.99))
     rank_on: str = field(default="val", metadata=_flag(
         "rank trials on the validation split, or on test as the paper did", choices=("val", "test")))
     batch_size: int = field(default=64, metadata=_flag("batch of a trial's training", positive=True))
     reference_schedule: bool = field(default=False, metadata=_flag(
         "step the cosine schedule before each epoch like the reference code (ARCHITECTURE §3)"))
     threads: int | None = field(default=None, metadata=_flag(
-        "CPU threads per trial (default 1 on a CPU: tiny trials gain nothing from more)", positive=True))
+        "CPU threads per trial (default 1 on a CPU: tiny trials gain nothing from more)", positive=True,
+        maximum="cpus"))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from nas_core.genotype import Genotype
 from nas_core.io import atomic_write_json, read_json_object
 from nas_core.journal import Journal
 from nas_core.rank_fidelity import RankingStudy, StudyPlan, Trainer
+from nas_core.run_folder import mark_run_folder
 from nas_core.runlog import log_to, progress_bar
 from nas_core.settings import ParallelOptions, SearchSettings, settings_for
 from nas_core.train import cpu_threads, resolve_device
@@ -62,15 +63,19 @@ def _executor(where: ParallelOptions, device: str, on_result):
 
 
 def rank_study(out: str | Path, options: ClassificationOptions, study: RankingStudyOptions, *, size: str,
-               overrides: dict[str, Any], where: ParallelOptions, device: str = "auto", progress: bool = True) -> int:
+               overrides: dict[str, Any], where: ParallelOptions, device: str = "auto", progress: bool = True,
+               folder: tuple[str, dict] | None = None) -> int:
     """nas-study ranking: Spearman ρ of static and of dynamic epochs against a longer-trained reference
-    (OUT/ranking.json; nas_core.baselines.ranking_study)."""
+    (OUT/ranking.json; nas_core.baselines.ranking_study). ``folder``: OUT's kind and defining flags
+    (nas_core.run_folder), recorded in OUT."""
     settings = settings_for(size, **overrides)
     static = study.static_epochs or settings.e_min
     reference = study.reference_epochs or 4 * settings.e_min
     candidates = schedule_candidates(settings, study.depth_steps, study.width_steps)
     out = Path(out)
     with log_to(out / "study.log") as log, cpu_threads(device, options.threads):
+        if folder is not None:
+            mark_run_folder(out, *folder)
         log.info(f"ranking study on {options.dataset}: {len(candidates)} candidates, static {static} epochs, "
                  f"reference {reference} epochs")
         trials = RankingStudy(out, StudyPlan(candidates, [static], reference, seed=settings.seed))
@@ -85,7 +90,8 @@ def rank_study(out: str | Path, options: ClassificationOptions, study: RankingSt
 
 
 def random_study(out: str | Path, run: str | Path, options: RandomStudyOptions, data: dict[str, Any], *, seed: int,
-                 where: ParallelOptions, device: str = "auto", progress: bool = True) -> int:
+                 where: ParallelOptions, device: str = "auto", progress: bool = True,
+                 folder: tuple[str, dict] | None = None) -> int:
     """nas-study random: the found genotype and random ones of the search's space, trained alike; RI of the found
     one (OUT/random.json). ``data``: the ClassificationOptions given (None: the run's)."""
     finished = _read_run(Path(run))  # fail before OUT is made
@@ -101,6 +107,8 @@ def random_study(out: str | Path, run: str | Path, options: RandomStudyOptions, 
             "val_fraction": config.get("val_fraction", 0.1), "rank_on": config.get("rank_on", "val")}
     out = Path(out)
     with log_to(out / "study.log") as log, cpu_threads(device, data["threads"]):
+        if folder is not None:
+            mark_run_folder(out, *folder)
         log.info(f"random baseline: found {found.key()} vs {count} random networks, {epochs} epochs each "
                  f"({'explicit' if options.samples else options.budget} budget), dataset {data['dataset']}")
         randoms = sample_genotypes(settings, count, seed=seed)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nas_core.errors import NasError, run_cli
+from nas_core.command import CommandParser, run_command
+from nas_core.errors import NasError
 from nas_core.io import output_file
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="nas-report",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -36,8 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: _report(args), hold_native_output=True)
+    return run_command(build_parser(), argv, _report, hold_native_output=True)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -11,6 +11,8 @@ and with a deployment budget (--max-params / --max-mflops / --max-latency-ms) RU
 every candidate checked, measured once (a resume, a replay and --parallel decide from them).
 A replay journals the trials it replays too, so `nas-report RUN` works on it like on a search.
 One process writes into RUN at a time (RUN/.facenas.lock); a second one exits 2 naming it.
+`--resume RUN` continues with the run's own settings: a setting flag given with it must repeat the run's value (else
+exit 2 naming both); --device, --no-progress, --parallel, --executor and --ray-address may change and are logged.
 The run itself is nas_core.search_run.SearchRun over nas_core.classify.task.ClassificationSearch.
 """
 
@@ -20,21 +22,25 @@ import argparse
 import dataclasses
 
 from nas_core.classify.settings import ClassificationOptions
+from nas_core.command import CommandParser, run_command
 from nas_core.config_args import add_dataclass_args, dataclass_from_args
-from nas_core.errors import run_cli
+from nas_core.io import read_json_object
+from nas_core.run_folder import check_run_folder
 from nas_core.settings import (
     RunOptions,
     add_budget_flags,
     add_run_flags,
     add_search_flags,
     budget_overrides,
+    check_resume,
     search_overrides,
+    search_run_flags,
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nas-search", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="nas-search", description=__doc__.split("\n\n")[0],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataclass_args(parser, ClassificationOptions)
     parser.add_argument("--size", choices=("tiny", "mobile"), default="tiny",
                         help="settings preset: tiny (W_max 64) or mobile (W_max 128) (default: tiny)")
@@ -48,8 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: _search(args, argv))
+    return run_command(build_parser(), argv, lambda args: _search(args, argv), check=_check)
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Every flag, before anything is made: the budgets (with --resume too), a resume against its run (a setting
+    flag must repeat the run's value), and a run folder of another kind (nas_core.run_folder)."""
+    budget_overrides(args)
+    if args.resume and not args.replay:
+        saved = read_json_object(f"{args.resume}/settings.json", "the settings.json of a nas-search run")
+        check_run_folder(args.resume, "nas-search", search_run_flags(saved), holds_results=True)
+        args.applied = check_resume(args, saved, args.resume)
+    elif args.output or args.resume:
+        check_run_folder(args.output or args.resume, "nas-search", {}, holds_results=False)
 
 
 def _search(args: argparse.Namespace, argv: list[str] | None) -> int:
@@ -65,6 +82,7 @@ def _search(args: argparse.Namespace, argv: list[str] | None) -> int:
         options = dataclasses.replace(options, parallel=1, estimate=False)
     elif options.resume:
         task = ClassificationSearch.resume(options.resume, device=options.device)
+        task.resume_notes = args.applied
     else:
         task = ClassificationSearch.new(dataclass_from_args(ClassificationOptions, args),
                                         settings_for(args.size, **overrides), size=args.size, device=options.device)
