@@ -36,6 +36,9 @@ class FlagCase:
 RUN_INDEPENDENT = {"--device", "--progress", "--no-progress", "--workers", "--threads", "--parallel", "--executor",
                    "--ray-address", "--max-trials", "--max-trainings", "--checkpoint-every", "--cache", "--no-cache",
                    "--cache-on-device", "--no-cache-on-device"}
+# Not changed on a resume: the run folder itself, and --workers (a case's child is a daemonic process, which
+# cannot start data loader workers: a harness limit, not the command's).
+_NOT_CHANGED = {"--resume", "--output", "--workers"}
 _NAME_CHANGES = {"device": "auto", "head": "arcface", "dataset": "mnist", "arch": "iresnet18", "protocol": "lfw"}
 
 
@@ -73,7 +76,7 @@ def resume_cases(command: str) -> list[FlagCase]:
     run_argv = _run_argv(command)
     found = []
     for option in (o for (c, _), o in options_by_flag().items() if c == command):
-        if option.positional or option.flag in ("--resume", "--output") or option.role.startswith("out_"):
+        if option.positional or option.flag in _NOT_CHANGED or option.role.startswith("out_"):
             continue
         changed = changed_value(option, run_argv)
         if changed is None:

@@ -46,7 +46,7 @@ WARM_MODULES = (
     "torch.utils.tensorboard", "torch._dynamo", "tools.make_fixtures",
 )
 RESUME_TIMEOUT = 30.0  # seconds; a tiny run's resume takes 1 to 3
-_LOCK = ".facenas.lock"  # nas_core/runlock.py: an flock file, no content; taking it writes nothing
+_LOCK = ".facenas.lock"
 
 
 @dataclass
@@ -97,7 +97,8 @@ def prepare(root: str | Path | None = None) -> FlagWorkspace:
 
 
 def snapshot(folder: Path) -> dict[str, tuple]:
-    """path -> (kind, size, mtime, mode) of everything under ``folder`` but the harness and lock files."""
+    """path -> (kind, size, mtime, mode) of everything under ``folder`` but the harness and lock files (a lock is
+    an flock, nas_core/runlock.py: taking it writes nothing)."""
     seen = {}
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if d != HARNESS]
@@ -106,7 +107,11 @@ def snapshot(folder: Path) -> dict[str, tuple]:
             if name == _LOCK:
                 continue
             info = path.lstat()
-            seen[str(path)] = (stat.S_IFMT(info.st_mode), info.st_size, info.st_mtime_ns, stat.S_IMODE(info.st_mode))
+            kind = stat.S_IFMT(info.st_mode)
+            # A folder's own size and time change with a transient entry (a lock taken and dropped, a temporary
+            # file renamed away): its lasting entries are compared one by one instead.
+            changes = (0, 0) if kind == stat.S_IFDIR else (info.st_size, info.st_mtime_ns)
+            seen[str(path)] = (kind, *changes, stat.S_IMODE(info.st_mode))
     return seen
 
 
@@ -234,33 +239,33 @@ def scrub(text: str, ws: FlagWorkspace, folder: Path) -> str:
 
 def judge(case: FlagCase, result, before: dict, ws: FlagWorkspace, folder: Path, value: str) -> tuple[str, str]:
     """(outcome, reason) of a finished child; a failure's reason starts with its cause (``cause: detail``)."""
+    inputs = _written(ws.inputs, _inputs_now(ws), "a shared input")  # after every case, whatever it did
+    if inputs is not None:
+        _refresh_inputs(ws)
     reason = failure_of(result)
     if reason is not None:
-        if "SystemExit" in reason or result.exception and "SystemExit" in result.exception:
-            return "failure", f"argparse exit escaped: {reason}"
         return "failure", reason
     if result.rc == 2:
         problem = judge_flag_error(result.stderr, case, value)
-        if problem is None:
-            problem = _written(before, snapshot(folder), "the case folder") or _written(
-                ws.inputs, {**snapshot(ws.subjects), **snapshot(ws.runs)}, "a shared input")
-            if problem is not None:
-                _refresh_inputs(ws)
+        written = _written(before, snapshot(folder), "the case folder") or inputs
+        if problem is None and written is not None:
+            problem = f"exit 2 but {written}"
         return ("exit2", _error_line(result.stderr)) if problem is None else ("failure", problem)
+    if inputs is not None:
+        return "failure", f"exit 0 but {inputs}"
     if case.valid is False:
         what = "a resume accepted a changed setting" if case.resume else "accepted an invalid value"
         return "failure", f"exit 0: {what} (nothing refused it)"
-    written = _written(ws.inputs, {**snapshot(ws.subjects), **snapshot(ws.runs)}, "a shared input")
-    if written is not None:
-        _refresh_inputs(ws)
-        return "failure", f"exit 0 but {written}"
-    skip = folder / "nothing"
-    problem = check_outputs([folder], skip=Path(value) if value else skip)
+    problem = check_outputs([folder], skip=Path(value) if value else folder / "nothing")
     return ("exit0", "") if problem is None else ("failure", f"exit 0 but {problem}")
 
 
+def _inputs_now(ws: FlagWorkspace) -> dict[str, tuple]:
+    return {**snapshot(ws.subjects), **snapshot(ws.runs)}
+
+
 def _refresh_inputs(ws: FlagWorkspace) -> None:
-    ws.inputs = {**snapshot(ws.subjects), **snapshot(ws.runs)}
+    ws.inputs = _inputs_now(ws)
 
 
 def _error_line(stderr: str) -> str:
@@ -296,8 +301,8 @@ def _written(before: dict, after: dict, where: str) -> str | None:
     """What changed between two snapshots, as ``cause: detail``; None when nothing did."""
     created = sorted(set(after) - set(before))
     if created:
-        return f"wrote in {where} while failing: created {created[0]}"
+        return f"wrote in {where}: created {created[0]}"
     changed = sorted(p for p in before if p not in after or after[p] != before[p])
     if changed:
-        return f"wrote in {where} while failing: changed or removed {changed[0]}"
+        return f"wrote in {where}: changed or removed {changed[0]}"
     return None
