@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,8 +232,11 @@ def _typed(case: FlagCase, value: str) -> str:
 
 
 def scrub(text: str, ws: FlagWorkspace, folder: Path) -> str:
-    """Machine paths as placeholders: <case> (the case folder), <subjects>, <runs>, <workspace>."""
-    for path, name in ((folder, "<case>"), (ws.subjects, "<subjects>"), (ws.runs, "<runs>"), (ws.root, "<workspace>")):
+    """Machine paths as placeholders: <case> (the case folder), <subjects>, <runs>, <workspace>, <repo>, <python>
+    (a warning's source file)."""
+    places = ((folder, "<case>"), (ws.subjects, "<subjects>"), (ws.runs, "<runs>"), (ws.root, "<workspace>"),
+              (flag_values.ROOT, "<repo>"), (sys.prefix, "<python>"), (sys.base_prefix, "<python>"))
+    for path, name in places:
         text = text.replace(str(path), name)
     return text
 
