@@ -57,6 +57,12 @@ def test_roles_follow_the_declarations():
     assert roles[("facerec-verify", "a")] == "in_file"
 
 
+def test_a_switch_is_named_by_either_spelling():
+    case = FlagCase("facerec-train", "--no-cache", "resume-changed", "--no-cache", resume=True)
+    stderr = "error: run/last.pt: expected --cache True as in the run it resumes, got False\n"
+    assert flag_sweep.judge_flag_error(stderr, case, "--no-cache") is None
+
+
 def test_every_resumable_command_is_resumed_with_its_flags_changed():
     resumes = [case for case in flag_cases.cases() if case.resume]
     for command in RESUMES:

@@ -33,7 +33,8 @@ class Base:
     positionals: dict[str, str] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     copies: dict[str, str] = field(default_factory=dict)  # name in the case folder -> source
-    timeout: float = 10.0  # every base runs in under 3 s on one busy core; a hang is one past this
+    # Every base runs in under 3 s on a busy core; the deadline leaves ten times that for a loaded machine.
+    timeout: float = 30.0
 
 
 BASES: dict[str, Base] = {
@@ -45,14 +46,14 @@ BASES: dict[str, Base] = {
     "nas-study ranking": Base(flags=[*_DIGITS[:8], "--e-min", "1", "--depth-steps", "1", "--width-steps", "1",
                                      "--static-epochs", "1", "--reference-epochs", "1", "--device", "cpu",
                                      "--threads", "1", "--no-progress", "--output", "study"]),
-    "facerec-search": Base(flags=[*_FACES, "--max-trials", "1", "--data", "{S}/pack", "--output", "run"], timeout=20),
-    "facerec-train": Base(flags=[*_TRAIN, "--output", "out"], timeout=20),
+    "facerec-search": Base(flags=[*_FACES, "--max-trials", "1", "--data", "{S}/pack", "--output", "run"], timeout=60),
+    "facerec-train": Base(flags=[*_TRAIN, "--output", "out"], timeout=60),
     "facerec-export": Base(flags=["--checkpoint", "{S}/train/model.pt", "--output", "model.onnx", "--repeats", "1",
-                                  "--device", "cpu", "--no-progress"], timeout=20),
+                                  "--device", "cpu", "--no-progress"], timeout=60),
     "facerec-eval": Base(flags=["--model", _FAST_ONNX, "--data", "{S}/bins", "--protocol", "lfw", "--output",
                                 "result.json", "--device", "cpu", "--no-progress"]),
     "facerec-data align": Base({"photos": "{S}/faces/0", "out": "aligned"}, ["--workers", "1", "--no-progress"],
-                               timeout=20),
+                               timeout=60),
     "facerec-data pack": Base({"image_folder": "{S}/faces", "out": "pack"}, ["--no-progress"]),
     "facerec-data unpack": Base({"pack": "{S}/pack", "out": "faces"}, ["--no-progress"]),
     "facerec-data make-bin": Base({"image_folder": "{S}/faces", "out": "pairs.bin"}, ["--pairs", "4",
@@ -62,7 +63,7 @@ BASES: dict[str, Base] = {
     "facerec-data cache": Base({"pack": "pack"}, ["--workers", "1", "--no-progress"], copies={"pack": "{S}/pack"}),
     "facerec-data index": Base({"rec": "{S}/pack/train.rec", "idx": "train.idx"}),
     "facerec-import": Base(flags=["--format", "arcface_torch", "--arch", "iresnet18", "--weights",
-                                  "{S}/weights/backbone.pth", "--output", "model.pt"], timeout=20),
+                                  "{S}/weights/backbone.pth", "--output", "model.pt"], timeout=60),
     "facerec-embed": Base(flags=["--model", _FAST_ONNX, "--images", "{S}/faces", "--output", "faces.npz",
                                  "--device", "cpu", "--no-progress"]),
     "facerec-gallery enroll": Base({"gallery": "gallery", "photos": "{S}/faces"},
@@ -73,9 +74,9 @@ BASES: dict[str, Base] = {
     "facerec-gallery list": Base({"gallery": "{R}/gallery"}, ["--json"]),
     "facerec-verify": Base({"a": "{S}/faces/0/1.jpg", "b": "{S}/faces/0/2.jpg"},
                            ["--model", _FAST_ONNX, "--no-detect", "--threshold", "0.5", "--device", "cpu"]),
-    "nas-report": Base({"run": "run"}, ["--output", "report.html"], copies={"run": "{S}/digits-run"}, timeout=20),
-    "facerec-report": Base({"folder": "{S}/train"}, ["--output", "report.html"], timeout=20),
-    "facerec-study ranking": Base(flags=["--data", "{S}/pack", *_STUDY, "--output", "study"], timeout=30),
+    "nas-report": Base({"run": "run"}, ["--output", "report.html"], copies={"run": "{S}/digits-run"}, timeout=60),
+    "facerec-report": Base({"folder": "{S}/train"}, ["--output", "report.html"], timeout=60),
+    "facerec-study ranking": Base(flags=["--data", "{S}/pack", *_STUDY, "--output", "study"], timeout=90),
 }
 
 # The commands that resume, with the run they resume (under {R} unless a subject) and the command line that

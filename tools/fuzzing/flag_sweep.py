@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import sys
 import tempfile
@@ -46,7 +47,7 @@ WARM_MODULES = (
     "nas_core.report", "facerec.report", "onnxruntime", "onnx", "sklearn.metrics", "matplotlib.pyplot",
     "torch.utils.tensorboard", "torch._dynamo", "tools.make_fixtures",
 )
-RESUME_TIMEOUT = 30.0  # seconds; a tiny run's resume takes 1 to 3
+RESUME_TIMEOUT = 90.0  # seconds; a tiny run's resume takes 1 to 5 on a busy core
 _LOCK = ".facenas.lock"
 
 
@@ -146,8 +147,6 @@ def materialize(case: FlagCase, folder: Path, source: str | None) -> str:
 
 
 def _copy_or_make(source: Path | None, path: Path, folder: bool) -> None:
-    import shutil
-
     if source is not None and source.is_dir():
         shutil.copytree(source, path, symlinks=True)
     elif source is not None and source.is_file():
@@ -218,10 +217,10 @@ def run_case(ws: FlagWorkspace, case: FlagCase, index: int, keep: bool = False) 
                        folder / HARNESS, timeout=RESUME_TIMEOUT if case.resume else base.timeout,
                        drop_dac=case.made in ("unreadable", "unreadable_folder"))
     outcome, reason = judge(case, result, before, ws, folder, value)
-    verdict = FlagVerdict(case, outcome, scrub(reason, ws, folder), scrub(_typed(case, value), ws, folder), result.seconds, result.rc,
-                          {"argv": [scrub(a, ws, folder) for a in argv],
-                           "stderr_tail": scrub(result.stderr[-1500:], ws, folder),
-                           "exception": scrub(result.exception or "", ws, folder) or None})
+    detail = {"argv": [scrub(a, ws, folder) for a in argv], "stderr_tail": scrub(result.stderr[-1500:], ws, folder),
+              "exception": scrub(result.exception or "", ws, folder) or None}
+    verdict = FlagVerdict(case, outcome, scrub(reason, ws, folder), scrub(_typed(case, value), ws, folder),
+                          result.seconds, result.rc, detail)
     if not (keep and outcome == "failure"):
         remove_case(folder)
     return verdict
@@ -289,8 +288,10 @@ def judge_flag_error(stderr: str, case: FlagCase, value: str) -> str | None:
     if len(errors) != 1 or len(lines) != 1:
         other = next((line for line in lines if not line.startswith("error:")), "")
         return f"{len(lines)} lines on stderr, {len(errors)} 'error:' lines: {other[:160]!r}"
-    option = options_by_flag().get((case.command, case.flag))
-    if option is None or not option.positional:
+    option = options_by_flag().get((case.command, case.flag)) or _switch_option(case.command, case.flag)
+    if option.role == "switch":  # either spelling names it (--no-cache: "expected --cache True")
+        names = list(option.switch_flags)
+    elif not option.positional:
         names = [case.flag]
     else:  # a positional is named by the path given (its own name only when that is empty: "pack", "photos")
         names = [value] if value else [option.dest] if len(option.dest) > 1 else []
