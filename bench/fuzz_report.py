@@ -8,6 +8,15 @@ Per kind: cases, exit 0 (a correct, complete result), exit 2 (one `error:` line 
 failures (a traceback, a hang, another exit code, a wrong or half-written output), of which known (listed in
 tools/fuzzing/known.py: in code this work may not change). Each failure is printed with its mutation.
 Exits 1 on any failure (with --allow-known: on any failure not known).
+
+    python bench/fuzz_report.py --flags                  # the flag fuzzer: every option of every command
+    python bench/fuzz_report.py --flags --commands facerec-train,nas-search --sample 5 --seed 2
+    python bench/fuzz_report.py --flags --from-json bench/results/flag_fuzz.json   # print the saved table
+
+--flags gives every option of every console script each hostile value its declaration calls for and resumes
+each resumable command with each flag changed (tools/fuzzing/flag_sweep.py); it prints the count of cases, kinds
+of value and failures, each failure (command, flag, value, what happened), and with --json writes the document
+(bench/results/flag_fuzz.json is the full run's).
 """
 
 from __future__ import annotations
@@ -44,11 +53,21 @@ def _parser() -> argparse.ArgumentParser:
         "--keep", action="store_true", help="keep the folders of failing cases (and the workdir)"
     )
     parser.add_argument("--allow-known", action="store_true", help="exit 0 when every failure is a known one")
+    flags = parser.add_argument_group("the flag fuzzer")
+    flags.add_argument("--flags", action="store_true", help="run the flag fuzzer instead of the file fuzzer")
+    flags.add_argument("--commands", default=None, help="comma-separated commands, e.g. 'facerec-data pack' "
+                       "(default: all)")
+    flags.add_argument("--sample", type=int, default=None, metavar="K",
+                       help="K cases per command (resumes apart), drawn with --seed (default: every case)")
+    flags.add_argument("--json", default=None, metavar="FILE", help="write the result document here")
+    flags.add_argument("--from-json", default=None, metavar="FILE", help="print the table of a saved document")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.flags or args.from_json:
+        return _flags(args, argv)
     kinds = args.kinds.split(",") if args.kinds else None
     needs_traces = kinds is None or "trace" in kinds
     traces = shared_data("seed_traces", args.seed_traces, "--seed-traces") if needs_traces else None
@@ -94,6 +113,43 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep and failures:
         print(f"failing cases kept under {workspace.root / 'cases'}")
     return 1 if (unknown if args.allow_known else failures) else 0
+
+
+def _flags(args: argparse.Namespace, argv: list[str] | None) -> int:
+    import json
+    from datetime import date
+
+    from tools.fuzzing import flag_cases, flag_results, flag_sweep
+
+    if args.from_json:
+        doc = json.loads(Path(args.from_json).read_text())
+        print(f"{doc['command']} ({doc['date']}, {doc['seconds']} s)\n")
+        print(flag_results.table(doc))
+        return 0
+    started = time.perf_counter()
+    workspace = flag_sweep.prepare(args.workdir)
+    commands = args.commands.split(",") if args.commands else None
+    cases = flag_cases.cases(commands)
+    if args.sample is not None:
+        cases = flag_cases.sample(cases, args.sample, args.seed)
+    verdicts = []
+    try:
+        for index, case in enumerate(cases):
+            verdicts.append(flag_sweep.run_case(workspace, case, index, keep=args.keep))
+            if verdicts[-1].outcome == "failure":
+                print(flag_results.failure_lines({"failures": [flag_results.failure_entry(verdicts[-1])]})[0],
+                      file=sys.stderr, flush=True)
+    finally:
+        if not args.keep and args.workdir is None:
+            shutil.rmtree(workspace.root, ignore_errors=True)
+    command = "python bench/fuzz_report.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    doc = flag_results.document(verdicts, command=command.strip(), date=date.today().isoformat(),
+                                seconds=time.perf_counter() - started)
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"{doc['command']}\n")
+    print(flag_results.table(doc))
+    return 1 if doc["failures"] else 0
 
 
 if __name__ == "__main__":
