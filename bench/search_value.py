@@ -359,7 +359,7 @@ def pareto_plot(result: dict, path: Path) -> None:
             shown.add(kind)
         if kind == "found" and len(rows) > 1:
             ax.plot([r["latency_ms"] for r in rows], [r["accuracy"] for r in rows], color=colour, alpha=0.5)
-    for name, ms in result["budgets_ms"].items():
+    for ms in result["budgets_ms"].values():
         ax.axvline(ms, color="0.8", linestyle=":", zorder=0)
     ax.set_xscale("log")
     ax.set_xlabel("CPU latency, ms (onnxruntime, batch 1, 1 thread; log scale)")
