@@ -41,7 +41,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
-from tools.shared_data import shared_data  # noqa: E402  (tools/ is a folder of scripts)
+from tools.lfw_demo import split_sets  # noqa: E402  (tools/ is a folder of scripts)
+from tools.shared_data import shared_data  # noqa: E402
 
 EMBEDDING = 128  # for every net
 # One recipe for every net (bench/recipe_study.py chose it on held-out training people).
@@ -113,26 +114,6 @@ def cost(model, repeats: int = 20) -> dict:
 SETS = ("lfw_train", "pins", "celeba")  # the pack's people: lfw_train and raw_faces aligned (bench/align_report.py)
 UNSEEN_FRACTION = 0.2
 UNSEEN_PAIRS = 12_000  # one point of accuracy is > 3 standard errors (sqrt(0.85 * 0.15 / 12,000) = 0.33 points)
-
-
-def split_sets(sources: dict[str, Path], work: Path, unseen_fraction: float, seed: int) -> tuple[list, list]:
-    """Seeded people-disjoint split of every person of every set into (training, unseen) people, symlinked as
-    WORK/train_images/<set>-<person> and WORK/unseen_images/<set>-<person> (sets are separate label spaces)."""
-    import numpy as np
-
-    from facerec.data.images import read_image_folder
-
-    names = [(f"{name}-{person}", folder / person) for name, folder in sources.items()
-             for person, _ in read_image_folder(folder)]
-    order = np.random.default_rng(seed).permutation(len(names))
-    count = round(unseen_fraction * len(names))
-    unseen = sorted(names[i] for i in order[:count])
-    train = sorted(names[i] for i in order[count:])
-    for folder, chosen in (("train_images", train), ("unseen_images", unseen)):
-        (work / folder).mkdir(parents=True)
-        for name, path in chosen:
-            (work / folder / name).symlink_to(path.resolve())
-    return [n for n, _ in train], [n for n, _ in unseen]
 
 
 def _prepare(args, work: Path, journal: Journal) -> None:

@@ -49,18 +49,26 @@ TRAIN_FLAGS = ["--epochs", "5", "--holdout-ids", "0", "--workers", "0"]
 def split_people(source: Path, work: Path, unseen_fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """Seeded split of the identity folders of ``source`` into (training, unseen) people, symlinked as
     WORK/train_images/<name> and WORK/unseen_images/<name>."""
+    return split_sets({"": source}, work, unseen_fraction, seed)
+
+
+def split_sets(sources: dict[str, Path], work: Path, unseen_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Seeded people-disjoint split of every person of every set into (training, unseen) people, symlinked as
+    WORK/train_images/<set>-<person> and WORK/unseen_images/<set>-<person> (sets are separate label spaces; a
+    set named "" adds no prefix)."""
     from facerec.data.images import read_image_folder
 
-    names = [name for name, _ in read_image_folder(source)]
+    names = [(f"{name}-{person}" if name else person, folder / person) for name, folder in sources.items()
+             for person, _ in read_image_folder(folder)]
     order = np.random.default_rng(seed).permutation(len(names))
     count = round(unseen_fraction * len(names))
     unseen = sorted(names[i] for i in order[:count])
     train = sorted(names[i] for i in order[count:])
     for folder, chosen in (("train_images", train), ("unseen_images", unseen)):
         (work / folder).mkdir(parents=True)
-        for name in chosen:
-            (work / folder / name).symlink_to((source / name).resolve())
-    return train, unseen
+        for name, path in chosen:
+            (work / folder / name).symlink_to(path.resolve())
+    return [n for n, _ in train], [n for n, _ in unseen]
 
 
 def _load() -> str:
